@@ -1,0 +1,88 @@
+"""ChimeraX session service: the application factory."""
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+from flask import Flask
+
+from .services.launcher import Launcher, LocalLauncher
+from .services.locate import Executable, find_chimerax
+from .services.sessions import SessionService, parse_port_range
+from .services.sweeper import Sweeper, SweeperSchedule
+from .store import Store
+
+log = logging.getLogger("cxs")
+
+
+@dataclass
+class Runtime:
+    """What the app builds once and every request shares."""
+    config: dict
+    executable: Executable
+    launcher: Launcher
+    schedule: SweeperSchedule = None
+
+    def new_store(self):
+        return Store(self.config["DATABASE_PATH"])
+
+    def make_sweeper(self):
+        store = self.new_store()
+        service = SessionService(store, self.launcher, self.config, store_factory=self.new_store)
+        return Sweeper(service, self.config), store.close
+
+    def start_sweeper(self):
+        """Called in each gunicorn worker after fork (gunicorn.conf.py); one of them leads."""
+        if self.schedule is None and self.config["SWEEPER_ENABLED"]:
+            self.schedule = SweeperSchedule(self.make_sweeper, self.config)
+            self.schedule.start()
+        return self.schedule
+
+
+def _configure_logging(level):
+    root = logging.getLogger("cxs")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+    root.setLevel(level)
+
+
+def create_app(config=None, config_name=None):
+    """Build the app. `config` is a mapping of overrides (tests pass one)."""
+    import config as config_module
+    app = Flask(__name__)
+    app.config.from_object(config_module.config_class(config_name))
+    if config:
+        app.config.update(config)
+    _configure_logging(app.config["LOG_LEVEL"])
+    parse_port_range(app.config["CHIMERAX_PORT_RANGE"])   # fail at start, not at first create
+
+    os.makedirs(app.config["WORKSPACE_ROOT"], mode=0o700, exist_ok=True)
+    store = Store(app.config["DATABASE_PATH"])
+    store.init_schema()
+    store.close()
+
+    executable = find_chimerax(app.config["CHIMERAX_PATH"])
+    if executable is None:
+        log.warning("no ChimeraX executable found: sessions cannot start "
+                    "(set CHIMERAX_PATH or run `make chimerax`)")
+    else:
+        log.info("ChimeraX: %s (%s)", executable.path, executable.kind)
+    launcher = LocalLauncher(executable.path if executable else None,
+                             offscreen=app.config["CHIMERAX_OFFSCREEN"])
+    app.extensions["chimerax_sessions"] = Runtime(app.config, executable, launcher)
+
+    from . import cli, context
+    from .middleware import auth, errors, request_log
+    from .routes import health, sessions
+    context.init_app(app)
+    request_log.init_app(app)
+    auth.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(sessions.bp)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,17 @@
+"""Liveness for load balancers and operators: no auth, no secrets."""
+from ..context import get_store, runtime
+from ..store import StoreUnavailable
+
+
+def health():
+    checks = {}
+    try:
+        get_store().ping()
+        checks["store"] = "ok"
+    except StoreUnavailable:
+        checks["store"] = "unavailable"
+    executable = runtime().executable
+    checks["chimerax"] = {"found": executable is not None,
+                          "kind": executable.kind if executable else None}
+    healthy = checks["store"] == "ok" and executable is not None
+    return {"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503

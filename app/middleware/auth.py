@@ -1,0 +1,65 @@
+"""Header authentication in a before_request hook.
+
+`Authorization: Bearer <token>` or `X-API-Key: <token>`; or, only when the
+peer is a configured trusted proxy (nginx), `X-Remote-User` as set by it.
+Routes marked @public (health) skip it; unroutable requests skip it too so
+they get their plain 404/405.
+"""
+from flask import current_app, g, request
+
+from ..context import get_token_service
+from ..store import Principal
+from .errors import ApiError
+
+_PUBLIC = set()
+
+
+def public(view):
+    _PUBLIC.add(view.__module__ + "." + view.__name__)
+    return view
+
+
+def _presented_token():
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "use 'Authorization: Bearer <token>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+        return token.strip()
+    return request.headers.get("X-API-Key", "").strip() or None
+
+
+def _proxy_principal():
+    proxies = current_app.config["TRUSTED_PROXIES"]
+    if not proxies or request.remote_addr not in proxies:
+        return None
+    user = request.headers.get("X-Remote-User", "").strip()
+    if not user or len(user) > 64:
+        return None
+    role = "admin" if user in current_app.config["ADMIN_USERS"] else "user"
+    return Principal(user, role)
+
+
+def authenticate():
+    g.principal = None
+    if request.routing_exception is not None or request.endpoint is None:
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    if view is not None and view.__module__ + "." + view.__name__ in _PUBLIC:
+        return
+    principal = _proxy_principal()
+    if principal is None:
+        token = _presented_token()
+        if token is None:
+            raise ApiError(401, "unauthorized", "credentials required",
+                           headers={"WWW-Authenticate": "Bearer"})
+        principal = get_token_service().authenticate(token)
+        if principal is None:
+            raise ApiError(401, "unauthorized", "invalid or revoked token",
+                           headers={"WWW-Authenticate": "Bearer"})
+    g.principal = principal
+
+
+def init_app(app):
+    app.before_request(authenticate)

@@ -1,0 +1,13 @@
+"""URL map for /api/sessions: each route names its controller, nothing more."""
+from flask import Blueprint
+
+from ..controllers import sessions as c
+
+bp = Blueprint("sessions", __name__, url_prefix="/api/sessions")
+
+bp.add_url_rule("", "create", c.create_session, methods=["POST"])
+bp.add_url_rule("", "list", c.list_sessions, methods=["GET"])
+bp.add_url_rule("/<session_id>", "get", c.get_session, methods=["GET"])
+bp.add_url_rule("/<session_id>", "delete", c.delete_session, methods=["DELETE"])
+bp.add_url_rule("/<session_id>/heartbeat", "heartbeat", c.heartbeat, methods=["PUT"])
+bp.add_url_rule("/<session_id>/commands", "commands", c.run_command, methods=["POST"])

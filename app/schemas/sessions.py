@@ -1,0 +1,99 @@
+"""marshmallow schemas: what the API accepts and what it returns."""
+from datetime import datetime, timezone
+
+from flask import current_app
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from ..store import STATUSES
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only: "yes", 1 or "false" are type errors, not guesses."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise ValidationError("Not a valid boolean (use true or false).")
+        return value
+
+
+class Timestamp(fields.Field):
+    """Epoch seconds in the store, ISO 8601 UTC on the wire."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return datetime.fromtimestamp(value, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+class SessionCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    label = fields.String(validate=validate.Length(max=100), allow_none=True)
+    idle_timeout = fields.Integer(strict=True)
+    wait = StrictBoolean(load_default=True)
+
+    @validates("idle_timeout")
+    def _idle_timeout_in_bounds(self, value, **kwargs):
+        low = current_app.config["SESSION_IDLE_TIMEOUT_MIN"]
+        high = current_app.config["SESSION_IDLE_TIMEOUT_MAX"]
+        if not low <= value <= high:
+            raise ValidationError("Must be between %d and %d seconds." % (low, high))
+
+
+class SessionListQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    user = fields.String(validate=validate.Length(min=1, max=64))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class CommandSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    command = fields.String(required=True)
+
+    @validates("command")
+    def _command_text(self, value, **kwargs):
+        if not value.strip():
+            raise ValidationError("Must not be blank.")
+        if len(value) > current_app.config["MAX_COMMAND_LENGTH"]:
+            raise ValidationError("Longer than %d characters." % current_app.config["MAX_COMMAND_LENGTH"])
+        if "\x00" in value:
+            raise ValidationError("Must not contain NUL characters.")
+
+
+class SessionSchema(Schema):
+    id = fields.String()
+    user = fields.String()
+    label = fields.String(allow_none=True)
+    status = fields.String()
+    idle_timeout = fields.Integer()
+    created_at = Timestamp()
+    last_activity = Timestamp()
+    expires_at = Timestamp()
+    ended_at = Timestamp()
+    end_reason = fields.String(allow_none=True)
+
+
+class AdminSessionSchema(SessionSchema):
+    pid = fields.Integer(allow_none=True)
+    port = fields.Integer(allow_none=True)
+    memory_mb = fields.Float(allow_none=True)
+
+
+class HeartbeatSchema(Schema):
+    id = fields.String()
+    last_activity = Timestamp()
+    expires_at = Timestamp()
+
+
+class CommandResultSchema(Schema):
+    ok = fields.Boolean()
+    command = fields.String()
+    log = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    json_values = fields.List(fields.Raw())
+    error = fields.Dict(allow_none=True)
+    duration_ms = fields.Float()

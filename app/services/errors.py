@@ -1,0 +1,51 @@
+"""Domain errors. Each carries a stable `code`; the HTTP layer maps codes to statuses."""
+
+
+class ServiceError(Exception):
+    code = "error"
+
+    def __init__(self, message, retry_after=None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"
+
+
+class NotActive(ServiceError):
+    code = "session_not_active"
+
+
+class UserLimit(ServiceError):
+    code = "user_session_limit"
+
+
+class Capacity(ServiceError):
+    code = "capacity_exhausted"
+
+
+class ChimeraXUnavailable(ServiceError):
+    """No ChimeraX executable, or the store is unreachable: try again later."""
+    code = "chimerax_unavailable"
+
+
+class StartupFailed(ServiceError):
+    code = "startup_failed"
+
+
+class ChimeraXDied(ServiceError):
+    code = "chimerax_died"
+
+
+class CommandTimeout(ServiceError):
+    code = "command_timeout"
+
+
+class StoreDown(ServiceError):
+    code = "store_unavailable"

@@ -1,0 +1,216 @@
+"""Session lifecycle: starting -> active -> terminating -> terminated | failed.
+
+Every status change is a compare-and-set in the store, so concurrent deletes,
+sweeps and start-ups from several workers settle on exactly one outcome, and
+whoever loses a transition cleans up what it alone created.
+"""
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+
+from ..store import (ACTIVE, FAILED, STARTING, TERMINATED, TERMINATING,
+                     LimitReached, SessionRecord, StoreUnavailable)
+from . import chimerax_client
+from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, Forbidden, NotActive,
+                     NotFound, StartupFailed, StoreDown, UserLimit)
+
+log = logging.getLogger("cxs.sessions")
+
+FAILED_REASONS = {"crashed", "unhealthy", "startup_failed"}
+
+
+def parse_port_range(text):
+    """"6100-6199" -> range; "0" -> None (ChimeraX picks and announces the port)."""
+    text = str(text).strip()
+    if text in ("", "0"):
+        return None
+    low, _, high = text.partition("-")
+    low, high = int(low), int(high or low)
+    if not (1024 <= low <= high <= 65535):
+        raise ValueError("CHIMERAX_PORT_RANGE must be 0 or LOW-HIGH within 1024-65535")
+    return range(low, high + 1)
+
+
+def port_is_free(port, host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class SessionService:
+    def __init__(self, store, launcher, settings, store_factory=None):
+        self.store = store
+        self.launcher = launcher
+        self.settings = settings        # a mapping: the app's config
+        self.store_factory = store_factory
+
+    # Lookups
+
+    def get_for(self, principal, session_id):
+        """The session if `principal` may see it: 404 unknown, 403 someone else's."""
+        record = self._store_call(self.store.get_session, session_id)
+        if record is None:
+            raise NotFound("no session %s" % session_id)
+        if record.user != principal.user and not principal.is_admin:
+            raise Forbidden("session %s belongs to another user" % session_id)
+        return record
+
+    def list_for(self, principal, user=None, status=None):
+        if not principal.is_admin:
+            if user not in (None, principal.user):
+                raise Forbidden("only admins may list other users' sessions")
+            user = principal.user
+        return self._store_call(self.store.list_sessions, user=user, status=status)
+
+    # Creation
+
+    def create(self, principal, label=None, idle_timeout=None, wait=True):
+        executable = getattr(self.launcher, "executable", True)
+        if not executable:
+            raise ChimeraXUnavailable("no ChimeraX executable was found on this host", retry_after=60)
+        now = time.time()
+        session_id = str(uuid.uuid4())
+        record = SessionRecord(
+            id=session_id, user=principal.user, label=label, status=STARTING,
+            created_at=now, last_activity=now,
+            idle_timeout=idle_timeout or self.settings["SESSION_IDLE_TIMEOUT"],
+            max_lifetime=self.settings["SESSION_MAX_LIFETIME"],
+            workspace=os.path.join(self.settings["WORKSPACE_ROOT"], session_id))
+        try:
+            self.store.insert_session(
+                record, self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
+                ports=parse_port_range(self.settings["CHIMERAX_PORT_RANGE"]),
+                port_is_free=port_is_free)
+        except LimitReached as err:
+            if err.scope == "user":
+                raise UserLimit("you already have %d live sessions (the limit)" % err.limit,
+                                retry_after=30) from err
+            raise Capacity("the service is at capacity; try again later", retry_after=30) from err
+        except StoreUnavailable as err:
+            raise StoreDown("the session store is unavailable", retry_after=5) from err
+        log.info("session %s created for %s (label=%r)", session_id, principal.user, label)
+        if wait:
+            self._start(record, self.store)
+            return self.store.get_session(session_id)
+        threading.Thread(target=self._start_in_background, args=(record,),
+                         name="start-%s" % session_id[:8], daemon=True).start()
+        return record
+
+    def _start_in_background(self, record):
+        store = self.store_factory()
+        try:
+            self._start(record, store)
+        except StartupFailed:
+            pass        # already logged and recorded as failed
+        except Exception:
+            log.exception("session %s: background start-up crashed", record.id)
+        finally:
+            store.close()
+
+    def _start(self, record, store):
+        state = {}
+        try:
+            os.makedirs(record.workspace, mode=0o700, exist_ok=False)
+            state = self.launcher.start(record.id, record.workspace, record.port)
+            if not store.transition(record.id, [STARTING], STARTING, process=state):
+                raise _Cancelled()
+            state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
+            if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state["port"],
+                                    last_activity=time.time()):
+                raise _Cancelled()
+            log.info("session %s active: pid %s port %s", record.id, state.get("pid"), state["port"])
+        except _Cancelled:
+            # Deleted while starting: whoever deleted it could not see this process yet.
+            log.info("session %s was ended during start-up; stopping its process", record.id)
+            self._discard(record, state)
+        except Exception as err:
+            log.warning("session %s failed to start: %s", record.id, err)
+            self._discard(record, state)
+            # Only from STARTING: a concurrent delete owns a TERMINATING session.
+            store.transition(record.id, [STARTING], FAILED,
+                             ended_at=time.time(), end_reason="startup_failed")
+            if isinstance(err, StartupFailed):
+                raise
+            raise StartupFailed("ChimeraX could not be started") from err
+
+    def _discard(self, record, state):
+        if state:
+            self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
+        shutil.rmtree(record.workspace, ignore_errors=True)
+
+    # Activity
+
+    def heartbeat(self, principal, session_id):
+        record = self.get_for(principal, session_id)
+        if record.status not in (STARTING, ACTIVE):
+            raise NotActive("session %s is %s" % (session_id, record.status))
+        now = time.time()
+        self._store_call(self.store.touch, session_id, now, 0)
+        record.last_activity = now
+        return record
+
+    def run_command(self, principal, session_id, command):
+        record = self.get_for(principal, session_id)
+        if record.status != ACTIVE:
+            raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        host, port = self.launcher.address(record.process)
+        try:
+            result = chimerax_client.run_command(host, port, command, self.settings["COMMAND_TIMEOUT"])
+        except ChimeraXDied:
+            if self.launcher.poll(record.process):
+                self.end(record, "crashed")
+            raise
+        finally:
+            self._touch_coalesced(session_id)
+        return result
+
+    def _touch_coalesced(self, session_id):
+        # A burst of commands writes last_activity at most once per interval.
+        try:
+            self.store.touch(session_id, time.time(), self.settings["ACTIVITY_WRITE_INTERVAL"])
+        except StoreUnavailable:
+            log.warning("session %s: activity not recorded (store unavailable)", session_id)
+
+    # Ending
+
+    def terminate(self, principal, session_id):
+        record = self.get_for(principal, session_id)
+        if record.is_live:
+            self.end(record, "deleted")
+
+    def end(self, record, reason):
+        """End a live session for `reason`; returns False if someone else already is."""
+        if not self.store.transition(record.id, [STARTING, ACTIVE], TERMINATING):
+            return False
+        final = FAILED if reason in FAILED_REASONS else TERMINATED
+        try:
+            if record.process:
+                self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
+            shutil.rmtree(record.workspace, ignore_errors=True)
+        finally:
+            self.store.transition(record.id, [TERMINATING], final,
+                                  ended_at=time.time(), end_reason=reason)
+        log.info("session %s ended: %s (%s)", record.id, final, reason)
+        return True
+
+    def memory_bytes(self, record):
+        return self.launcher.memory_bytes(record.process) if record.process else None
+
+    @staticmethod
+    def _store_call(func, *args, **kw):
+        try:
+            return func(*args, **kw)
+        except StoreUnavailable as err:
+            raise StoreDown("the session store is unavailable", retry_after=5) from err
+
+
+class _Cancelled(Exception):
+    pass
+

@@ -1,0 +1,144 @@
+"""The sweeper: ends dead, stuck, idle, too old and unresponsive sessions.
+
+Every gunicorn worker schedules the job, but a sweep runs only in the worker
+holding an exclusive flock on `<database>.sweeper.lock`. The kernel drops the
+lock when its holder dies, so another worker takes over at its next tick;
+there is never more than one sweeper, and never none for long.
+"""
+import fcntl
+import logging
+import os
+import time
+
+from ..store import ACTIVE, STARTING, TERMINATED, TERMINATING
+from . import chimerax_client
+
+log = logging.getLogger("cxs.sweeper")
+
+
+class Sweeper:
+    def __init__(self, service, settings):
+        self.service = service
+        self.store = service.store
+        self.launcher = service.launcher
+        self.settings = settings
+
+    def sweep(self, now=None):
+        """One pass over a snapshot of the live sessions; returns {reason: count}."""
+        now = now or time.time()
+        ended = {}
+        for record in self.store.live_sessions():
+            try:
+                reason = self._check(record, now)
+                if reason:
+                    ended[reason] = ended.get(reason, 0) + 1
+            except Exception:
+                # One bad session never stops the sweep.
+                log.exception("sweeper: session %s could not be checked", record.id)
+        return ended
+
+    def _check(self, record, now):
+        settings = self.settings
+        if record.status == STARTING:
+            # Its starter (maybe a worker that died) had STARTUP_TIMEOUT; allow slack.
+            if now - record.created_at > settings["STARTUP_TIMEOUT"] + 30:
+                return self._end(record, "startup_failed")
+            return None
+        if record.status == TERMINATING:
+            # Left behind by a worker that died mid-delete: finish the job.
+            if not record.process or self.launcher.poll(record.process):
+                self.store.transition(record.id, [TERMINATING], TERMINATED, ended_at=now,
+                                      end_reason=record.end_reason or "deleted")
+            return None
+        if record.status != ACTIVE:
+            return None
+        # A dead process is reaped as crashed before any idle or age rule.
+        if self.launcher.poll(record.process):
+            return self._end(record, "crashed")
+        if now >= record.last_activity + record.idle_timeout:
+            return self._end(record, "idle_timeout")
+        if now >= record.created_at + record.max_lifetime:
+            return self._end(record, "max_lifetime")
+        host, port = self.launcher.address(record.process)
+        healthy = chimerax_client.ping(host, port, settings["HEALTH_CHECK_TIMEOUT"])
+        failures = self.store.record_health(record.id, healthy)
+        if not healthy:
+            log.warning("session %s failed health check %d/%d", record.id, failures,
+                        settings["HEALTH_CHECK_FAILURES"])
+            if failures >= settings["HEALTH_CHECK_FAILURES"]:
+                return self._end(record, "unhealthy")
+        return None
+
+    def _end(self, record, reason):
+        return reason if self.service.end(record, reason) else None
+
+
+class SweeperLock:
+    """An exclusive, non-blocking flock held for the life of the process."""
+
+    def __init__(self, path):
+        self.path = path
+        self._fd = None
+
+    @property
+    def held(self):
+        return self._fd is not None
+
+    def try_acquire(self):
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+
+class SweeperSchedule:
+    """The APScheduler job of one worker; it sweeps only while holding the lock."""
+
+    def __init__(self, make_sweeper, settings):
+        self.make_sweeper = make_sweeper     # () -> (Sweeper, close callable)
+        self.settings = settings
+        self.lock = SweeperLock(settings["DATABASE_PATH"] + ".sweeper.lock")
+        self.scheduler = None
+
+    def start(self):
+        from apscheduler.schedulers.background import BackgroundScheduler
+        interval = self.settings["SWEEP_INTERVAL"]
+        if interval <= 0:
+            log.warning("sweeper disabled: SWEEP_INTERVAL=%s", interval)
+            return
+        self.scheduler = BackgroundScheduler(daemon=True)
+        self.scheduler.add_job(self.tick, "interval", seconds=interval, max_instances=1,
+                               coalesce=True, id="sweep")
+        self.scheduler.start()
+
+    def shutdown(self):
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+
+    def tick(self):
+        was_leader = self.lock.held
+        if not self.lock.try_acquire():
+            return
+        if not was_leader:
+            s = self.settings
+            log.info("sweeper: pid %d runs the sweeps every %gs (idle timeout default %ss, "
+                     "max lifetime %ss, health check timeout %gs x %d failures)",
+                     os.getpid(), s["SWEEP_INTERVAL"], s["SESSION_IDLE_TIMEOUT"],
+                     s["SESSION_MAX_LIFETIME"], s["HEALTH_CHECK_TIMEOUT"], s["HEALTH_CHECK_FAILURES"])
+        sweeper, close = self.make_sweeper()
+        try:
+            ended = sweeper.sweep()
+            sweeper.store.record_sweep(os.getpid())
+            if ended:
+                log.info("sweeper ended sessions: %s", ended)
+        except Exception:
+            log.exception("sweep failed")
+        finally:
+            close()

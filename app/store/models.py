@@ -1,0 +1,72 @@
+"""Plain records the store hands out; no behaviour beyond derived values."""
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED = (
+    "starting", "active", "terminating", "terminated", "failed")
+STATUSES = (STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED)
+LIVE_STATUSES = (STARTING, ACTIVE, TERMINATING)
+
+END_REASONS = ("deleted", "idle_timeout", "max_lifetime", "crashed", "unhealthy",
+               "startup_failed", "server_restart")
+
+ROLES = ("user", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: str
+    role: str
+
+    @property
+    def is_admin(self):
+        return self.role == "admin"
+
+
+@dataclass
+class SessionRecord:
+    id: str
+    user: str
+    label: Optional[str]
+    status: str
+    created_at: float
+    last_activity: float
+    idle_timeout: int
+    max_lifetime: int
+    workspace: str
+    ended_at: Optional[float] = None
+    end_reason: Optional[str] = None
+    port: Optional[int] = None
+    process: dict = field(default_factory=dict)
+    health_failures: int = 0
+
+    @classmethod
+    def from_row(cls, row):
+        data = dict(row)
+        data["process"] = json.loads(data["process"]) if data.get("process") else {}
+        return cls(**data)
+
+    @property
+    def is_live(self):
+        return self.status in LIVE_STATUSES
+
+    @property
+    def expires_at(self):
+        if not self.is_live:
+            return None
+        return min(self.last_activity + self.idle_timeout, self.created_at + self.max_lifetime)
+
+
+@dataclass
+class TokenRecord:
+    id: int
+    user: str
+    role: str
+    created_at: float
+    revoked_at: Optional[float]
+    token_hash: str = ""
+
+    @classmethod
+    def from_row(cls, row):
+        return cls(**dict(row))

@@ -1,0 +1,84 @@
+"""Configuration: every setting has a default here and an environment override.
+
+`create_app()` takes one of the classes below (chosen by APP_ENV, default
+production) and then a mapping of overrides; tests pass a mapping.
+"""
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _env(name, default, cast=str):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if cast is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return cast(raw)
+
+
+def _list(raw):
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+class Config:
+    # Store and files
+    DATABASE_PATH = _env("DATABASE_PATH", os.path.join(HERE, "instance", "sessions.sqlite3"))
+    WORKSPACE_ROOT = _env("WORKSPACE_ROOT", os.path.join(HERE, "instance", "workspaces"))
+
+    # ChimeraX processes
+    CHIMERAX_PATH = _env("CHIMERAX_PATH", "")          # empty: search the usual places
+    CHIMERAX_PORT_RANGE = _env("CHIMERAX_PORT_RANGE", "6100-6199")  # or "0": ChimeraX picks
+    CHIMERAX_OFFSCREEN = _env("CHIMERAX_OFFSCREEN", True, bool)
+    STARTUP_TIMEOUT = _env("STARTUP_TIMEOUT", 60.0, float)
+    COMMAND_TIMEOUT = _env("COMMAND_TIMEOUT", 30.0, float)
+    STOP_GRACE_PERIOD = _env("STOP_GRACE_PERIOD", 5.0, float)
+
+    # Sessions and limits
+    MAX_SESSIONS = _env("MAX_SESSIONS", 10, int)
+    MAX_SESSIONS_PER_USER = _env("MAX_SESSIONS_PER_USER", 3, int)
+    SESSION_IDLE_TIMEOUT = _env("SESSION_IDLE_TIMEOUT", 1800, int)
+    SESSION_IDLE_TIMEOUT_MIN = _env("SESSION_IDLE_TIMEOUT_MIN", 1, int)
+    SESSION_IDLE_TIMEOUT_MAX = _env("SESSION_IDLE_TIMEOUT_MAX", 86400, int)
+    SESSION_MAX_LIFETIME = _env("SESSION_MAX_LIFETIME", 86400, int)
+    ACTIVITY_WRITE_INTERVAL = _env("ACTIVITY_WRITE_INTERVAL", 5.0, float)
+    MAX_CONTENT_LENGTH = _env("MAX_CONTENT_LENGTH", 1024 * 1024, int)
+    MAX_COMMAND_LENGTH = _env("MAX_COMMAND_LENGTH", 10000, int)
+
+    # Sweeper
+    SWEEPER_ENABLED = _env("SWEEPER_ENABLED", True, bool)
+    SWEEP_INTERVAL = _env("SWEEP_INTERVAL", 30.0, float)
+    HEALTH_CHECK_TIMEOUT = _env("HEALTH_CHECK_TIMEOUT", 5.0, float)
+    HEALTH_CHECK_FAILURES = _env("HEALTH_CHECK_FAILURES", 3, int)
+
+    # Auth
+    TRUSTED_PROXIES = _list(_env("TRUSTED_PROXIES", ""))
+    ADMIN_USERS = _list(_env("ADMIN_USERS", ""))   # trusted-proxy users with the admin role
+
+    LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+    TESTING = False
+
+
+class DevelopmentConfig(Config):
+    LOG_LEVEL = _env("LOG_LEVEL", "DEBUG")
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SWEEPER_ENABLED = False
+    STOP_GRACE_PERIOD = 2.0
+
+
+class ProductionConfig(Config):
+    pass
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_class(name=None):
+    return CONFIGS[(name or os.environ.get("APP_ENV") or "production").lower()]

@@ -1,0 +1,23 @@
+"""gunicorn settings; every value can be overridden on the command line.
+
+No preload: each worker builds its own app after fork, so no SQLite
+connection, thread or scheduler is ever shared across a fork. Each worker
+then schedules the sweeper; a file lock lets exactly one of them sweep.
+"""
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WORKERS", "4"))
+worker_class = "sync"
+# Creating a session waits for ChimeraX to be ready (STARTUP_TIMEOUT, 60 s by
+# default): the worker timeout must exceed it.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = 30
+preload_app = False
+accesslog = None          # the app logs one line per request itself
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def post_worker_init(worker):
+    worker.wsgi.extensions["chimerax_sessions"].start_sweeper()
