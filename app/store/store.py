@@ -140,15 +140,16 @@ class Store:
         LimitReached. Returns the record with its port set.
         """
         with self._write_transaction():
-            total = self._execute(
-                "SELECT COUNT(*) FROM sessions WHERE status IN %s" % _LIVE).fetchone()[0]
-            if total >= max_total:
-                raise LimitReached("global", max_total)
+            # The user's own limit is checked first: it is the more useful answer.
             mine = self._execute(
                 "SELECT COUNT(*) FROM sessions WHERE user = ? AND status IN %s" % _LIVE,
                 (record.user,)).fetchone()[0]
             if mine >= max_per_user:
                 raise LimitReached("user", max_per_user)
+            total = self._execute(
+                "SELECT COUNT(*) FROM sessions WHERE status IN %s" % _LIVE).fetchone()[0]
+            if total >= max_total:
+                raise LimitReached("global", max_total)
             if ports is not None:
                 record.port = self._free_port(ports, port_is_free)
             self._execute(

@@ -1,0 +1,36 @@
+# Two commands matter on a fresh machine: `make run` and `make test`.
+# Each installs what it needs first (virtualenv, pip packages, Debian's
+# libosmesa6, the ChimeraX test runtime); re-running skips what is done.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+
+.PHONY: install chimerax test test-fast run bench which-chimerax clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+# The headless ChimeraX built from UCSF's PyPI library, in its own virtualenv.
+chimerax:
+	@bash chimerax_runtime/install.sh .chimerax
+
+which-chimerax: install
+	@$(PY) -c "from app.services.locate import find_chimerax as f; e = f(__import__('config').Config.CHIMERAX_PATH); print('ChimeraX used:', f'{e.path} ({e.kind})' if e else 'none found')"
+
+test: install chimerax
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+run: install chimerax which-chimerax
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+
+clean:
+	rm -rf $(VENV) .chimerax instance .pytest_cache

@@ -1,0 +1,230 @@
+import glob
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import requests
+
+from app import create_app
+from app.context import EXTENSION
+from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
+from app.services.tokens import TokenService
+from app.store import Store
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE_CHIMERAX = os.path.join(HERE, "fake_chimerax.py")
+
+
+def alanin_pdb():
+    found = glob.glob(os.path.join(PROJECT_ROOT, ".chimerax", "venv", "lib", "python*", "site-packages",
+                                   "chimerax", "md_crds", "dcd", "MDToolsMarch97", "data", "alanin.pdb"))
+    assert found, "the ChimeraX test runtime is not installed: run `make chimerax`"
+    return found[0]
+
+
+def wait_until(predicate, timeout, interval=0.05, message="condition"):
+    """Poll `predicate` until it returns something truthy or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %gs waiting for %s" % (timeout, message))
+        time.sleep(interval)
+
+
+def chimerax_processes():
+    """Every process this test run may have started: runtimes, fakes and gunicorn."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if "cxs_runtime" in cmd or "fake_chimerax" in cmd or ("gunicorn" in cmd and "wsgi:app" in cmd):
+            found.append(proc)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_processes():
+    """No test may leave a ChimeraX (real or fake) or gunicorn process behind."""
+    before = {p.pid for p in chimerax_processes()}
+    yield
+    def leftovers():
+        return [p for p in chimerax_processes() if p.pid not in before]
+    try:
+        wait_until(lambda: not leftovers(), 10, message="test processes to end")
+    except AssertionError:
+        left = leftovers()
+        for proc in left:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        pytest.fail("tests leaked processes: %s" % [" ".join(p.cmdline()) for p in left if p.is_running()])
+
+
+def make_config(tmp_path, **overrides):
+    config = {
+        "DATABASE_PATH": str(tmp_path / "store.sqlite3"),
+        "WORKSPACE_ROOT": str(tmp_path / "workspaces"),
+        "CHIMERAX_PATH": TEST_RUNTIME,
+        "CHIMERAX_PORT_RANGE": "0",
+        "SWEEPER_ENABLED": False,
+        "STARTUP_TIMEOUT": 30.0,
+        "COMMAND_TIMEOUT": 10.0,
+        "STOP_GRACE_PERIOD": 2.0,
+        "ACTIVITY_WRITE_INTERVAL": 0.0,
+        "LOG_LEVEL": "WARNING",
+    }
+    config.update(overrides)
+    return config
+
+
+def end_all_sessions(app):
+    rt = app.extensions[EXTENSION]
+    sweeper, close = rt.make_sweeper()
+    try:
+        for record in sweeper.store.live_sessions():
+            sweeper.service.end(record, "deleted")
+    finally:
+        close()
+
+
+@pytest.fixture
+def app_factory(tmp_path):
+    """Build apps on a fresh store; every session they start is ended afterwards."""
+    apps = []
+
+    def build(**overrides):
+        app = create_app(make_config(tmp_path, **overrides), config_name="testing")
+        apps.append(app)
+        return app
+    yield build
+    for app in apps:
+        end_all_sessions(app)
+        root = app.config["WORKSPACE_ROOT"]
+        assert os.listdir(root) == [], "workspaces left behind: %s" % os.listdir(root)
+
+
+@pytest.fixture
+def app(app_factory):
+    return app_factory()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def token_header(app, user, role="user"):
+    store = Store(app.config["DATABASE_PATH"])
+    try:
+        _, token = TokenService(store).create(user, role)
+    finally:
+        store.close()
+    return {"Authorization": "Bearer " + token}
+
+
+@pytest.fixture
+def alice(app):
+    return token_header(app, "alice")
+
+
+@pytest.fixture
+def bob(app):
+    return token_header(app, "bob")
+
+
+@pytest.fixture
+def admin(app):
+    return token_header(app, "root", "admin")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Gunicorn:
+    """A real gunicorn serving the app, with tokens made by the real CLI."""
+
+    def __init__(self, tmp_path, workers=4, **env):
+        self.tmp_path = tmp_path
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.log_path = tmp_path / "gunicorn.log"
+        self.env = dict(os.environ, APP_ENV="testing", SWEEPER_ENABLED="true",
+                        DATABASE_PATH=str(tmp_path / "store.sqlite3"),
+                        WORKSPACE_ROOT=str(tmp_path / "workspaces"),
+                        CHIMERAX_PATH=TEST_RUNTIME, CHIMERAX_PORT_RANGE="0",
+                        STARTUP_TIMEOUT="30", LOG_LEVEL="INFO")
+        self.env.update({k: str(v) for k, v in env.items()})
+        self.workers = workers
+        self.proc = None
+
+    def cli(self, *args):
+        out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=PROJECT_ROOT,
+                             env=self.env, capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout
+
+    def token(self, user, role="user"):
+        args = ["tokens", "create", "--user", user] + (["--role", "admin"] if role == "admin" else [])
+        token = self.cli(*args).strip().splitlines()[-1]
+        return {"Authorization": "Bearer " + token}
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", str(self.workers),
+             "--bind", "127.0.0.1:%d" % self.port, "wsgi:app"],
+            cwd=PROJECT_ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+
+        def up():
+            try:
+                return requests.get(self.url + "/api/health", timeout=1).status_code == 200
+            except requests.RequestException:
+                assert self.proc.poll() is None, "gunicorn exited: %s" % self.log_path.read_text()
+                return False
+        wait_until(up, 30, message="gunicorn to answer")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path):
+    servers = []
+
+    def start(**kw):
+        server = Gunicorn(tmp_path, **kw)
+        servers.append(server)
+        return server.start()
+    yield start
+    for server in servers:
+        try:
+            if server.proc.poll() is None:
+                admin = server.token("cleanup", "admin")
+                for s in requests.get(server.url + "/api/sessions", headers=admin, timeout=10).json()["sessions"]:
+                    if s["status"] in ("starting", "active"):
+                        requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=30)
+        finally:
+            server.stop()

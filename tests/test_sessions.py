@@ -1,0 +1,187 @@
+"""The session API against the real ChimeraX runtime, in-process (Flask test client)."""
+import os
+
+import psutil
+import pytest
+
+from app.store import Store
+
+from .conftest import alanin_pdb, token_header, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def create(client, headers, **body):
+    response = client.post("/api/sessions", json=body, headers=headers)
+    assert response.status_code in (201, 202), response.get_json()
+    return response.get_json()
+
+
+def store_record(app, session_id):
+    store = Store(app.config["DATABASE_PATH"])
+    try:
+        return store.get_session(session_id)
+    finally:
+        store.close()
+
+
+def test_lifecycle_create_command_heartbeat_delete(app, client, alice):
+    session = create(client, alice, label="my structure")
+    assert session["status"] == "active" and session["user"] == "alice"
+    assert session["label"] == "my structure"
+    assert "pid" not in session and "port" not in session      # internals are admin-only
+    record = store_record(app, session["id"])
+    leader = psutil.Process(record.process["pid"])
+    assert os.getpgid(leader.pid) == leader.pid                  # its own process group
+    assert leader.cwd() == record.workspace
+    assert leader.environ()["CXS_SESSION_ID"] == session["id"]   # marker for re-adoption
+
+    result = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "pwd"},
+                         headers=alice).get_json()
+    assert result["ok"] is True and result["error"] is None
+    assert record.workspace in "".join(result["log"]["note"])
+    assert result["duration_ms"] > 0
+
+    failed = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "foo"},
+                         headers=alice)
+    assert failed.status_code == 200
+    assert failed.get_json()["ok"] is False
+    assert failed.get_json()["error"] == {"type": "UserError", "message": "Unknown command: foo"}
+
+    beat = client.put("/api/sessions/%s/heartbeat" % session["id"], headers=alice).get_json()
+    assert beat["id"] == session["id"] and beat["expires_at"] > beat["last_activity"]
+
+    assert client.delete("/api/sessions/" + session["id"], headers=alice).status_code == 204
+    assert not psutil.pid_exists(leader.pid) or leader.status() == psutil.STATUS_ZOMBIE
+    assert not os.path.exists(record.workspace)
+    ended = client.get("/api/sessions/" + session["id"], headers=alice).get_json()
+    assert ended["status"] == "terminated" and ended["end_reason"] == "deleted"
+    assert ended["ended_at"] and ended["expires_at"] is None
+    # A second delete is harmless; commands to an ended session are 409.
+    assert client.delete("/api/sessions/" + session["id"], headers=alice).status_code == 204
+    gone = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "pwd"}, headers=alice)
+    assert gone.status_code == 409 and gone.get_json()["error"]["code"] == "session_not_active"
+
+
+def test_open_real_structure_in_session(app, client, alice):
+    session = create(client, alice)
+    reply = client.post("/api/sessions/%s/commands" % session["id"],
+                        json={"command": "open %s" % alanin_pdb()}, headers=alice).get_json()
+    assert reply["ok"], reply
+    assert any("66 atoms" in m for m in reply["log"]["note"])
+
+
+def test_ownership_and_admin_view(app, client, alice, bob, admin):
+    mine = create(client, alice)
+    url = "/api/sessions/" + mine["id"]
+    for method, path in (("get", url), ("delete", url), ("put", url + "/heartbeat")):
+        response = getattr(client, method)(path, headers=bob)
+        assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
+    response = client.post(url + "/commands", json={"command": "pwd"}, headers=bob)
+    assert response.status_code == 403
+    assert client.get("/api/sessions", headers=bob).get_json()["sessions"] == []
+    assert [s["id"] for s in client.get("/api/sessions", headers=alice).get_json()["sessions"]] == [mine["id"]]
+
+    seen = client.get(url, headers=admin).get_json()
+    assert seen["pid"] > 0 and seen["port"] > 0 and seen["memory_mb"] > 10
+    everyone = client.get("/api/sessions?user=alice&status=active", headers=admin).get_json()["sessions"]
+    assert [s["id"] for s in everyone] == [mine["id"]]
+    assert client.get("/api/sessions?user=bob", headers=admin).get_json()["sessions"] == []
+
+
+def test_per_user_and_global_limits_spawn_nothing(app_factory):
+    app = app_factory(MAX_SESSIONS=3, MAX_SESSIONS_PER_USER=2)
+    client = app.test_client()
+    alice, bob = token_header(app, "alice"), token_header(app, "bob")
+    create(client, alice)
+    create(client, alice)
+    create(client, bob)
+    spawned = {p.pid for p in psutil.Process().children(recursive=True)}
+
+    over_user = client.post("/api/sessions", json={}, headers=alice)
+    assert over_user.status_code == 429
+    assert over_user.get_json()["error"]["code"] == "user_session_limit"
+    assert int(over_user.headers["Retry-After"]) > 0
+    over_all = client.post("/api/sessions", json={}, headers=bob)
+    assert over_all.status_code == 503
+    assert over_all.get_json()["error"]["code"] == "capacity_exhausted"
+    assert "Retry-After" in over_all.headers
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == spawned
+    assert len(os.listdir(app.config["WORKSPACE_ROOT"])) == 3
+
+
+def test_create_without_waiting_then_becomes_active(app, client, alice):
+    response = client.post("/api/sessions", json={"wait": False, "idle_timeout": 600}, headers=alice)
+    assert response.status_code == 202
+    session = response.get_json()
+    assert session["status"] == "starting" and session["idle_timeout"] == 600
+    wait_until(lambda: client.get("/api/sessions/" + session["id"], headers=alice).get_json()["status"]
+               == "active", 30, message="session to become active")
+    busy = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "pwd"}, headers=alice)
+    assert busy.get_json()["ok"] is True
+
+
+def test_delete_while_starting_leaves_nothing(app, client, alice):
+    session = client.post("/api/sessions", json={"wait": False}, headers=alice).get_json()
+    assert client.delete("/api/sessions/" + session["id"], headers=alice).status_code == 204
+    record = store_record(app, session["id"])
+
+    def settled():
+        # the background starter notices it was cancelled and removes what it made
+        return not os.path.exists(record.workspace) and not [
+            p for p in psutil.Process().children(recursive=True)
+            if "cxs_runtime" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+    wait_until(settled, 30, message="cancelled start-up to clean up")
+    assert store_record(app, session["id"]).status == "terminated"
+
+
+def test_fixed_port_range_reserves_distinct_ports(app_factory, tmp_path):
+    from .conftest import free_port
+    base = free_port()
+    app = app_factory(CHIMERAX_PORT_RANGE="%d-%d" % (base, base + 20))
+    client = app.test_client()
+    alice = token_header(app, "alice")
+    ports = set()
+    for _ in range(2):
+        session = create(client, alice)
+        ports.add(store_record(app, session["id"]).port)
+    assert len(ports) == 2 and all(base <= p <= base + 20 for p in ports)
+
+
+def test_activity_writes_are_coalesced(app_factory):
+    app = app_factory(ACTIVITY_WRITE_INTERVAL=3600.0)
+    client = app.test_client()
+    alice = token_header(app, "alice")
+    session = create(client, alice)
+    before = store_record(app, session["id"]).last_activity
+    for _ in range(5):
+        client.post("/api/sessions/%s/commands" % session["id"], json={"command": "pwd"}, headers=alice)
+    assert store_record(app, session["id"]).last_activity == before
+    # an explicit heartbeat always records
+    client.put("/api/sessions/%s/heartbeat" % session["id"], headers=alice)
+    assert store_record(app, session["id"]).last_activity > before
+
+
+def test_reading_a_session_is_not_activity(app, client, alice):
+    session = create(client, alice)
+    before = store_record(app, session["id"]).last_activity
+    client.get("/api/sessions/" + session["id"], headers=alice)
+    client.get("/api/sessions", headers=alice)
+    assert store_record(app, session["id"]).last_activity == before
+
+
+def test_health_reports_store_and_chimerax(client):
+    body = client.get("/api/health").get_json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {"store": "ok", "chimerax": {"found": True, "kind": "configured"}}
+
+
+def test_health_without_chimerax_is_503_and_create_refuses(app_factory, tmp_path):
+    app = app_factory(CHIMERAX_PATH=str(tmp_path / "missing"))
+    client = app.test_client()
+    assert client.get("/api/health").status_code == 503
+    response = client.post("/api/sessions", json={}, headers=token_header(app, "alice"))
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "chimerax_unavailable"
+    assert "Retry-After" in response.headers
+
