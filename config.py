@@ -65,8 +65,8 @@ class DevelopmentConfig(Config):
 
 class TestingConfig(Config):
     TESTING = True
-    SWEEPER_ENABLED = False
-    STOP_GRACE_PERIOD = 2.0
+    SWEEPER_ENABLED = _env("SWEEPER_ENABLED", False, bool)
+    STOP_GRACE_PERIOD = _env("STOP_GRACE_PERIOD", 2.0, float)
 
 
 class ProductionConfig(Config):

@@ -1,0 +1,108 @@
+"""End to end under real `gunicorn -w 4` with the real ChimeraX runtime."""
+import os
+import sqlite3
+import time
+
+import psutil
+import pytest
+import requests
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def group_alive(pgid):
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_users_admin_and_delete_under_four_workers(gunicorn_server):
+    server = gunicorn_server(workers=4, SWEEP_INTERVAL=60)
+    alice, bob, admin = server.token("alice"), server.token("bob"), server.token("boss", "admin")
+    api = server.url + "/api/sessions"
+
+    created = requests.post(api, json={"label": "alice's"}, headers=alice, timeout=60)
+    assert created.status_code == 201, created.text
+    session = created.json()
+    url = api + "/" + session["id"]
+
+    pwd = requests.post(url + "/commands", json={"command": "pwd"}, headers=alice, timeout=30).json()
+    assert pwd["ok"] and session["id"] in "".join(pwd["log"]["note"])
+    assert requests.put(url + "/heartbeat", headers=alice, timeout=10).status_code == 200
+    assert [s["id"] for s in requests.get(api, headers=alice, timeout=10).json()["sessions"]] == [session["id"]]
+
+    bobs = requests.post(api, json={}, headers=bob, timeout=60).json()
+    assert requests.get(url, headers=bob, timeout=10).status_code == 403
+    assert requests.post(url + "/commands", json={"command": "pwd"}, headers=bob, timeout=10).status_code == 403
+    assert requests.delete(url, headers=bob, timeout=10).status_code == 403
+    assert [s["id"] for s in requests.get(api, headers=bob, timeout=10).json()["sessions"]] == [bobs["id"]]
+
+    everyone = requests.get(api, headers=admin, timeout=10).json()["sessions"]
+    assert {s["id"] for s in everyone} == {session["id"], bobs["id"]}
+    detail = requests.get(url, headers=admin, timeout=10).json()
+    pid, workspace = detail["pid"], os.path.join(server.env["WORKSPACE_ROOT"], session["id"])
+    assert group_alive(pid) and os.path.isdir(workspace)
+
+    # Requests land on several workers; any of them can end a process another spawned.
+    for _ in range(8):
+        assert requests.get(url, headers=alice, timeout=10).status_code == 200
+    assert requests.delete(url, headers=alice, timeout=30).status_code == 204
+    assert not group_alive(pid)
+    assert not os.path.exists(workspace)
+    assert requests.get(url, headers=alice, timeout=10).json()["status"] == "terminated"
+
+
+def test_idle_timeout_ends_session_with_one_sweeper(gunicorn_server):
+    interval, idle = 1.0, 3
+    server = gunicorn_server(workers=4, SWEEP_INTERVAL=interval, SESSION_IDLE_TIMEOUT_MIN=1)
+    alice = server.token("alice")
+    session = requests.post(server.url + "/api/sessions", json={"idle_timeout": idle},
+                            headers=alice, timeout=60).json()
+    started = time.monotonic()
+    url = server.url + "/api/sessions/" + session["id"]
+    admin = server.token("boss", "admin")
+    pid = requests.get(url, headers=admin, timeout=10).json()["pid"]
+
+    ended = wait_until(lambda: (lambda s: s if s["status"] == "terminated" else None)(
+        requests.get(url, headers=alice, timeout=10).json()), idle + interval + 2 + 5,
+        interval=0.2, message="idle session to end")
+    elapsed = time.monotonic() - started
+    assert ended["end_reason"] == "idle_timeout"
+    assert elapsed <= idle + interval + 2 + 1.5, elapsed     # creation-to-idle plus request slack
+    assert not group_alive(pid)
+
+    # Exactly one worker swept, however many ran the schedule.
+    wait_until(lambda: _sweeps(server), 5, message="sweeps to be recorded")
+    sweeps = _sweeps(server)
+    assert len(sweeps) == 1, sweeps
+    assert list(sweeps.values())[0] >= 2
+    worker_pids = {p.pid for p in psutil.Process(server.proc.pid).children()}
+    assert len(worker_pids) == 4 and set(sweeps) <= worker_pids
+    assert server.log_text().count("runs the sweeps every") == 1
+
+
+def _sweeps(server):
+    db = sqlite3.connect(server.env["DATABASE_PATH"])
+    try:
+        return dict(db.execute("SELECT pid, runs FROM sweeps").fetchall())
+    finally:
+        db.close()
+
+
+def test_cli_tokens_list_and_revoke(gunicorn_server):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    alice = server.token("alice")
+    assert requests.get(server.url + "/api/sessions", headers=alice, timeout=10).status_code == 200
+    listing = server.cli("tokens", "list")
+    token_id = [line.split("\t")[0] for line in listing.splitlines() if "\talice\t" in line][0]
+    assert "revoked token" in server.cli("tokens", "revoke", token_id)
+    assert requests.get(server.url + "/api/sessions", headers=alice, timeout=10).status_code == 401
+    key_only = server.token("carol")["Authorization"].split(" ", 1)[1]
+    assert requests.get(server.url + "/api/sessions", headers={"X-API-Key": key_only},
+                        timeout=10).status_code == 200

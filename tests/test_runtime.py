@@ -1,0 +1,127 @@
+"""The headless ChimeraX test runtime over its real REST protocol (no service involved)."""
+import os
+import re
+import subprocess
+
+import psutil
+import pytest
+import requests
+
+from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
+
+from .conftest import alanin_pdb, wait_until
+
+pytestmark = pytest.mark.slow
+RUNTIME_PYTHON = os.path.join(PROJECT_ROOT, ".chimerax", "venv", "bin", "python")
+
+
+@pytest.fixture
+def rest(tmp_path):
+    """A runtime started exactly as the service starts it; yields run(command)."""
+    log_path = tmp_path / "chimerax.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([TEST_RUNTIME, "--nogui", "--offscreen", "--cmd",
+                                 "remotecontrol rest start port 0 json true"],
+                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=tmp_path, start_new_session=True)
+
+    def announced():
+        assert proc.poll() is None, log_path.read_text()
+        match = re.search(r"REST server started on host (\S+) port (\d+)", log_path.read_text())
+        return match and int(match.group(2))
+    port = wait_until(announced, 30, message="REST server line")
+
+    def run(command):
+        reply = requests.get("http://127.0.0.1:%d/run" % port, params={"command": command}, timeout=30)
+        assert reply.status_code == 200
+        return reply.json() if reply.content else None
+    run.proc, run.tmp = proc, tmp_path
+    yield run
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdin.close()
+
+
+def atom_count(reply):
+    assert reply["error"] is None, reply
+    found = re.search(r"(\d+) atoms", "".join(reply["log messages"]["note"]))
+    return int(found.group(1))
+
+
+def distinct_colours(png):
+    # Pillow lives in the runtime's own environment, not the service's.
+    out = subprocess.run([RUNTIME_PYTHON, "-c",
+                          "import sys; from PIL import Image; im = Image.open(sys.argv[1]);"
+                          "print(im.size[0], im.size[1], len(set(im.convert('RGB').getdata())))", str(png)],
+                         capture_output=True, text=True, check=True)
+    width, height, colours = map(int, out.stdout.split())
+    return width, height, colours
+
+
+def test_structure_roundtrip_and_render(rest):
+    tmp = rest.tmp
+    assert atom_count(rest("open %s" % alanin_pdb())) == 66
+
+    rendered = rest("save %s width 400 height 300 supersample 3" % (tmp / "x.png"))
+    assert rendered["error"] is None, rendered
+    width, height, colours = distinct_colours(tmp / "x.png")
+    assert (width, height) == (400, 300)
+    assert colours > 200          # shaded cartoon, not a blank frame
+
+    for style in ("style stick", "color red", "show atoms", "hide atoms", "cartoon", "view",
+                  "turn y 30", "zoom 0.8", "select /?:1-3", "pwd", "version"):
+        assert rest(style)["error"] is None, style
+
+    assert rest("save %s" % (tmp / "x.cif"))["error"] is None
+    assert rest("save %s" % (tmp / "x.pdb"))["error"] is None
+    assert rest("close")["error"] is None
+    assert atom_count(rest("open %s" % (tmp / "x.cif"))) == 66
+    assert rest("close")["error"] is None
+    assert atom_count(rest("open %s" % (tmp / "x.pdb"))) == 66
+
+
+def test_errors_are_user_errors_and_cd_works(rest):
+    for command in ("foo", "open nothing.xyz", "open %s" % (rest.tmp / "missing.pdb"), "save x.docx",
+                    "open 1abc"):
+        reply = rest(command)
+        assert reply["error"]["type"] == "UserError", (command, reply)
+    (rest.tmp / "sub").mkdir()
+    assert rest("cd sub")["error"] is None
+    assert str(rest.tmp / "sub") in "".join(rest("pwd")["log messages"]["note"])
+    remote = rest("remotecontrol rest port")
+    assert "REST server is listening" in "".join(remote["log messages"]["note"])
+
+
+def test_exit_ends_the_process(rest):
+    # The process ends before it replies: an empty reply or a dropped connection.
+    try:
+        assert rest("exit") is None
+    except requests.ConnectionError:
+        pass
+    wait_until(lambda: rest.proc.poll() is not None, 10, message="runtime to exit")
+    assert rest.proc.returncode == 0
+
+
+def test_version_and_exit_flags(tmp_path):
+    version = subprocess.run([TEST_RUNTIME, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and "ChimeraX version" in version.stdout
+    out = subprocess.run([TEST_RUNTIME, "--nogui", "--offscreen", "--silent", "--cmd", "pwd", "--cmd",
+                          "save %s width 64 height 48" % (tmp_path / "e.png"), "--exit"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert distinct_colours(tmp_path / "e.png")[:2] == (64, 48)
+
+
+def test_runtime_does_not_read_stdin(tmp_path):
+    # stdin at EOF from the start: the official text UI would quit; a server must not.
+    with open(tmp_path / "log", "wb") as log:
+        proc = subprocess.Popen([TEST_RUNTIME, "--nogui", "--cmd", "remotecontrol rest start port 0 json true"],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=tmp_path, start_new_session=True)
+    try:
+        wait_until(lambda: "REST server started" in (tmp_path / "log").read_text(), 30, message="ready")
+        assert psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()

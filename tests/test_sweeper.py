@@ -1,0 +1,154 @@
+"""The sweeper against real ChimeraX processes: idle, too old, crashed, hung."""
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from app.context import EXTENSION
+from app.services.sweeper import SweeperLock
+
+from .conftest import token_header, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(app_factory):
+    """An app, alice's client and a sweeper bound to the same store."""
+    def build(**config):
+        app = app_factory(**config)
+        sweeper, close = app.extensions[EXTENSION].make_sweeper()
+        built.append(close)
+        return app, app.test_client(), token_header(app, "alice"), sweeper
+    built = []
+    yield build
+    for close in built:
+        close()
+
+
+def create(client, headers, **body):
+    response = client.post("/api/sessions", json=body, headers=headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def status_of(client, headers, session_id):
+    body = client.get("/api/sessions/" + session_id, headers=headers).get_json()
+    return body["status"], body["end_reason"]
+
+
+def process_of(sweeper, session_id):
+    return psutil.Process(sweeper.store.get_session(session_id).process["pid"])
+
+
+def gone(proc):
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def test_idle_session_is_ended_and_cleaned(env):
+    app, client, alice, sweeper = env()
+    idle = create(client, alice, idle_timeout=1)
+    busy = create(client, alice, idle_timeout=600)
+    proc = process_of(sweeper, idle["id"])
+    assert sweeper.sweep() == {}                      # not idle yet
+    record = sweeper.store.get_session(idle["id"])
+    wait_until(lambda: time.time() > record.last_activity + record.idle_timeout, 5, message="idle timeout")
+    assert sweeper.sweep() == {"idle_timeout": 1}
+    assert status_of(client, alice, idle["id"]) == ("terminated", "idle_timeout")
+    assert gone(proc) and not os.path.exists(record.workspace)
+    assert status_of(client, alice, busy["id"]) == ("active", None)
+
+
+def test_max_lifetime(env):
+    app, client, alice, sweeper = env(SESSION_MAX_LIFETIME=1)
+    session = create(client, alice)
+    record = sweeper.store.get_session(session["id"])
+    wait_until(lambda: time.time() > record.created_at + 1, 5, message="lifetime to pass")
+    client.put("/api/sessions/%s/heartbeat" % session["id"], headers=alice)   # activity does not extend it
+    assert sweeper.sweep() == {"max_lifetime": 1}
+    assert status_of(client, alice, session["id"]) == ("terminated", "max_lifetime")
+
+
+def test_crashed_process_is_detected(env):
+    app, client, alice, sweeper = env()
+    session = create(client, alice)
+    record = sweeper.store.get_session(session["id"])
+    proc = process_of(sweeper, session["id"])
+    proc.kill()
+    wait_until(lambda: gone(proc), 5, message="process to die")
+    assert sweeper.sweep() == {"crashed": 1}
+    assert status_of(client, alice, session["id"]) == ("failed", "crashed")
+    assert not os.path.exists(record.workspace)
+    response = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "pwd"}, headers=alice)
+    assert response.status_code == 409
+
+
+def test_command_to_a_dead_process_is_502_then_409(env):
+    app, client, alice, sweeper = env()
+    session = create(client, alice)
+    proc = process_of(sweeper, session["id"])
+    proc.kill()
+    wait_until(lambda: gone(proc), 5, message="process to die")
+    url = "/api/sessions/%s/commands" % session["id"]
+    first = client.post(url, json={"command": "pwd"}, headers=alice)
+    assert first.status_code == 502 and first.get_json()["error"]["code"] == "chimerax_died"
+    assert status_of(client, alice, session["id"]) == ("failed", "crashed")
+    assert client.post(url, json={"command": "pwd"}, headers=alice).status_code == 409
+
+
+def test_hung_process_times_out_then_is_killed_as_unhealthy(env):
+    app, client, alice, sweeper = env(COMMAND_TIMEOUT=0.5, HEALTH_CHECK_TIMEOUT=0.3,
+                                      HEALTH_CHECK_FAILURES=2, STOP_GRACE_PERIOD=0.5)
+    hung = create(client, alice)
+    fine = create(client, alice)
+    proc = process_of(sweeper, hung["id"])
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        response = client.post("/api/sessions/%s/commands" % hung["id"], json={"command": "pwd"}, headers=alice)
+        assert response.status_code == 504
+        assert response.get_json()["error"]["code"] == "command_timeout"
+        # the hung session does not block another one
+        ok = client.post("/api/sessions/%s/commands" % fine["id"], json={"command": "pwd"}, headers=alice)
+        assert ok.get_json()["ok"] is True
+        assert sweeper.sweep() == {}                  # first failed check: warned, kept
+        assert status_of(client, alice, hung["id"]) == ("active", None)
+        assert sweeper.sweep() == {"unhealthy": 1}
+        assert status_of(client, alice, hung["id"]) == ("failed", "unhealthy")
+        assert gone(proc)                             # SIGKILL ends even a stopped process
+    finally:
+        if not gone(proc):
+            proc.kill()
+    assert status_of(client, alice, fine["id"]) == ("active", None)
+
+
+def test_one_bad_session_does_not_stop_the_sweep(env, monkeypatch):
+    app, client, alice, sweeper = env()
+    first = create(client, alice, idle_timeout=1)
+    second = create(client, alice, idle_timeout=1)
+    wait_until(lambda: time.time() > sweeper.store.get_session(second["id"]).last_activity + 1, 5,
+               message="idle timeout")
+    real_poll = sweeper.launcher.poll
+
+    def poll(state):
+        if state["pid"] == sweeper.store.get_session(first["id"]).process["pid"]:
+            raise RuntimeError("boom")
+        return real_poll(state)
+    monkeypatch.setattr(sweeper.launcher, "poll", poll)
+    assert sweeper.sweep() == {"idle_timeout": 1}
+    assert status_of(client, alice, second["id"])[0] == "terminated"
+    assert status_of(client, alice, first["id"])[0] == "active"
+
+
+def test_sweeper_lock_is_exclusive_and_released_on_death(tmp_path):
+    path = str(tmp_path / "sweeper.lock")
+    first, second = SweeperLock(path), SweeperLock(path)
+    assert first.try_acquire() and first.held
+    assert not second.try_acquire()
+    assert first.try_acquire()                  # re-entrant for its holder
+    os.close(first._fd)                         # what the kernel does when the holder dies
+    assert second.try_acquire()
