@@ -125,3 +125,36 @@ def test_runtime_does_not_read_stdin(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+# Each row of the README's "Test runtime vs official ChimeraX" table, run for real.
+SUPPORTED = [
+    "version", "pwd", "usage open", "alias myview view", "myview", "wait 1", "time pwd",
+    "view", "turn y 30", "move x 1", "zoom 0.8", "clip near -1", "clip off", "cofr centerOfView",
+    "roll frames 2", "rock frames 2", "wobble frames 2", "stop", "camera", "camera ortho", "camera mono", "lighting soft",
+    "material dull", "graphics rate report true",
+    "color red", "color byelement", "style stick", "style sphere", "show atoms", "hide atoms",
+    "show cartoons", "cartoon", "cartoon style width 2", "transparency 30 target c",
+    "select /?:1-3", "select clear", "rainbow", "size stickRadius 0.3", "label", "label delete",
+    "surface", "surface close", "measure center #1", "measure inertia #1", "info models", "info chains",
+    "rmsd #1 to #1", "align #1@CA toAtoms #1@CA",
+]
+UNSUPPORTED = ["hbonds", "addh", "matchmaker #1 to #1", "toolshed list", "volume #1", "sequence chain /A"]
+
+
+def test_supported_command_families(rest):
+    assert atom_count(rest("open %s" % alanin_pdb())) == 66
+    failures = {}
+    for command in SUPPORTED:
+        reply = rest(command)
+        if reply["error"] is not None or reply["log messages"]["bug"]:
+            failures[command] = reply["error"] or reply["log messages"]["bug"]
+    assert failures == {}, "\n".join("%s: %s" % kv for kv in failures.items())
+
+
+def test_unsupported_commands_fail_cleanly(rest):
+    for command in UNSUPPORTED:
+        reply = rest(command)
+        assert reply["error"]["type"] == "UserError", (command, reply)
+        assert reply["log messages"]["bug"] == []
+    assert rest("pwd")["error"] is None           # and the process carries on

@@ -14,6 +14,12 @@ BUNDLE_COMMANDS = (
 )
 
 
+def initialize_bundles(session):
+    # Bundle start-up the toolshed would run: per-session settings objects.
+    from chimerax.surface import bundle_api as surface_api
+    surface_api.initialize(session, None)     # surface settings (clip, wait, surface)
+
+
 def register_bundle_commands(logger):
     for module_name, command in BUNDLE_COMMANDS:
         try:
@@ -47,7 +53,13 @@ def register_all(session):
     from chimerax.rest_server import bundle_api as rest_api
     rest_api.register_command("remotecontrol rest", logger)
 
+    initialize_bundles(session)
     register_bundle_commands(logger)
+
+    # The core registers `toolshed ...`, but there is no toolshed here (no
+    # bundle metadata, no network): without it those commands would crash.
+    from chimerax.core.commands.cli import deregister
+    deregister("toolshed")
 
     from . import io_commands
     io_commands.register_commands(logger)

@@ -67,6 +67,10 @@ class UI:
             session.logger.info(str(err))
             self.has_graphics = False
             return
+        # Camera-mode changes ask the context whether it renders in stereo;
+        # this library's offscreen context lacks the attribute. It never is.
+        if not hasattr(context, "stereo"):
+            context.stereo = False
         session.main_view.initialize_rendering(context)
         self.has_graphics = True
 
