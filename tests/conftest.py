@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import psutil
@@ -51,11 +52,18 @@ def chimerax_processes():
     return found
 
 
+def temp_entries():
+    # pytest's own base directory is removed by pytest (retention policy none)
+    return {name for name in os.listdir(tempfile.gettempdir()) if not name.startswith("pytest-of-")}
+
+
 @pytest.fixture(scope="session", autouse=True)
-def no_leaked_processes():
-    """No test may leave a ChimeraX (real or fake) or gunicorn process behind."""
+def no_leaked_processes_or_files():
+    """No test may leave a ChimeraX (real or fake) or gunicorn process, or a temp file, behind."""
     before = {p.pid for p in chimerax_processes()}
+    temp_before = temp_entries()
     yield
+    assert temp_entries() - temp_before == set(), "tests left files in %s" % tempfile.gettempdir()
     def leftovers():
         return [p for p in chimerax_processes() if p.pid not in before]
     try:

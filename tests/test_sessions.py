@@ -52,7 +52,8 @@ def test_lifecycle_create_command_heartbeat_delete(app, client, alice):
     assert beat["id"] == session["id"] and beat["expires_at"] > beat["last_activity"]
 
     assert client.delete("/api/sessions/" + session["id"], headers=alice).status_code == 204
-    assert not psutil.pid_exists(leader.pid) or leader.status() == psutil.STATUS_ZOMBIE
+    # gone and reaped: not even a zombie remains
+    wait_until(lambda: not psutil.pid_exists(leader.pid), 5, message="process to be reaped")
     assert not os.path.exists(record.workspace)
     ended = client.get("/api/sessions/" + session["id"], headers=alice).get_json()
     assert ended["status"] == "terminated" and ended["end_reason"] == "deleted"
