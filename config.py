@@ -44,6 +44,10 @@ class Config:
     ACTIVITY_WRITE_INTERVAL = _env("ACTIVITY_WRITE_INTERVAL", 5.0, float)
     MAX_CONTENT_LENGTH = _env("MAX_CONTENT_LENGTH", 1024 * 1024, int)
     MAX_COMMAND_LENGTH = _env("MAX_COMMAND_LENGTH", 10000, int)
+    MAX_UPLOAD_BYTES = _env("MAX_UPLOAD_BYTES", 50 * 1024 * 1024, int)
+    WORKSPACE_QUOTA_MB = _env("WORKSPACE_QUOTA_MB", 200, int)
+    SNAPSHOT_MAX_PIXELS = _env("SNAPSHOT_MAX_PIXELS", 4096, int)       # per side
+    SNAPSHOT_MAX_SUPERSAMPLE = _env("SNAPSHOT_MAX_SUPERSAMPLE", 4, int)
 
     # Sweeper
     SWEEPER_ENABLED = _env("SWEEPER_ENABLED", True, bool)
@@ -54,6 +58,14 @@ class Config:
     # Auth
     TRUSTED_PROXIES = _list(_env("TRUSTED_PROXIES", ""))
     ADMIN_USERS = _list(_env("ADMIN_USERS", ""))   # trusted-proxy users with the admin role
+
+    # Command policy (see README "Command policy"): role -> profile; the
+    # viewer profile's allowlist can be widened or narrowed by name.
+    ROLE_PROFILES = dict(pair.split("=", 1) for pair in _list(
+        _env("ROLE_PROFILES", "user=viewer,admin=trusted")))
+    VIEWER_ALLOW_EXTRA = _list(_env("VIEWER_ALLOW_EXTRA", ""))
+    VIEWER_DENY = _list(_env("VIEWER_DENY", ""))
+    ALLOW_FETCH = _env("ALLOW_FETCH", False, bool)
 
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
     TESTING = False

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from .services import policy
 from .services.launcher import Launcher, LocalLauncher
 from .services.locate import Executable, find_chimerax
 from .services.sessions import SessionService, parse_port_range
@@ -21,15 +22,19 @@ class Runtime:
     config: dict
     executable: Executable
     launcher: Launcher
+    profiles: dict
     schedule: SweeperSchedule = None
+
+    def session_service(self, store):
+        return SessionService(store, self.launcher, self.config, store_factory=self.new_store,
+                              profiles=self.profiles)
 
     def new_store(self):
         return Store(self.config["DATABASE_PATH"])
 
     def make_sweeper(self):
         store = self.new_store()
-        service = SessionService(store, self.launcher, self.config, store_factory=self.new_store)
-        return Sweeper(service, self.config), store.close
+        return Sweeper(self.session_service(store), self.config), store.close
 
     def start_sweeper(self):
         """Called in each gunicorn worker after fork (gunicorn.conf.py); one of them leads."""
@@ -73,7 +78,9 @@ def create_app(config=None, config_name=None):
         log.info("ChimeraX: %s (%s)", executable.path, executable.kind)
     launcher = LocalLauncher(executable.path if executable else None,
                              offscreen=app.config["CHIMERAX_OFFSCREEN"])
-    app.extensions["chimerax_sessions"] = Runtime(app.config, executable, launcher)
+    profiles = policy.default_profiles(app.config["VIEWER_ALLOW_EXTRA"], app.config["VIEWER_DENY"],
+                                       app.config["ALLOW_FETCH"])
+    app.extensions["chimerax_sessions"] = Runtime(app.config, executable, launcher, profiles)
 
     from . import cli, context
     from .middleware import auth, errors, request_log

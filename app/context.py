@@ -1,7 +1,6 @@
 """Per-request access to the store and services (one store connection per app context)."""
 from flask import current_app, g
 
-from .services.sessions import SessionService
 from .services.tokens import TokenService
 from .store import Store
 
@@ -27,9 +26,7 @@ def close_store(_exc=None):
 
 def get_session_service():
     if "session_service" not in g:
-        rt = runtime()
-        g.session_service = SessionService(get_store(), rt.launcher, current_app.config,
-                                           store_factory=rt.new_store)
+        g.session_service = runtime().session_service(get_store())
     return g.session_service
 
 

@@ -1,4 +1,5 @@
 """The session API against the real ChimeraX runtime, in-process (Flask test client)."""
+import io
 import os
 
 import psutil
@@ -42,11 +43,12 @@ def test_lifecycle_create_command_heartbeat_delete(app, client, alice):
     assert record.workspace in "".join(result["log"]["note"])
     assert result["duration_ms"] > 0
 
-    failed = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "foo"},
+    failed = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "open missing.pdb"},
                          headers=alice)
-    assert failed.status_code == 200
+    assert failed.status_code == 200          # a ChimeraX error is a result, not an HTTP error
     assert failed.get_json()["ok"] is False
-    assert failed.get_json()["error"] == {"type": "UserError", "message": "Unknown command: foo"}
+    assert failed.get_json()["error"]["type"] == "UserError"
+    assert "missing.pdb" in failed.get_json()["error"]["message"]
 
     beat = client.put("/api/sessions/%s/heartbeat" % session["id"], headers=alice).get_json()
     assert beat["id"] == session["id"] and beat["expires_at"] > beat["last_activity"]
@@ -64,12 +66,36 @@ def test_lifecycle_create_command_heartbeat_delete(app, client, alice):
     assert gone.status_code == 409 and gone.get_json()["error"]["code"] == "session_not_active"
 
 
-def test_open_real_structure_in_session(app, client, alice):
-    session = create(client, alice)
-    reply = client.post("/api/sessions/%s/commands" % session["id"],
-                        json={"command": "open %s" % alanin_pdb()}, headers=alice).get_json()
-    assert reply["ok"], reply
-    assert any("66 atoms" in m for m in reply["log"]["note"])
+def test_create_with_a_structure_opens_it_before_active(app, client, alice):
+    with open(alanin_pdb(), "rb") as pdb:
+        response = client.post("/api/sessions", headers=alice, content_type="multipart/form-data",
+                               data={"label": "with file", "idle_timeout": "600",
+                                     "file": (pdb, "alanin.pdb")})
+    assert response.status_code == 201, response.get_json()
+    session = response.get_json()
+    assert session["status"] == "active" and session["idle_timeout"] == 600
+    info = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "info models"},
+                       headers=alice).get_json()
+    assert "alanin.pdb" in "".join(info["log"]["note"])
+
+
+def test_create_with_an_unreadable_file_fails_cleanly(app, client, alice):
+    response = client.post("/api/sessions", headers=alice, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(b"ATOM  garbage\x00\x01" * 10), "broken.cif")})
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["code"] == "unreadable_structure"
+    sessions = client.get("/api/sessions", headers=alice).get_json()["sessions"]
+    assert [(s["status"], s["end_reason"]) for s in sessions] == [("failed", "startup_failed")]
+    assert os.listdir(app.config["WORKSPACE_ROOT"]) == []
+    assert not [p for p in psutil.Process().children(recursive=True)
+                if "cxs_runtime" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_create_with_a_bad_file_name_reserves_nothing(app, client, alice):
+    response = client.post("/api/sessions", headers=alice, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(b"x"), "evil.py")})
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_file"
+    assert client.get("/api/sessions", headers=alice).get_json()["sessions"] == []
 
 
 def test_ownership_and_admin_view(app, client, alice, bob, admin):

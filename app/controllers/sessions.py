@@ -2,14 +2,14 @@
 import uuid
 from dataclasses import asdict
 
-from flask import g
+from flask import current_app, g, request
 
 from ..context import get_session_service
 from ..middleware.errors import ApiError
-from ..middleware.validation import json_body, query_args
+from ..middleware.validation import json_body, multipart_form, query_args
 from ..schemas.sessions import (AdminSessionSchema, CommandResultSchema, CommandSchema,
-                                HeartbeatSchema, SessionCreateSchema, SessionListQuerySchema,
-                                SessionSchema)
+                                HeartbeatSchema, SessionCreateFormSchema, SessionCreateSchema,
+                                SessionListQuerySchema, SessionSchema)
 
 _session_schema = SessionSchema()
 _admin_schema = AdminSessionSchema()
@@ -17,7 +17,7 @@ _heartbeat_schema = HeartbeatSchema()
 _result_schema = CommandResultSchema()
 
 
-def _session_id(raw):
+def session_id_arg(raw):
     # Anything that is not a canonical UUID cannot name a session: 404, not 400.
     try:
         parsed = uuid.UUID(raw)
@@ -40,10 +40,16 @@ def _dump(record, service):
 
 
 def create_session():
-    args = json_body(SessionCreateSchema(), required=False)
+    initial_file = None
+    if request.mimetype == "multipart/form-data":
+        args, upload = multipart_form(SessionCreateFormSchema(), current_app.config["MAX_UPLOAD_BYTES"])
+        if upload is not None:
+            initial_file = (upload.filename, upload.stream)
+    else:
+        args = json_body(SessionCreateSchema(), required=False)
     service = get_session_service()
-    record = service.create(g.principal, label=args.get("label"),
-                            idle_timeout=args.get("idle_timeout"), wait=args["wait"])
+    record = service.create(g.principal, label=args.get("label"), idle_timeout=args.get("idle_timeout"),
+                            wait=args["wait"], initial_file=initial_file)
     status = 201 if record.status == "active" else 202
     return _dump(record, service), status
 
@@ -57,21 +63,21 @@ def list_sessions():
 
 def get_session(session_id):
     service = get_session_service()
-    return _dump(service.get_for(g.principal, _session_id(session_id)), service)
+    return _dump(service.get_for(g.principal, session_id_arg(session_id)), service)
 
 
 def delete_session(session_id):
-    get_session_service().terminate(g.principal, _session_id(session_id))
+    get_session_service().terminate(g.principal, session_id_arg(session_id))
     return "", 204
 
 
 def heartbeat(session_id):
-    record = get_session_service().heartbeat(g.principal, _session_id(session_id))
+    record = get_session_service().heartbeat(g.principal, session_id_arg(session_id))
     return _heartbeat_schema.dump(record)
 
 
 def run_command(session_id):
-    session_id = _session_id(session_id)
+    session_id = session_id_arg(session_id)
     args = json_body(CommandSchema())
     result = get_session_service().run_command(g.principal, session_id, args["command"])
     return _result_schema.dump(asdict(result))

@@ -10,12 +10,14 @@ from flask import g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from ..services import errors as service_errors
+from ..services import workspace
 
 log = logging.getLogger("cxs.errors")
 
 STATUS_BY_CODE = {
     service_errors.NotFound.code: 404,
     service_errors.Forbidden.code: 403,
+    service_errors.CommandDenied.code: 403,
     service_errors.NotActive.code: 409,
     service_errors.UserLimit.code: 429,
     service_errors.Capacity.code: 503,
@@ -24,6 +26,12 @@ STATUS_BY_CODE = {
     service_errors.StoreDown.code: 503,
     service_errors.ChimeraXDied.code: 502,
     service_errors.CommandTimeout.code: 504,
+    service_errors.UnreadableStructure.code: 400,
+    service_errors.RenderingUnavailable.code: 503,
+    service_errors.SnapshotFailed.code: 502,
+    workspace.BadFile.code: 400,
+    workspace.FileNotFound.code: 404,
+    workspace.QuotaExceeded.code: 413,
 }
 
 HTTP_CODES = {

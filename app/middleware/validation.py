@@ -44,3 +44,16 @@ def query_args(schema):
                            fields={key: ["Give this parameter once."]})
         args[key] = values[0]
     return _validated(schema, args)
+
+
+def multipart_form(schema, max_bytes, file_field="file"):
+    """(validated form fields, the uploaded file or None) of a multipart body."""
+    request.max_content_length = max_bytes     # uploads may be larger than JSON bodies
+    files = request.files                        # raises 413 past the limit
+    extra = [name for name in files if name != file_field]
+    if extra or len(files.getlist(file_field)) > 1:
+        raise ApiError(400, "validation_error", "the request has invalid fields",
+                       fields={name: ["Unknown file field."] for name in extra} or
+                       {file_field: ["Send one file."]})
+    form = {key: request.form[key] for key in request.form}
+    return _validated(schema, form), files.get(file_field)

@@ -61,8 +61,6 @@ class CommandSchema(Schema):
             raise ValidationError("Must not be blank.")
         if len(value) > current_app.config["MAX_COMMAND_LENGTH"]:
             raise ValidationError("Longer than %d characters." % current_app.config["MAX_COMMAND_LENGTH"])
-        if "\x00" in value:
-            raise ValidationError("Must not contain NUL characters.")
 
 
 class SessionSchema(Schema):
@@ -97,3 +95,47 @@ class CommandResultSchema(Schema):
     json_values = fields.List(fields.Raw())
     error = fields.Dict(allow_none=True)
     duration_ms = fields.Float()
+
+
+class SnapshotQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    width = fields.Integer(load_default=800)
+    height = fields.Integer(load_default=600)
+    supersample = fields.Integer(load_default=3)
+
+    @validates("width")
+    def _width(self, value, **kwargs):
+        _within(value, 1, current_app.config["SNAPSHOT_MAX_PIXELS"])
+
+    @validates("height")
+    def _height(self, value, **kwargs):
+        _within(value, 1, current_app.config["SNAPSHOT_MAX_PIXELS"])
+
+    @validates("supersample")
+    def _supersample(self, value, **kwargs):
+        _within(value, 1, current_app.config["SNAPSHOT_MAX_SUPERSAMPLE"])
+
+
+def _within(value, low, high):
+    if not low <= value <= high:
+        raise ValidationError("Must be between %d and %d." % (low, high))
+
+
+class FormBoolean(fields.Boolean):
+    """true/false as multipart form text."""
+    truthy = {"true"}
+    falsy = {"false"}
+
+
+class SessionCreateFormSchema(SessionCreateSchema):
+    """The same fields sent as multipart/form-data beside a `file` part."""
+    idle_timeout = fields.Integer()
+    wait = FormBoolean(load_default=True)
+
+
+class FileSchema(Schema):
+    name = fields.String()
+    size = fields.Integer()
+    modified = Timestamp()

@@ -49,3 +49,23 @@ class CommandTimeout(ServiceError):
 
 class StoreDown(ServiceError):
     code = "store_unavailable"
+
+
+class CommandDenied(ServiceError):
+    code = "command_denied"
+
+    def __init__(self, message, verb):
+        super().__init__(message)
+        self.verb = verb
+
+
+class UnreadableStructure(ServiceError):
+    code = "unreadable_structure"
+
+
+class RenderingUnavailable(ServiceError):
+    code = "rendering_unavailable"
+
+
+class SnapshotFailed(ServiceError):
+    code = "snapshot_failed"

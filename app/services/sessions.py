@@ -14,11 +14,14 @@ import uuid
 
 from ..store import (ACTIVE, FAILED, STARTING, TERMINATED, TERMINATING,
                      LimitReached, SessionRecord, StoreUnavailable)
-from . import chimerax_client
-from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, Forbidden, NotActive,
-                     NotFound, StartupFailed, StoreDown, UserLimit)
+from . import chimerax_client, policy
+from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Forbidden,
+                     NotActive, NotFound, RenderingUnavailable, ServiceError, SnapshotFailed,
+                     StartupFailed, StoreDown, UnreadableStructure, UserLimit)
+from .workspace import Workspace, check_name
 
 log = logging.getLogger("cxs.sessions")
+audit = logging.getLogger("cxs.audit")
 
 FAILED_REASONS = {"crashed", "unhealthy", "startup_failed"}
 
@@ -45,11 +48,16 @@ def port_is_free(port, host="127.0.0.1"):
 
 
 class SessionService:
-    def __init__(self, store, launcher, settings, store_factory=None):
+    def __init__(self, store, launcher, settings, store_factory=None, profiles=None):
         self.store = store
         self.launcher = launcher
         self.settings = settings        # a mapping: the app's config
         self.store_factory = store_factory
+        self.profiles = profiles or policy.default_profiles()
+
+    def profile_for(self, principal):
+        name = self.settings["ROLE_PROFILES"].get(principal.role, "viewer")
+        return self.profiles.get(name, self.profiles["viewer"])
 
     # Lookups
 
@@ -71,7 +79,11 @@ class SessionService:
 
     # Creation
 
-    def create(self, principal, label=None, idle_timeout=None, wait=True):
+    def create(self, principal, label=None, idle_timeout=None, wait=True, initial_file=None):
+        """`initial_file`: (name, stream) stored in the workspace and opened
+        before the session turns active; a file ChimeraX cannot open fails the create."""
+        if initial_file is not None:
+            check_name(initial_file[0])         # before anything is reserved
         executable = getattr(self.launcher, "executable", True)
         if not executable:
             raise ChimeraXUnavailable("no ChimeraX executable was found on this host", retry_after=60)
@@ -96,32 +108,44 @@ class SessionService:
         except StoreUnavailable as err:
             raise StoreDown("the session store is unavailable", retry_after=5) from err
         log.info("session %s created for %s (label=%r)", session_id, principal.user, label)
+        opening = None
+        try:
+            os.makedirs(record.workspace, mode=0o700)
+            if initial_file is not None:
+                opening = self.workspace(record).save(initial_file[0], initial_file[1],
+                                                      self.settings["MAX_UPLOAD_BYTES"]).name
+        except Exception:
+            shutil.rmtree(record.workspace, ignore_errors=True)
+            self.store.transition(record.id, [STARTING], FAILED, ended_at=time.time(),
+                                  end_reason="startup_failed")
+            raise
         if wait:
-            self._start(record, self.store)
+            self._start(record, self.store, opening)
             return self.store.get_session(session_id)
-        threading.Thread(target=self._start_in_background, args=(record,),
+        threading.Thread(target=self._start_in_background, args=(record, opening),
                          name="start-%s" % session_id[:8], daemon=True).start()
         return record
 
-    def _start_in_background(self, record):
+    def _start_in_background(self, record, opening):
         store = self.store_factory()
         try:
-            self._start(record, store)
-        except StartupFailed:
+            self._start(record, store, opening)
+        except ServiceError:
             pass        # already logged and recorded as failed
         except Exception:
             log.exception("session %s: background start-up crashed", record.id)
         finally:
             store.close()
 
-    def _start(self, record, store):
+    def _start(self, record, store, opening=None):
         state = {}
         try:
-            os.makedirs(record.workspace, mode=0o700, exist_ok=False)
             state = self.launcher.start(record.id, record.workspace, record.port)
             if not store.transition(record.id, [STARTING], STARTING, process=state):
                 raise _Cancelled()
             state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
+            if opening:
+                self._open_initial(state, opening)
             if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state["port"],
                                     last_activity=time.time()):
                 raise _Cancelled()
@@ -136,9 +160,17 @@ class SessionService:
             # Only from STARTING: a concurrent delete owns a TERMINATING session.
             store.transition(record.id, [STARTING], FAILED,
                              ended_at=time.time(), end_reason="startup_failed")
-            if isinstance(err, StartupFailed):
+            if isinstance(err, ServiceError):
                 raise
             raise StartupFailed("ChimeraX could not be started") from err
+
+    def _open_initial(self, state, name):
+        host, port = self.launcher.address(state)
+        # The name passed the workspace's own checks; quoting keeps it one word.
+        result = chimerax_client.run_command(host, port, 'open "%s"' % name,
+                                             self.settings["COMMAND_TIMEOUT"])
+        if not result.ok:
+            raise UnreadableStructure("ChimeraX could not open %s: %s" % (name, result.error["message"]))
 
     def _discard(self, record, state):
         if state:
@@ -160,6 +192,18 @@ class SessionService:
         record = self.get_for(principal, session_id)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        profile = self.profile_for(principal)
+        verdict = policy.check(command, profile, record.workspace)
+        # The audit line names verbs, never arguments: those may hold data.
+        audit.info("user=%s session=%s profile=%s verdict=%s verbs=%s%s", principal.user, session_id,
+                   profile.name, "allow" if verdict.allowed else "deny", ",".join(verdict.verbs) or "-",
+                   "" if verdict.allowed else " denied=%s reason=%r" % (verdict.denied_verb, verdict.reason))
+        if not verdict.allowed:
+            raise CommandDenied("command denied: %s" % verdict.reason, verdict.denied_verb)
+        return self._send(record, command)
+
+    def _send(self, record, command):
+        session_id = record.id
         host, port = self.launcher.address(record.process)
         try:
             result = chimerax_client.run_command(host, port, command, self.settings["COMMAND_TIMEOUT"])
@@ -170,6 +214,38 @@ class SessionService:
         finally:
             self._touch_coalesced(session_id)
         return result
+
+    # Workspace files and snapshots
+
+    def workspace(self, record):
+        return Workspace(record.workspace, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
+
+    def workspace_for(self, principal, session_id):
+        record = self.get_for(principal, session_id)
+        if not record.is_live or not os.path.isdir(record.workspace):
+            raise NotActive("session %s is %s; its files are gone" % (session_id, record.status))
+        return self.workspace(record)
+
+    def snapshot(self, principal, session_id, width, height, supersample):
+        record = self.get_for(principal, session_id)
+        if record.status != ACTIVE:
+            raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        scratch = os.path.join(record.workspace, ".snapshot-%s.png" % uuid.uuid4().hex)
+        audit.info("user=%s session=%s verdict=allow verbs=snapshot", principal.user, session_id)
+        try:
+            result = self._send(record, 'save "%s" width %d height %d supersample %d'
+                                % (scratch, width, height, supersample))
+            if not result.ok:
+                message = result.error["message"]
+                if "rendering" in message.lower() or "opengl" in message.lower():
+                    raise RenderingUnavailable("offscreen rendering is not available for this "
+                                               "ChimeraX (install OSMesa: libosmesa6)", retry_after=None)
+                raise SnapshotFailed("ChimeraX could not render: %s" % message)
+            with open(scratch, "rb") as png:
+                return png.read()
+        finally:
+            if os.path.exists(scratch):
+                os.unlink(scratch)
 
     def _touch_coalesced(self, session_id):
         # A burst of commands writes last_activity at most once per interval.
