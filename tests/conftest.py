@@ -57,6 +57,18 @@ def temp_entries():
     return {name for name in os.listdir(tempfile.gettempdir()) if not name.startswith("pytest-of-")}
 
 
+def runtime_children():
+    """Live (non-zombie) ChimeraX runtime processes started by this test process."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and "cxs_runtime" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_processes_or_files():
     """No test may leave a ChimeraX (real or fake) or gunicorn process, or a temp file, behind."""

@@ -7,7 +7,7 @@ import pytest
 
 from app.store import Store
 
-from .conftest import alanin_pdb, token_header, wait_until
+from .conftest import alanin_pdb, runtime_children, token_header, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -87,8 +87,7 @@ def test_create_with_an_unreadable_file_fails_cleanly(app, client, alice):
     sessions = client.get("/api/sessions", headers=alice).get_json()["sessions"]
     assert [(s["status"], s["end_reason"]) for s in sessions] == [("failed", "startup_failed")]
     assert os.listdir(app.config["WORKSPACE_ROOT"]) == []
-    assert not [p for p in psutil.Process().children(recursive=True)
-                if "cxs_runtime" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+    assert runtime_children() == []
 
 
 def test_create_with_a_bad_file_name_reserves_nothing(app, client, alice):
@@ -155,9 +154,7 @@ def test_delete_while_starting_leaves_nothing(app, client, alice):
 
     def settled():
         # the background starter notices it was cancelled and removes what it made
-        return not os.path.exists(record.workspace) and not [
-            p for p in psutil.Process().children(recursive=True)
-            if "cxs_runtime" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE]
+        return not os.path.exists(record.workspace) and not runtime_children()
     wait_until(settled, 30, message="cancelled start-up to clean up")
     assert store_record(app, session["id"]).status == "terminated"
 

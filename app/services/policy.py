@@ -24,7 +24,7 @@ VIEWER_COMMANDS = frozenset("""
 open close show hide display style color colour cartoon ribbon surface transparency label
 view turn move zoom clip cofr select measure info save lighting material graphics camera
 rainbow size rock roll wobble stop pwd version usage wait undo redo align rmsd angle distance
-dssp nucleotides delete rename split sym windowsize
+dssp nucleotides delete rename split sym windowsize colordef colourdef
 """.split())
 
 OPEN_SUFFIXES = (".pdb", ".ent", ".pdb1", ".cif", ".mmcif", ".mrc", ".map", ".ccp4", ".dx", ".sdf", ".mol2")
@@ -169,7 +169,7 @@ def check(line, profile, workspace):
                 continue        # ChimeraX skips empty commands and comments
             tokens = tokenize(piece)
             candidates = resolve(tokens[0], profile)
-            verbs.append(candidates[0] if len(candidates) == 1 else tokens[0])
+            verbs.append(candidates[0] if len(candidates) == 1 else tokens[0] + "*")
             if profile.commands is None:
                 continue
             for name in candidates:
