@@ -49,6 +49,13 @@ class Config:
     SNAPSHOT_MAX_PIXELS = _env("SNAPSHOT_MAX_PIXELS", 4096, int)       # per side
     SNAPSHOT_MAX_SUPERSAMPLE = _env("SNAPSHOT_MAX_SUPERSAMPLE", 4, int)
 
+    # Reliability
+    FAILED_RETENTION = _env("FAILED_RETENTION", 3600, int)   # s a failed session's files stay
+    MAX_RSS_MB = _env("MAX_RSS_MB", 0, int)                   # per ChimeraX; 0 = no limit
+    ADOPT_ON_START = _env("ADOPT_ON_START", True, bool)
+    SHUTDOWN_TERMINATES_SESSIONS = _env("SHUTDOWN_TERMINATES_SESSIONS", False, bool)
+    STORE_BUSY_TIMEOUT = _env("STORE_BUSY_TIMEOUT", 5.0, float)
+
     # Sweeper
     SWEEPER_ENABLED = _env("SWEEPER_ENABLED", True, bool)
     SWEEP_INTERVAL = _env("SWEEP_INTERVAL", 30.0, float)

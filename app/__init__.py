@@ -30,7 +30,7 @@ class Runtime:
                               profiles=self.profiles)
 
     def new_store(self):
-        return Store(self.config["DATABASE_PATH"])
+        return Store(self.config["DATABASE_PATH"], self.config["STORE_BUSY_TIMEOUT"])
 
     def make_sweeper(self):
         store = self.new_store()

@@ -2,7 +2,6 @@
 from flask import current_app, g
 
 from .services.tokens import TokenService
-from .store import Store
 
 EXTENSION = "chimerax_sessions"
 
@@ -14,7 +13,7 @@ def runtime():
 
 def get_store():
     if "store" not in g:
-        g.store = Store(current_app.config["DATABASE_PATH"])
+        g.store = runtime().new_store()
     return g.store
 
 

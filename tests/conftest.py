@@ -113,6 +113,7 @@ def end_all_sessions(app):
     try:
         for record in sweeper.store.live_sessions():
             sweeper.service.end(record, "deleted")
+        sweeper.service.remove_expired_workspaces(float("inf"))     # retained files of failed ones
     finally:
         close()
 

@@ -1,4 +1,5 @@
 """The sweeper against real ChimeraX processes: idle, too old, crashed, hung."""
+import io
 import os
 import signal
 import time
@@ -74,18 +75,36 @@ def test_max_lifetime(env):
     assert status_of(client, alice, session["id"]) == ("terminated", "max_lifetime")
 
 
-def test_crashed_process_is_detected(env):
-    app, client, alice, sweeper = env()
+def test_crashed_process_is_detected_and_its_files_kept_for_a_while(env):
+    app, client, alice, sweeper = env(FAILED_RETENTION=1)
     session = create(client, alice)
+    url = "/api/sessions/" + session["id"]
+    assert client.post(url + "/files", headers=alice, content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(b"ATOM"), "before.cif")}).status_code == 201
     record = sweeper.store.get_session(session["id"])
     proc = process_of(sweeper, session["id"])
     proc.kill()
     wait_until(lambda: gone(proc), 5, message="process to die")
     assert sweeper.sweep() == {"crashed": 1}
     assert status_of(client, alice, session["id"]) == ("failed", "crashed")
-    assert not os.path.exists(record.workspace)
-    response = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "pwd"}, headers=alice)
+    response = client.post(url + "/commands", json={"command": "pwd"}, headers=alice)
     assert response.status_code == 409
+    # the workspace stays for FAILED_RETENTION seconds, for download
+    assert client.get(url + "/files/before.cif", headers=alice).status_code == 200
+    ended_at = sweeper.store.get_session(session["id"]).ended_at
+    wait_until(lambda: time.time() > ended_at + 1, 5, message="retention to pass")
+    sweeper.sweep()
+    assert not os.path.exists(record.workspace)
+    assert client.get(url + "/files/before.cif", headers=alice).status_code == 409
+
+
+def test_memory_guard(env):
+    app, client, alice, sweeper = env(MAX_RSS_MB=20, FAILED_RETENTION=0)
+    session = create(client, alice)
+    proc = process_of(sweeper, session["id"])
+    assert sweeper.sweep() == {"memory_limit": 1}
+    assert status_of(client, alice, session["id"]) == ("failed", "memory_limit")
+    assert gone(proc)
 
 
 def test_command_to_a_dead_process_is_502_then_409(env):

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..services import errors as service_errors
 from ..services import workspace
+from ..store import StoreUnavailable
 
 log = logging.getLogger("cxs.errors")
 
@@ -73,6 +74,14 @@ def init_app(app):
         if status >= 500:
             log.warning("request %s: %s: %s", getattr(g, "request_id", "-"), err.code, err.message)
         return error_response(status, err.code, err.message, headers=headers)
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_down(err):
+        # Locked, read-only or missing database: temporary from the client's
+        # side; the next request opens a fresh connection and recovers.
+        log.warning("request %s: store unavailable: %s", getattr(g, "request_id", "-"), err)
+        return error_response(503, "store_unavailable", "the session store is temporarily unavailable",
+                              headers={"Retry-After": "5"})
 
     @app.errorhandler(HTTPException)
     def _http_error(err):

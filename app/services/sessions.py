@@ -23,7 +23,9 @@ from .workspace import Workspace, check_name
 log = logging.getLogger("cxs.sessions")
 audit = logging.getLogger("cxs.audit")
 
-FAILED_REASONS = {"crashed", "unhealthy", "startup_failed"}
+FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit"}
+# A process that failed on its own leaves its files for FAILED_RETENTION s (for download).
+RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit"}
 
 
 def parse_port_range(text):
@@ -222,9 +224,19 @@ class SessionService:
 
     def workspace_for(self, principal, session_id):
         record = self.get_for(principal, session_id)
-        if not record.is_live or not os.path.isdir(record.workspace):
+        kept = record.status == FAILED and not record.workspace_removed
+        if not (record.is_live or kept) or not os.path.isdir(record.workspace):
             raise NotActive("session %s is %s; its files are gone" % (session_id, record.status))
         return self.workspace(record)
+
+    def remove_expired_workspaces(self, now):
+        """Files of failed sessions go FAILED_RETENTION s after the failure."""
+        removed = 0
+        for record in self.store.expired_failed_workspaces(now - self.settings["FAILED_RETENTION"]):
+            shutil.rmtree(record.workspace, ignore_errors=True)
+            self.store.mark_workspace_removed(record.id)
+            removed += 1
+        return removed
 
     def snapshot(self, principal, session_id, width, height, supersample):
         record = self.get_for(principal, session_id)
@@ -266,13 +278,15 @@ class SessionService:
         if not self.store.transition(record.id, [STARTING, ACTIVE], TERMINATING):
             return False
         final = FAILED if reason in FAILED_REASONS else TERMINATED
+        keep = reason in RETAINED_REASONS and self.settings["FAILED_RETENTION"] > 0
         try:
             if record.process:
                 self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
-            shutil.rmtree(record.workspace, ignore_errors=True)
+            if not keep:
+                shutil.rmtree(record.workspace, ignore_errors=True)
         finally:
-            self.store.transition(record.id, [TERMINATING], final,
-                                  ended_at=time.time(), end_reason=reason)
+            self.store.transition(record.id, [TERMINATING], final, ended_at=time.time(),
+                                  end_reason=reason, workspace_removed=0 if keep else 1)
         log.info("session %s ended: %s (%s)", record.id, final, reason)
         return True
 

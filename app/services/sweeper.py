@@ -27,6 +27,10 @@ class Sweeper:
         """One pass over a snapshot of the live sessions; returns {reason: count}."""
         now = now or time.time()
         ended = {}
+        try:
+            self.service.remove_expired_workspaces(now)
+        except Exception:
+            log.exception("sweeper: removing expired workspaces failed")
         for record in self.store.live_sessions():
             try:
                 reason = self._check(record, now)
@@ -55,6 +59,12 @@ class Sweeper:
         # A dead process is reaped as crashed before any idle or age rule.
         if self.launcher.poll(record.process):
             return self._end(record, "crashed")
+        limit = settings["MAX_RSS_MB"]
+        if limit > 0:
+            rss = self.launcher.memory_bytes(record.process)
+            if rss is not None and rss > limit * 2**20:
+                log.warning("session %s uses %d MiB (limit %d MiB)", record.id, rss // 2**20, limit)
+                return self._end(record, "memory_limit")
         if now >= record.last_activity + record.idle_timeout:
             return self._end(record, "idle_timeout")
         if now >= record.created_at + record.max_lifetime:

@@ -9,7 +9,7 @@ STATUSES = (STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED)
 LIVE_STATUSES = (STARTING, ACTIVE, TERMINATING)
 
 END_REASONS = ("deleted", "idle_timeout", "max_lifetime", "crashed", "unhealthy",
-               "startup_failed", "server_restart")
+               "startup_failed", "server_restart", "server_shutdown", "memory_limit")
 
 ROLES = ("user", "admin")
 
@@ -40,6 +40,7 @@ class SessionRecord:
     port: Optional[int] = None
     process: dict = field(default_factory=dict)
     health_failures: int = 0
+    workspace_removed: int = 0
 
     @classmethod
     def from_row(cls, row):

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     end_reason      TEXT,
     port            INTEGER,
     process         TEXT,
-    health_failures INTEGER NOT NULL DEFAULT 0
+    health_failures INTEGER NOT NULL DEFAULT 0,
+    workspace_removed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status);
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user, status);
@@ -62,12 +63,12 @@ class LimitReached(Exception):
 
 
 class Store:
-    def __init__(self, path):
+    def __init__(self, path, busy_timeout=10.0):
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         try:
-            self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
+            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -81,7 +82,7 @@ class Store:
     def _execute(self, sql, params=()):
         try:
             return self._db.execute(sql, params)
-        except sqlite3.OperationalError as err:
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as err:
             raise StoreUnavailable(str(err)) from err
 
     @contextmanager
@@ -92,7 +93,8 @@ class Store:
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         else:
             self._execute("COMMIT")
@@ -197,7 +199,8 @@ class Store:
         assignments = ["status = ?"]
         params = [to_status]
         for name, value in fields.items():
-            if name not in ("ended_at", "end_reason", "port", "process", "last_activity"):
+            if name not in ("ended_at", "end_reason", "port", "process", "last_activity",
+                            "workspace_removed"):
                 raise ValueError("not a transition field: %s" % name)
             assignments.append("%s = ?" % name)
             params.append(json.dumps(value) if name == "process" else value)
@@ -206,6 +209,15 @@ class Store:
             "UPDATE sessions SET %s WHERE id = ? AND status IN (%s)" % (", ".join(assignments), marks),
             params + [session_id] + list(from_statuses))
         return cur.rowcount == 1
+
+    def expired_failed_workspaces(self, ended_before):
+        rows = self._execute(
+            "SELECT * FROM sessions WHERE status = 'failed' AND workspace_removed = 0"
+            " AND ended_at < ?", (ended_before,)).fetchall()
+        return [SessionRecord.from_row(r) for r in rows]
+
+    def mark_workspace_removed(self, session_id):
+        self._execute("UPDATE sessions SET workspace_removed = 1 WHERE id = ?", (session_id,))
 
     def touch(self, session_id, now, min_interval):
         """Record activity, skipping the write when the stored value is recent."""
