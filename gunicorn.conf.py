@@ -19,5 +19,20 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
+def on_starting(server):
+    # Once per start, in the master, before any worker: adopt the sessions
+    # whose ChimeraX survived (pid, create_time and environment marker all
+    # match), end the others, kill marked processes the store does not know.
+    from app import create_app
+    create_app().extensions["chimerax_sessions"].recover()
+
+
 def post_worker_init(worker):
     worker.wsgi.extensions["chimerax_sessions"].start_sweeper()
+
+
+def on_exit(server):
+    # After the workers stopped. Sessions keep running for the next start to
+    # adopt, unless SHUTDOWN_TERMINATES_SESSIONS=true.
+    from app import create_app
+    create_app().extensions["chimerax_sessions"].shutdown()

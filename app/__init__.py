@@ -1,4 +1,5 @@
 """ChimeraX session service: the application factory."""
+import hashlib
 import logging
 import os
 import sys
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from .services import policy
+from .services import policy, recovery
 from .services.launcher import Launcher, LocalLauncher
 from .services.locate import Executable, find_chimerax
 from .services.sessions import SessionService, parse_port_range
@@ -36,6 +37,23 @@ class Runtime:
         store = self.new_store()
         return Sweeper(self.session_service(store), self.config), store.close
 
+    def _with_service(self, action, *args):
+        store = self.new_store()
+        try:
+            return action(self.session_service(store), *args)
+        finally:
+            store.close()
+
+    def recover(self):
+        """Once per server start (gunicorn master, before workers): adopt or reap."""
+        return self._with_service(recovery.recover, self.config["ADOPT_ON_START"])
+
+    def shutdown(self):
+        """Once per server stop: end every session if SHUTDOWN_TERMINATES_SESSIONS."""
+        if self.config["SHUTDOWN_TERMINATES_SESSIONS"]:
+            return self._with_service(recovery.shutdown)
+        return []
+
     def start_sweeper(self):
         """Called in each gunicorn worker after fork (gunicorn.conf.py); one of them leads."""
         if self.schedule is None and self.config["SWEEPER_ENABLED"]:
@@ -53,6 +71,11 @@ def _configure_logging(level):
         root.addHandler(handler)
         root.propagate = False
     root.setLevel(level)
+
+
+def service_id(database_path):
+    """One service = one store: its processes carry this id in their environment."""
+    return hashlib.sha256(os.path.realpath(database_path).encode()).hexdigest()[:16]
 
 
 def create_app(config=None, config_name=None):
@@ -77,7 +100,8 @@ def create_app(config=None, config_name=None):
     else:
         log.info("ChimeraX: %s (%s)", executable.path, executable.kind)
     launcher = LocalLauncher(executable.path if executable else None,
-                             offscreen=app.config["CHIMERAX_OFFSCREEN"])
+                             offscreen=app.config["CHIMERAX_OFFSCREEN"],
+                             service_id=service_id(app.config["DATABASE_PATH"]))
     profiles = policy.default_profiles(app.config["VIEWER_ALLOW_EXTRA"], app.config["VIEWER_DENY"],
                                        app.config["ALLOW_FETCH"])
     app.extensions["chimerax_sessions"] = Runtime(app.config, executable, launcher, profiles)

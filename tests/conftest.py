@@ -217,6 +217,18 @@ class Gunicorn:
         wait_until(up, 30, message="gunicorn to answer")
         return self
 
+    def worker_pids(self):
+        return [p.pid for p in psutil.Process(self.proc.pid).children()]
+
+    def kill_hard(self):
+        """SIGKILL the master and its workers at once, as a crash or OOM would."""
+        victims = [psutil.Process(self.proc.pid)] + [psutil.Process(p) for p in self.worker_pids()]
+        for proc in victims:
+            proc.kill()
+        self.proc.wait()
+        psutil.wait_procs(victims, timeout=10)
+        self.log.close()
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -225,7 +237,8 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
 
     def log_text(self):
         return self.log_path.read_text(errors="replace")
@@ -242,10 +255,11 @@ def gunicorn_server(tmp_path):
     yield start
     for server in servers:
         try:
-            if server.proc.poll() is None:
-                admin = server.token("cleanup", "admin")
-                for s in requests.get(server.url + "/api/sessions", headers=admin, timeout=10).json()["sessions"]:
-                    if s["status"] in ("starting", "active"):
-                        requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=30)
+            if server.proc.poll() is not None:
+                server.start()      # a test that stopped it: start again to clean up
+            admin = server.token("cleanup", "admin")
+            for s in requests.get(server.url + "/api/sessions", headers=admin, timeout=10).json()["sessions"]:
+                if s["status"] in ("starting", "active"):
+                    requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=30)
         finally:
             server.stop()

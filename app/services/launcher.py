@@ -22,6 +22,7 @@ READY_LINE = re.compile(rb"REST server started on host (\S+) port (\d+)")
 CHILD_ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
                        "USER", "LOGNAME", "DISPLAY", "XDG_RUNTIME_DIR")
 MARKER_VARIABLE = "CXS_SESSION_ID"
+SERVICE_VARIABLE = "CXS_SERVICE_ID"
 LOG_NAME = "chimerax.log"
 
 
@@ -53,11 +54,21 @@ class Launcher(abc.ABC):
     def memory_bytes(self, state):
         return None
 
+    def adoptable(self, state, session_id):
+        """After a restart: is this still the very process started for `session_id`?"""
+        return False
 
-def _child_env(session_id):
+    def orphans(self, known_pids):
+        """States of processes this service started that no session accounts for."""
+        return []
+
+
+def _child_env(session_id, service_id):
     env = {name: os.environ[name] for name in CHILD_ENV_ALLOWLIST if name in os.environ}
     env["PYTHONUNBUFFERED"] = "1"      # the readiness line must reach the log at once
-    env[MARKER_VARIABLE] = session_id  # lets a restarted service recognise its children
+    # Markers a restarted service reads back (psutil) to recognise its children.
+    env[MARKER_VARIABLE] = session_id
+    env[SERVICE_VARIABLE] = service_id
     return env
 
 
@@ -68,10 +79,11 @@ def _reap(proc):
 
 
 class LocalLauncher(Launcher):
-    def __init__(self, executable, offscreen=True, host="127.0.0.1"):
+    def __init__(self, executable, offscreen=True, host="127.0.0.1", service_id="cxs"):
         self.executable = executable
         self.offscreen = offscreen
         self.host = host
+        self.service_id = service_id    # tells this service's processes from another's
 
     def command_line(self, port):
         args = [self.executable, "--nogui"]
@@ -94,7 +106,8 @@ class LocalLauncher(Launcher):
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
                     self.command_line(port), stdin=stdin_fd, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=workspace, env=_child_env(session_id), start_new_session=True, close_fds=True)
+                    cwd=workspace, env=_child_env(session_id, self.service_id), start_new_session=True,
+                    close_fds=True)
         finally:
             os.close(stdin_fd)
         _reap(proc)
@@ -188,6 +201,31 @@ class LocalLauncher(Launcher):
 
     def address(self, state):
         return state.get("host", self.host), state["port"]
+
+    def adoptable(self, state, session_id):
+        proc = self._process(state)
+        if proc is None:
+            return False
+        try:
+            env = proc.environ()
+        except psutil.Error:
+            return False
+        return env.get(MARKER_VARIABLE) == session_id and env.get(SERVICE_VARIABLE) == self.service_id
+
+    def orphans(self, known_pids):
+        found = []
+        for proc in psutil.process_iter(["pid", "create_time"]):
+            if proc.pid in known_pids:
+                continue
+            try:
+                if proc.environ().get(SERVICE_VARIABLE) != self.service_id:
+                    continue
+                if proc.status() == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) != proc.pid:
+                    continue        # only group leaders: stopping one ends its group
+            except (psutil.Error, OSError):
+                continue
+            found.append({"pid": proc.pid, "create_time": proc.info["create_time"]})
+        return found
 
     def memory_bytes(self, state):
         proc = self._process(state)

@@ -290,6 +290,14 @@ class SessionService:
         log.info("session %s ended: %s (%s)", record.id, final, reason)
         return True
 
+    def finish_termination(self, record):
+        """Complete a delete whose worker died midway (status stuck at terminating)."""
+        if record.process:
+            self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
+        shutil.rmtree(record.workspace, ignore_errors=True)
+        self.store.transition(record.id, [TERMINATING], TERMINATED, ended_at=time.time(),
+                              end_reason=record.end_reason or "deleted", workspace_removed=1)
+
     def memory_bytes(self, record):
         return self.launcher.memory_bytes(record.process) if record.process else None
 

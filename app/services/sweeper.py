@@ -10,7 +10,7 @@ import logging
 import os
 import time
 
-from ..store import ACTIVE, STARTING, TERMINATED, TERMINATING
+from ..store import ACTIVE, STARTING, TERMINATING
 from . import chimerax_client
 
 log = logging.getLogger("cxs.sweeper")
@@ -51,8 +51,7 @@ class Sweeper:
         if record.status == TERMINATING:
             # Left behind by a worker that died mid-delete: finish the job.
             if not record.process or self.launcher.poll(record.process):
-                self.store.transition(record.id, [TERMINATING], TERMINATED, ended_at=now,
-                                      end_reason=record.end_reason or "deleted")
+                self.service.finish_termination(record)
             return None
         if record.status != ACTIVE:
             return None
