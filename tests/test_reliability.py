@@ -60,6 +60,22 @@ def test_crash_is_detected_within_one_sweep(gunicorn_server):
     assert get(server, alice, session["id"])["end_reason"] == "crashed"
     assert detected <= interval + 2
     assert command(server, alice, session["id"]).status_code == 409
+    # files stay downloadable for FAILED_RETENTION (default one hour)
+    files = requests.get(server.url + "/api/sessions/%s/files" % session["id"], headers=alice, timeout=10)
+    assert files.status_code == 200 and files.json() == {"files": []}
+
+
+def test_memory_guard_ends_a_process_over_the_limit(gunicorn_server):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=1, MAX_RSS_MB=20)
+    alice, admin = server.token("alice"), server.token("boss", "admin")
+    session = create(server, alice)
+    pid = get(server, admin, session["id"])["pid"]
+    began = time.monotonic()
+    wait_until(lambda: get(server, alice, session["id"])["status"] == "failed", 10, interval=0.1,
+               message="memory guard")
+    print("measured: memory limit enforced %.2fs after ready" % (time.monotonic() - began))
+    assert get(server, alice, session["id"])["end_reason"] == "memory_limit"
+    wait_until(lambda: not alive(pid), 5, message="process to end")
 
 
 def test_hang_gives_504_then_unhealthy_and_never_blocks_others(gunicorn_server):
@@ -109,7 +125,9 @@ def test_restart_adopts_live_sessions_and_reaps_the_rest(gunicorn_server, tmp_pa
     server.kill_hard()
     os.kill(victim_pid, signal.SIGKILL)          # died while the service was down
     assert alive(before["pid"])
+    restarted = time.monotonic()
     server.start()
+    print("measured: restart with recovery answered after %.2fs" % (time.monotonic() - restarted))
 
     after = get(server, admin, survivor["id"])
     assert after["status"] == "active" and (after["pid"], after["port"]) == (before["pid"], before["port"])
@@ -183,6 +201,7 @@ def test_fifty_concurrent_creates_respect_capacity(gunicorn_server):
         r = requests.post(server.url + "/api/sessions", json={}, headers=headers[i % 10], timeout=170)
         results.append(r.status_code)
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(50)]
+    began = time.monotonic()
     try:
         for t in threads:
             t.start()
@@ -191,6 +210,8 @@ def test_fifty_concurrent_creates_respect_capacity(gunicorn_server):
     finally:
         sampling[0] = False
         sampler.join()
+    print("measured: 50 concurrent creates settled in %.2fs, peak %d new ChimeraX" % (
+        time.monotonic() - began, peak[0]))
     assert results.count(201) == 10, sorted(results)
     assert set(results) <= {201, 503, 429}
     assert 500 not in results
