@@ -49,6 +49,11 @@ class Config:
     SNAPSHOT_MAX_PIXELS = _env("SNAPSHOT_MAX_PIXELS", 4096, int)       # per side
     SNAPSHOT_MAX_SUPERSAMPLE = _env("SNAPSHOT_MAX_SUPERSAMPLE", 4, int)
 
+    # Warm pool: ready processes waiting for sessions (0 disables)
+    POOL_SIZE = _env("POOL_SIZE", 2, int)
+    POOL_MAX_AGE = _env("POOL_MAX_AGE", 3600, int)            # s before a pooled process is recycled
+    POOL_CHECK_INTERVAL = _env("POOL_CHECK_INTERVAL", 1.0, float)
+
     # Reliability
     FAILED_RETENTION = _env("FAILED_RETENTION", 3600, int)   # s a failed session's files stay
     MAX_RSS_MB = _env("MAX_RSS_MB", 0, int)                   # per ChimeraX; 0 = no limit

@@ -10,6 +10,7 @@ from flask import Flask
 from .services import policy, recovery
 from .services.launcher import Launcher, LocalLauncher
 from .services.locate import Executable, find_chimerax
+from .services.pool import WarmPool
 from .services.sessions import SessionService, parse_port_range
 from .services.sweeper import Sweeper, SweeperSchedule
 from .store import Store
@@ -37,6 +38,10 @@ class Runtime:
         store = self.new_store()
         return Sweeper(self.session_service(store), self.config), store.close
 
+    def make_pool(self):
+        store = self.new_store()
+        return WarmPool(store, self.launcher, self.config), store.close
+
     def _with_service(self, action, *args):
         store = self.new_store()
         try:
@@ -49,7 +54,13 @@ class Runtime:
         return self._with_service(recovery.recover, self.config["ADOPT_ON_START"])
 
     def shutdown(self):
-        """Once per server stop: end every session if SHUTDOWN_TERMINATES_SESSIONS."""
+        """Once per server stop: drain the pool; end every session if
+        SHUTDOWN_TERMINATES_SESSIONS (else they wait to be adopted)."""
+        pool, close = self.make_pool()
+        try:
+            pool.drain()
+        finally:
+            close()
         if self.config["SHUTDOWN_TERMINATES_SESSIONS"]:
             return self._with_service(recovery.shutdown)
         return []
@@ -57,7 +68,7 @@ class Runtime:
     def start_sweeper(self):
         """Called in each gunicorn worker after fork (gunicorn.conf.py); one of them leads."""
         if self.schedule is None and self.config["SWEEPER_ENABLED"]:
-            self.schedule = SweeperSchedule(self.make_sweeper, self.config)
+            self.schedule = SweeperSchedule(self.make_sweeper, self.config, self.make_pool)
             self.schedule.start()
         return self.schedule
 

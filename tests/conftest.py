@@ -102,6 +102,7 @@ def make_config(tmp_path, **overrides):
         "STOP_GRACE_PERIOD": 2.0,
         "ACTIVITY_WRITE_INTERVAL": 0.0,
         "LOG_LEVEL": "WARNING",
+        "POOL_SIZE": 0,
     }
     config.update(overrides)
     return config
@@ -114,6 +115,9 @@ def end_all_sessions(app):
         for record in sweeper.store.live_sessions():
             sweeper.service.end(record, "deleted")
         sweeper.service.remove_expired_workspaces(float("inf"))     # retained files of failed ones
+        pool, close_pool = rt.make_pool()
+        pool.drain()
+        close_pool()
     finally:
         close()
 
@@ -186,7 +190,7 @@ class Gunicorn:
                         DATABASE_PATH=str(tmp_path / "store.sqlite3"),
                         WORKSPACE_ROOT=str(tmp_path / "workspaces"),
                         CHIMERAX_PATH=TEST_RUNTIME, CHIMERAX_PORT_RANGE="0",
-                        STARTUP_TIMEOUT="30", LOG_LEVEL="INFO")
+                        STARTUP_TIMEOUT="30", LOG_LEVEL="INFO", POOL_SIZE="0")
         self.env.update({k: str(v) for k, v in env.items()})
         self.workers = workers
         self.proc = None

@@ -20,8 +20,9 @@ def test_concurrent_inserts_never_exceed_limits_or_share_ports(tmp_path):
         store = Store(path)
         barrier.wait()
         try:
-            results.append(store.insert_session(record(i, "u%d" % (i % 6)), max_total=10, max_per_user=3,
-                                                ports=range(7000, 7100)).port)
+            rec = record(i, "u%d" % (i % 6))
+            store.insert_session(rec, max_total=10, max_per_user=3, ports=range(7000, 7100))
+            results.append(rec.port)
         except LimitReached as err:
             results.append(err.scope)
         finally:

@@ -116,7 +116,7 @@ class LocalLauncher(Launcher):
         except psutil.Error:
             create_time = None
         return {"pid": proc.pid, "create_time": create_time, "port": port or None,
-                "host": self.host, "log": log_path}
+                "host": self.host, "log": log_path, "marker": session_id}
 
     def wait_ready(self, state, timeout):
         deadline = time.monotonic() + timeout
@@ -210,7 +210,9 @@ class LocalLauncher(Launcher):
             env = proc.environ()
         except psutil.Error:
             return False
-        return env.get(MARKER_VARIABLE) == session_id and env.get(SERVICE_VARIABLE) == self.service_id
+        # A pool process keeps the marker it was started with after a claim.
+        expected = state.get("marker", session_id)
+        return env.get(MARKER_VARIABLE) == expected and env.get(SERVICE_VARIABLE) == self.service_id
 
     def orphans(self, known_pids):
         found = []

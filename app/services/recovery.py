@@ -6,6 +6,7 @@ worker exists, so no request or sweep can race it.
 import logging
 
 from ..store import ACTIVE, TERMINATING
+from .pool import WarmPool
 
 log = logging.getLogger("cxs.recovery")
 
@@ -14,7 +15,11 @@ def recover(service, adopt=True):
     """Adopt live sessions whose ChimeraX is verifiably still theirs; end the
     rest (`server_restart`); kill marked processes no session accounts for."""
     launcher = service.launcher
-    adopted, ended, known = [], [], set()
+    adopted, ended = [], []
+    pool = WarmPool(service.store, launcher, service.settings)
+    known = pool.adopt_or_reap() if adopt else set()
+    if not adopt:
+        pool.drain()
     for record in service.store.live_sessions():
         if adopt and record.status == ACTIVE and launcher.adoptable(record.process, record.id):
             adopted.append(record.id)

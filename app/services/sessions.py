@@ -18,6 +18,7 @@ from . import chimerax_client, policy
 from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Forbidden,
                      NotActive, NotFound, RenderingUnavailable, ServiceError, SnapshotFailed,
                      StartupFailed, StoreDown, UnreadableStructure, UserLimit)
+from .launcher import LOG_NAME
 from .workspace import Workspace, check_name
 
 log = logging.getLogger("cxs.sessions")
@@ -98,10 +99,10 @@ class SessionService:
             max_lifetime=self.settings["SESSION_MAX_LIFETIME"],
             workspace=os.path.join(self.settings["WORKSPACE_ROOT"], session_id))
         try:
-            self.store.insert_session(
+            claimed = self.store.insert_session(
                 record, self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
                 ports=parse_port_range(self.settings["CHIMERAX_PORT_RANGE"]),
-                port_is_free=port_is_free)
+                port_is_free=port_is_free, claim_pool=self.settings["POOL_SIZE"] > 0)
         except LimitReached as err:
             if err.scope == "user":
                 raise UserLimit("you already have %d live sessions (the limit)" % err.limit,
@@ -112,21 +113,59 @@ class SessionService:
         log.info("session %s created for %s (label=%r)", session_id, principal.user, label)
         opening = None
         try:
-            os.makedirs(record.workspace, mode=0o700)
+            if claimed:
+                # The pooled process moves along with its directory: cwd and
+                # open log file follow the rename.
+                os.rename(claimed["directory"], record.workspace)
+            else:
+                os.makedirs(record.workspace, mode=0o700)
             if initial_file is not None:
                 opening = self.workspace(record).save(initial_file[0], initial_file[1],
                                                       self.settings["MAX_UPLOAD_BYTES"]).name
         except Exception:
+            if claimed:
+                self.launcher.stop(claimed["process"], self.settings["STOP_GRACE_PERIOD"])
+                shutil.rmtree(claimed["directory"], ignore_errors=True)
             shutil.rmtree(record.workspace, ignore_errors=True)
             self.store.transition(record.id, [STARTING], FAILED, ended_at=time.time(),
                                   end_reason="startup_failed")
             raise
+        if claimed and self._activate_pooled(record, claimed, opening):
+            return self.store.get_session(session_id)
         if wait:
             self._start(record, self.store, opening)
             return self.store.get_session(session_id)
         threading.Thread(target=self._start_in_background, args=(record, opening),
                          name="start-%s" % session_id[:8], daemon=True).start()
         return record
+
+    def _activate_pooled(self, record, claimed, opening):
+        """Turn a claimed pool process into this session; False: start cold instead."""
+        state = dict(claimed["process"], log=os.path.join(record.workspace, LOG_NAME))
+        try:
+            host, port = self.launcher.address(state)
+            moved = chimerax_client.run_command(host, port, 'cd "%s"' % record.workspace,
+                                                self.settings["COMMAND_TIMEOUT"])
+            if not moved.ok:
+                raise StartupFailed("pooled ChimeraX could not cd: %s" % moved.error["message"])
+            if opening:
+                self._open_initial(state, opening)
+        except UnreadableStructure:
+            self._discard(record, state)
+            self.store.transition(record.id, [STARTING], FAILED, ended_at=time.time(),
+                                  end_reason="startup_failed")
+            raise
+        except ServiceError as err:
+            log.warning("session %s: pooled process unusable (%s); starting cold", record.id, err)
+            self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
+            self.store.transition(record.id, [STARTING], STARTING, process={})
+            return False
+        if not self.store.transition(record.id, [STARTING], ACTIVE, process=state,
+                                     port=state["port"], last_activity=time.time()):
+            self._discard(record, state)
+            return True
+        log.info("session %s active from the warm pool: pid %s", record.id, state["pid"])
+        return True
 
     def _start_in_background(self, record, opening):
         store = self.store_factory()

@@ -6,6 +6,7 @@ lock when its holder dies, so another worker takes over at its next tick;
 there is never more than one sweeper, and never none for long.
 """
 import fcntl
+from datetime import datetime
 import logging
 import os
 import time
@@ -107,10 +108,11 @@ class SweeperLock:
 
 
 class SweeperSchedule:
-    """The APScheduler job of one worker; it sweeps only while holding the lock."""
+    """The APScheduler jobs of one worker; they run only while it holds the lock."""
 
-    def __init__(self, make_sweeper, settings):
+    def __init__(self, make_sweeper, settings, make_pool=None):
         self.make_sweeper = make_sweeper     # () -> (Sweeper, close callable)
+        self.make_pool = make_pool           # () -> (WarmPool, close callable)
         self.settings = settings
         self.lock = SweeperLock(settings["DATABASE_PATH"] + ".sweeper.lock")
         self.scheduler = None
@@ -124,7 +126,24 @@ class SweeperSchedule:
         self.scheduler = BackgroundScheduler(daemon=True)
         self.scheduler.add_job(self.tick, "interval", seconds=interval, max_instances=1,
                                coalesce=True, id="sweep")
+        if self.make_pool is not None and self.settings["POOL_SIZE"] > 0:
+            self.scheduler.add_job(self.pool_tick, "interval", seconds=self.settings["POOL_CHECK_INTERVAL"],
+                                   max_instances=1, coalesce=True, id="pool",
+                                   next_run_time=datetime.now())
         self.scheduler.start()
+
+    def pool_tick(self):
+        """Keep the warm pool full: drop dead/old entries, start replacements."""
+        if not self.lock.try_acquire():
+            return
+        pool, close = self.make_pool()
+        try:
+            pool.maintain()
+            pool.fill()
+        except Exception:
+            log.exception("pool maintenance failed")
+        finally:
+            close()
 
     def shutdown(self):
         if self.scheduler is not None:
@@ -143,6 +162,12 @@ class SweeperSchedule:
                      s["SESSION_MAX_LIFETIME"], s["HEALTH_CHECK_TIMEOUT"], s["HEALTH_CHECK_FAILURES"])
         sweeper, close = self.make_sweeper()
         try:
+            if self.make_pool is not None:
+                pool, close_pool = self.make_pool()
+                try:
+                    pool.maintain(ping=True)     # health-check idle pooled processes too
+                finally:
+                    close_pool()
             ended = sweeper.sweep()
             sweeper.store.record_sweep(os.getpid())
             if ended:

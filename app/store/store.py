@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_by_status ON sessions (status);
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user, status);
+CREATE TABLE IF NOT EXISTS pool (
+    id          TEXT PRIMARY KEY,
+    status      TEXT NOT NULL CHECK (status IN ('starting', 'ready')),
+    created_at  REAL NOT NULL,
+    directory   TEXT NOT NULL,
+    port        INTEGER,
+    process     TEXT
+);
 CREATE TABLE IF NOT EXISTS sweeps (
     pid         INTEGER PRIMARY KEY,
     runs        INTEGER NOT NULL,
@@ -134,12 +142,15 @@ class Store:
 
     # Sessions
 
-    def insert_session(self, record, max_total, max_per_user, ports=None, port_is_free=None):
+    def insert_session(self, record, max_total, max_per_user, ports=None, port_is_free=None,
+                       claim_pool=False):
         """Insert a starting session unless a limit is reached; reserve a port.
 
         `ports` is the configured range (None: ChimeraX picks and the port is
-        recorded later); `port_is_free(port)` checks the host. Raises
-        LimitReached. Returns the record with its port set.
+        recorded later); `port_is_free(port)` checks the host. With
+        `claim_pool`, a ready pool process is taken for the session in the
+        same transaction, so no two sessions can ever get the same one.
+        Raises LimitReached. Returns the claimed pool entry (a dict) or None.
         """
         with self._write_transaction():
             # The user's own limit is checked first: it is the more useful answer.
@@ -148,23 +159,72 @@ class Store:
                 (record.user,)).fetchone()[0]
             if mine >= max_per_user:
                 raise LimitReached("user", max_per_user)
+            claimed = self._take_ready_pool_entry() if claim_pool else None
+            # Pool processes count against host capacity until claimed.
             total = self._execute(
-                "SELECT COUNT(*) FROM sessions WHERE status IN %s" % _LIVE).fetchone()[0]
-            if total >= max_total:
+                "SELECT (SELECT COUNT(*) FROM sessions WHERE status IN %s)"
+                " + (SELECT COUNT(*) FROM pool)" % _LIVE).fetchone()[0]
+            if claimed is None and total >= max_total:
                 raise LimitReached("global", max_total)
-            if ports is not None:
+            if claimed is not None:
+                record.port, record.process = claimed["port"], claimed["process"]
+            elif ports is not None:
                 record.port = self._free_port(ports, port_is_free)
             self._execute(
                 "INSERT INTO sessions (id, user, label, status, created_at, last_activity,"
-                " idle_timeout, max_lifetime, workspace, port) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " idle_timeout, max_lifetime, workspace, port, process) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (record.id, record.user, record.label, record.status, record.created_at,
                  record.last_activity, record.idle_timeout, record.max_lifetime,
-                 record.workspace, record.port))
-        return record
+                 record.workspace, record.port, json.dumps(record.process) if record.process else None))
+        return claimed
+
+    def _take_ready_pool_entry(self):
+        row = self._execute(
+            "SELECT * FROM pool WHERE status = 'ready' ORDER BY created_at LIMIT 1").fetchone()
+        if row is None:
+            return None
+        self._execute("DELETE FROM pool WHERE id = ?", (row["id"],))
+        entry = dict(row)
+        entry["process"] = json.loads(entry["process"])
+        return entry
+
+    # The warm pool
+
+    def add_pool_entry(self, entry_id, directory, max_total, want, ports=None, port_is_free=None):
+        """Reserve a pool slot if the pool is short and capacity allows: returns
+        its port (None when ChimeraX picks), or False when nothing was reserved."""
+        with self._write_transaction():
+            pool = self._execute("SELECT COUNT(*) FROM pool").fetchone()[0]
+            total = pool + self._execute(
+                "SELECT COUNT(*) FROM sessions WHERE status IN %s" % _LIVE).fetchone()[0]
+            if pool >= want or total >= max_total:
+                return False
+            port = self._free_port(ports, port_is_free) if ports is not None else None
+            self._execute("INSERT INTO pool (id, status, created_at, directory, port) VALUES (?,?,?,?,?)",
+                          (entry_id, "starting", time.time(), directory, port))
+            return port
+
+    def set_pool_entry(self, entry_id, status, process, port):
+        cur = self._execute("UPDATE pool SET status = ?, process = ?, port = ? WHERE id = ?",
+                            (status, json.dumps(process), port, entry_id))
+        return cur.rowcount == 1
+
+    def remove_pool_entry(self, entry_id):
+        cur = self._execute("DELETE FROM pool WHERE id = ?", (entry_id,))
+        return cur.rowcount == 1
+
+    def pool_entries(self):
+        entries = []
+        for row in self._execute("SELECT * FROM pool ORDER BY created_at").fetchall():
+            entry = dict(row)
+            entry["process"] = json.loads(entry["process"]) if entry["process"] else {}
+            entries.append(entry)
+        return entries
 
     def _free_port(self, ports, port_is_free):
         taken = {row[0] for row in self._execute(
-            "SELECT port FROM sessions WHERE status IN %s AND port IS NOT NULL" % _LIVE)}
+            "SELECT port FROM sessions WHERE status IN %s AND port IS NOT NULL"
+            " UNION SELECT port FROM pool WHERE port IS NOT NULL" % _LIVE)}
         for port in ports:
             if port not in taken and (port_is_free is None or port_is_free(port)):
                 return port

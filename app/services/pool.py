@@ -1,0 +1,112 @@
+"""The warm pool: idle, ready ChimeraX processes waiting to become sessions.
+
+Entries live in the store, so every worker can claim one (inside the create
+transaction: never two sessions for one process). Only the sweeper's leader
+fills, health-checks and recycles the pool, from its own background job:
+never on a request's path. Each entry runs in its own directory, which a
+claim renames into the new session's workspace.
+"""
+import logging
+import os
+import shutil
+import time
+import uuid
+
+from . import chimerax_client
+from .sessions import parse_port_range, port_is_free
+
+log = logging.getLogger("cxs.pool")
+POOL_PREFIX = ".pool-"
+
+
+def marker(entry_id):
+    return "pool:" + entry_id
+
+
+class WarmPool:
+    def __init__(self, store, launcher, settings):
+        self.store = store
+        self.launcher = launcher
+        self.settings = settings
+
+    @property
+    def size(self):
+        return self.settings["POOL_SIZE"]
+
+    def fill(self):
+        """Start processes until the pool is full or capacity is used up; returns how many."""
+        started = 0
+        while started < self.size:
+            entry_id = uuid.uuid4().hex
+            directory = os.path.join(self.settings["WORKSPACE_ROOT"], POOL_PREFIX + entry_id)
+            reserved = self.store.add_pool_entry(
+                entry_id, directory, self.settings["MAX_SESSIONS"], self.size,
+                ports=parse_port_range(self.settings["CHIMERAX_PORT_RANGE"]), port_is_free=port_is_free)
+            if reserved is False:
+                break
+            self._spawn(entry_id, directory, reserved)
+            started += 1
+        return started
+
+    def _spawn(self, entry_id, directory, port):
+        state = {}
+        try:
+            os.makedirs(directory, mode=0o700)
+            state = self.launcher.start(marker(entry_id), directory, port)
+            self.store.set_pool_entry(entry_id, "starting", state, port)
+            state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
+            if self.store.set_pool_entry(entry_id, "ready", state, state["port"]):
+                log.info("pool: process %s ready on port %s", state["pid"], state["port"])
+                return
+            log.info("pool: entry %s was dropped while starting", entry_id)
+        except Exception:
+            log.exception("pool: could not start a process")
+        self._discard(entry_id, state, directory)
+
+    def _discard(self, entry_id, state, directory):
+        self.store.remove_pool_entry(entry_id)
+        if state:
+            self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def remove(self, entry):
+        """Drop an entry unless a create claimed it first; then end its process."""
+        if self.store.remove_pool_entry(entry["id"]):
+            self._discard(entry["id"], entry["process"], entry["directory"])
+            return True
+        return False
+
+    def maintain(self, now=None, ping=False):
+        """Drop dead, stale, too old (POOL_MAX_AGE) and, with `ping`, unresponsive entries."""
+        now = now or time.time()
+        dropped = 0
+        for entry in self.store.pool_entries():
+            state = entry["process"]
+            if entry["status"] == "starting":
+                stale = now - entry["created_at"] > self.settings["STARTUP_TIMEOUT"] + 30
+                drop = stale and (not state or self.launcher.poll(state))
+            elif self.launcher.poll(state):
+                drop = True
+            elif now - entry["created_at"] > self.settings["POOL_MAX_AGE"]:
+                drop = True
+            elif ping:
+                host, port = self.launcher.address(state)
+                drop = not chimerax_client.ping(host, port, self.settings["HEALTH_CHECK_TIMEOUT"])
+            else:
+                drop = False
+            if drop and self.remove(entry):
+                dropped += 1
+        return dropped
+
+    def drain(self):
+        return sum(1 for entry in self.store.pool_entries() if self.remove(entry))
+
+    def adopt_or_reap(self):
+        """After a restart: keep entries whose process is verifiably theirs."""
+        kept = set()
+        for entry in self.store.pool_entries():
+            if entry["status"] == "ready" and self.launcher.adoptable(entry["process"], marker(entry["id"])):
+                kept.add(entry["process"]["pid"])
+            else:
+                self.remove(entry)
+        return kept
