@@ -32,5 +32,10 @@ test-fast: install
 run: install chimerax which-chimerax
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
+# Performance figures with their targets and same-run baselines (BENCHMARKS.md).
+bench: install chimerax
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || echo "wrk unavailable: using the Python load client"
+	$(PY) bench/run.py
+
 clean:
 	rm -rf $(VENV) .chimerax instance .pytest_cache

@@ -3,7 +3,8 @@ import hashlib
 import logging
 import os
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from flask import Flask
 
@@ -26,6 +27,7 @@ class Runtime:
     launcher: Launcher
     profiles: dict
     schedule: SweeperSchedule = None
+    _local: threading.local = field(default_factory=threading.local)
 
     def session_service(self, store):
         return SessionService(store, self.launcher, self.config, store_factory=self.new_store,
@@ -33,6 +35,13 @@ class Runtime:
 
     def new_store(self):
         return Store(self.config["DATABASE_PATH"], self.config["STORE_BUSY_TIMEOUT"])
+
+    def thread_store(self):
+        """One connection per thread for request handling (a thread never shares it)."""
+        store = getattr(self._local, "store", None)
+        if store is None or store.pid != os.getpid():
+            store = self._local.store = self.new_store()
+        return store
 
     def make_sweeper(self):
         store = self.new_store()

@@ -12,15 +12,9 @@ def runtime():
 
 
 def get_store():
-    if "store" not in g:
-        g.store = runtime().new_store()
-    return g.store
-
-
-def close_store(_exc=None):
-    store = g.pop("store", None)
-    if store is not None:
-        store.close()
+    """This thread's store connection, kept across requests: opening SQLite per
+    request cost more than the queries themselves (see BENCHMARKS.md)."""
+    return runtime().thread_store()
 
 
 def get_session_service():
@@ -34,4 +28,4 @@ def get_token_service():
 
 
 def init_app(app):
-    app.teardown_appcontext(close_store)
+    pass

@@ -4,25 +4,16 @@ The server replies HTTP 200 with a JSON body even when a command fails; the
 outcome is in the body's `error`. The command goes in the query string: the
 library build cannot parse POST form bodies, and every build accepts GET.
 """
+import http.client
 import json
-import threading
+import socket
 import time
 from dataclasses import dataclass
-
-import requests
+from urllib.parse import urlencode
 
 from .errors import ChimeraXDied, CommandTimeout
 
 _LOG_LEVELS = ("note", "warning", "error", "bug")
-_local = threading.local()
-
-
-def _http():
-    # One connection pool per thread: requests.Session is not thread-safe.
-    if not hasattr(_local, "http"):
-        _local.http = requests.Session()
-        _local.http.trust_env = False     # never route loopback calls via a proxy
-    return _local.http
 
 
 @dataclass
@@ -49,20 +40,30 @@ def parse_reply(command, body, duration_ms):
 
 def run_command(host, port, command, timeout, connect_timeout=2.0):
     """Run one command line; raise CommandTimeout or ChimeraXDied on transport failure."""
-    url = "http://%s:%d/run" % (host, port)
+    # http.client, not requests, on this hot path: ChimeraX's server speaks
+    # HTTP/1.0 and closes every connection, so a pooling client only adds
+    # overhead (~0.5 ms a call, measured: BENCHMARKS.md figure 3).
+    path = "/run?" + urlencode({"command": command})
     started = time.perf_counter()
+    conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
     try:
-        reply = _http().get(url, params={"command": command}, timeout=(connect_timeout, timeout))
-    except requests.Timeout as err:
+        conn.connect()
+        conn.sock.settimeout(timeout)
+        conn.request("GET", path)
+        reply = conn.getresponse()
+        body = reply.read()
+    except (socket.timeout, TimeoutError) as err:
         raise CommandTimeout("ChimeraX did not answer within %g s" % timeout) from err
-    except requests.RequestException as err:
+    except (OSError, http.client.HTTPException) as err:
         raise ChimeraXDied("ChimeraX closed the connection or is not listening") from err
+    finally:
+        conn.close()
     duration_ms = (time.perf_counter() - started) * 1000
-    if not reply.content:
+    if not body:
         # `exit` ends the process before it replies
         raise ChimeraXDied("ChimeraX ended without replying")
     try:
-        return parse_reply(command, reply.content, duration_ms)
+        return parse_reply(command, body, duration_ms)
     except (ValueError, AttributeError) as err:
         raise ChimeraXDied("ChimeraX sent a reply that is not its JSON format") from err
 

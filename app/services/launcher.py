@@ -120,7 +120,6 @@ class LocalLauncher(Launcher):
 
     def wait_ready(self, state, timeout):
         deadline = time.monotonic() + timeout
-        delay = 0.02
         while True:
             port = self._announced_port(state["log"])
             if port:
@@ -130,8 +129,9 @@ class LocalLauncher(Launcher):
                 raise StartupFailed("ChimeraX exited during start-up (%s)" % ended)
             if time.monotonic() >= deadline:
                 raise StartupFailed("ChimeraX was not ready within %g s" % timeout)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.2)
+            # A short fixed poll: start-up is ~0.4 s, so a backoff would add
+            # a large share of it to every cold create (BENCHMARKS.md, figure 1).
+            time.sleep(0.005)
 
     @staticmethod
     def _announced_port(log_path):

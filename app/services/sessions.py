@@ -253,7 +253,7 @@ class SessionService:
                 self.end(record, "crashed")
             raise
         finally:
-            self._touch_coalesced(session_id)
+            self._touch_coalesced(record)
         return result
 
     # Workspace files and snapshots
@@ -298,12 +298,16 @@ class SessionService:
             if os.path.exists(scratch):
                 os.unlink(scratch)
 
-    def _touch_coalesced(self, session_id):
-        # A burst of commands writes last_activity at most once per interval.
+    def _touch_coalesced(self, record):
+        # A burst of commands writes last_activity at most once per interval;
+        # the row just read tells whether a write is due, so most need no statement.
+        now, interval = time.time(), self.settings["ACTIVITY_WRITE_INTERVAL"]
+        if now - record.last_activity < interval:
+            return
         try:
-            self.store.touch(session_id, time.time(), self.settings["ACTIVITY_WRITE_INTERVAL"])
+            self.store.touch(record.id, now, interval)
         except StoreUnavailable:
-            log.warning("session %s: activity not recorded (store unavailable)", session_id)
+            log.warning("session %s: activity not recorded (store unavailable)", record.id)
 
     # Ending
 

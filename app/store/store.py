@@ -73,13 +73,14 @@ class LimitReached(Exception):
 class Store:
     def __init__(self, path, busy_timeout=10.0):
         self.path = path
+        self.pid = os.getpid()      # a connection must not cross a fork
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         try:
             self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL is a property of the file (set once in init_schema); this is per connection.
             self._db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as err:
             raise StoreUnavailable(str(err)) from err
@@ -109,6 +110,7 @@ class Store:
 
     def init_schema(self):
         try:
+            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
         except sqlite3.OperationalError as err:
             raise StoreUnavailable(str(err)) from err

@@ -1,0 +1,279 @@
+"""`make bench`: the five performance figures, each beside its target and its
+baseline measured in the same run, for gunicorn -w 2 and -w 4.
+
+Real gunicorn, real ChimeraX runtime, real SQLite, loopback only. Every
+server and process it starts is stopped before it exits. Medians and
+ratios, not single timings: the machine is shared and noisy.
+"""
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "chimerax_runtime"))
+
+from measure_startup import one_run  # noqa: E402  (the runtime's own spawn->ready probe)
+
+RUNTIME = os.path.join(ROOT, ".chimerax", "bin", "chimerax")
+
+
+def pct(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("server at %s did not come up" % url)
+
+
+class Server:
+    def __init__(self, workdir, workers, **env):
+        os.makedirs(workdir, exist_ok=True)
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.env = dict(os.environ, DATABASE_PATH=os.path.join(workdir, "store.sqlite3"),
+                        WORKSPACE_ROOT=os.path.join(workdir, "ws"), CHIMERAX_PATH=RUNTIME,
+                        CHIMERAX_PORT_RANGE="0", LOG_LEVEL="WARNING", SWEEP_INTERVAL="60",
+                        MAX_SESSIONS="50", MAX_SESSIONS_PER_USER="50", GUNICORN_TIMEOUT="300")
+        self.env.update({k: str(v) for k, v in env.items()})
+        self.workers = workers
+        self.log = open(os.path.join(workdir, "gunicorn-%d.log" % self.port), "ab")
+        self.proc = None
+
+    def start(self, app="wsgi:app", config="gunicorn.conf.py"):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", config, "-w", str(self.workers), "--worker-class", "sync",
+             "--bind", "127.0.0.1:%d" % self.port, app], cwd=ROOT, env=self.env, stdout=self.log,
+            stderr=subprocess.STDOUT)
+        wait_for(self.url + ("/api/health" if app == "wsgi:app" else "/bare"))
+        return self
+
+    def token(self, user, role="user"):
+        out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "tokens", "create", "--user", user,
+                              "--role", role], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True)
+        return {"Authorization": "Bearer " + out.stdout.strip().splitlines()[-1]}
+
+    def rss_bytes(self):
+        procs = [psutil.Process(self.proc.pid)] + psutil.Process(self.proc.pid).children()
+        return sum(p.memory_info().rss for p in procs if "gunicorn" in " ".join(p.cmdline()))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def end_all(server, admin):
+    for s in requests.get(server.url + "/api/sessions?status=active", headers=admin, timeout=30).json()["sessions"]:
+        requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=60)
+
+
+def cold_create(workdir, workers, runs):
+    server = Server(workdir, workers, POOL_SIZE=0).start()
+    try:
+        user, admin = server.token("bench"), server.token("root", "admin")
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            r = requests.post(server.url + "/api/sessions", json={}, headers=user, timeout=120)
+            times.append(time.perf_counter() - started)
+            requests.delete(server.url + "/api/sessions/" + r.json()["id"], headers=user, timeout=60)
+        end_all(server, admin)
+        return times
+    finally:
+        server.stop()
+
+
+def warm_create(workdir, workers, runs):
+    server = Server(workdir, workers, POOL_SIZE=2).start()
+    try:
+        user, admin = server.token("bench"), server.token("root", "admin")
+        import sqlite3
+
+        def ready():
+            db = sqlite3.connect(server.env["DATABASE_PATH"])
+            try:
+                return db.execute("SELECT COUNT(*) FROM pool WHERE status = 'ready'").fetchone()[0]
+            finally:
+                db.close()
+        times = []
+        for _ in range(runs):
+            deadline = time.monotonic() + 60
+            while ready() < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            started = time.perf_counter()
+            r = requests.post(server.url + "/api/sessions", json={}, headers=user, timeout=120)
+            times.append(time.perf_counter() - started)
+            requests.delete(server.url + "/api/sessions/" + r.json()["id"], headers=user, timeout=60)
+        end_all(server, admin)
+        return times
+    finally:
+        server.stop()
+
+
+def command_overhead(server, user, admin, runs):
+    sid = requests.post(server.url + "/api/sessions", json={}, headers=user, timeout=120).json()["id"]
+    port = requests.get(server.url + "/api/sessions/" + sid, headers=admin, timeout=10).json()["port"]
+    client = requests.Session()         # one keep-alive client for both paths
+    api, direct = [], []
+    url = server.url + "/api/sessions/%s/commands" % sid
+    for i in range(runs * 2):
+        if i % 2:
+            started = time.perf_counter()
+            client.post(url, json={"command": "pwd"}, headers=user, timeout=30).raise_for_status()
+            api.append(time.perf_counter() - started)
+        else:
+            started = time.perf_counter()
+            client.get("http://127.0.0.1:%d/run" % port, params={"command": "pwd"}, timeout=30).raise_for_status()
+            direct.append(time.perf_counter() - started)
+    return sid, api, direct
+
+
+def throughput(url, headers, seconds, connections=8):
+    wrk = shutil.which("wrk")
+    if wrk:
+        args = [wrk, "-t2", "-c%d" % connections, "-d%ds" % seconds, "--latency"]
+        for name, value in headers.items():
+            args += ["-H", "%s: %s" % (name, value)]
+        out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Requests/sec:"):
+                return float(line.split()[1]), "wrk"
+    count, stop = [0], time.monotonic() + seconds
+
+    def loop():
+        s = requests.Session()
+        while time.monotonic() < stop:
+            s.get(url, headers=headers, timeout=10)
+            count[0] += 1
+    threads = [threading.Thread(target=loop) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return count[0] / seconds, "python"
+
+
+def many_sessions(server, user_headers, admin, count, probes):
+    before = server.rss_bytes()
+    ids, lock = [], threading.Lock()
+
+    def create(headers):
+        r = requests.post(server.url + "/api/sessions", json={}, headers=headers, timeout=300)
+        with lock:
+            ids.append(r.json()["id"])
+    batch = 4
+    for start in range(0, count, batch):
+        threads = [threading.Thread(target=create, args=(user_headers[(start + i) % len(user_headers)],))
+                   for i in range(min(batch, count - start))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    after = server.rss_bytes()
+    client = requests.Session()
+    latencies = []
+    for i in range(probes):
+        started = time.perf_counter()
+        client.get(server.url + "/api/sessions/" + ids[i % len(ids)], headers=admin, timeout=10).raise_for_status()
+        latencies.append(time.perf_counter() - started)
+    return ids, latencies, (after - before) / count
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="2,4")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=40)
+    opts = parser.parse_args()
+    rows = []
+    raw = [one_run(RUNTIME)[1] for _ in range(opts.runs)]
+    for workers in [int(w) for w in opts.workers.split(",")]:
+        workdir = tempfile.mkdtemp(prefix="cxs-bench-")
+        try:
+            cold = cold_create(os.path.join(workdir, "cold"), workers, opts.runs)
+            rows.append((workers, "1. cold create vs raw spawn->ready (median)",
+                         "%.0f ms vs %.0f ms" % (statistics.median(cold) * 1000, statistics.median(raw) * 1000),
+                         "ratio %.3f" % (statistics.median(cold) / statistics.median(raw)), "<= 1.05",
+                         statistics.median(cold) / statistics.median(raw) <= 1.05))
+            warm = warm_create(os.path.join(workdir, "warm"), workers, opts.runs * 4)
+            rows.append((workers, "2. warm-pool create p50 / p95", "%.1f / %.1f ms" % (
+                pct(warm, 50) * 1000, pct(warm, 95) * 1000), "vs cold x%.0f faster" % (
+                statistics.median(cold) / pct(warm, 50)), "p50 <= 30 ms", pct(warm, 50) <= 0.030))
+
+            server = Server(os.path.join(workdir, "main"), workers, POOL_SIZE=0).start()
+            try:
+                users = [server.token("user%d" % i) for i in range(4)]
+                admin = server.token("root", "admin")
+                sid, api, direct = command_overhead(server, users[0], admin, opts.runs * 40)
+                diff = pct(api, 50) - pct(direct, 50)
+                rows.append((workers, "3. command via API vs direct REST, p50 / p99",
+                             "%.2f / %.2f ms vs %.2f / %.2f ms" % (pct(api, 50) * 1e3, pct(api, 99) * 1e3,
+                                                                   pct(direct, 50) * 1e3, pct(direct, 99) * 1e3),
+                             "p50 +%.2f ms" % (diff * 1e3), "<= 1.5 ms at p50", diff <= 0.0015))
+
+                rps, tool = throughput(server.url + "/api/sessions/" + sid, users[0], opts.seconds)
+                bare = Server(os.path.join(workdir, "main"), workers)
+                bare.start(app="bench.bare_app:app", config="/dev/null")
+                try:
+                    bare_rps, _ = throughput(bare.url + "/bare", {}, opts.seconds)
+                finally:
+                    bare.stop()
+                rows.append((workers, "4. GET session req/s vs bare Flask (%s)" % tool,
+                             "%.0f vs %.0f req/s" % (rps, bare_rps), "ratio %.2f" % (rps / bare_rps), ">= 0.6",
+                             rps / bare_rps >= 0.6))
+
+                ids, latencies, per_session = many_sessions(server, users, admin, opts.sessions, 500)
+                rows.append((workers, "5. API p99 with %d idle sessions; service memory per session" % len(ids),
+                             "p99 %.1f ms; %.0f KiB/session" % (pct(latencies, 99) * 1e3, per_session / 1024),
+                             "p50 %.1f ms" % (pct(latencies, 50) * 1e3), "p99 < 50 ms",
+                             pct(latencies, 99) < 0.050))
+                end_all(server, admin)
+            finally:
+                server.stop()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    print("\nChimeraX session service benchmark (%s; raw runtime spawn->ready median %.0f ms over %d runs)\n"
+          % (RUNTIME, statistics.median(raw) * 1000, opts.runs))
+    print("| workers | figure | measured | vs baseline | target | met |")
+    print("|---|---|---|---|---|---|")
+    for workers, figure, measured, ratio, target, met in rows:
+        print("| %d | %s | %s | %s | %s | %s |" % (workers, figure, measured, ratio, target, "yes" if met else "NO"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
