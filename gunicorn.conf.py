@@ -8,7 +8,8 @@ import os
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WORKERS", "4"))
-worker_class = "sync"
+worker_class = os.environ.get("WORKER_CLASS", "sync")
+threads = int(os.environ.get("THREADS", "1"))
 # Creating a session waits for ChimeraX to be ready (STARTUP_TIMEOUT, 60 s by
 # default): the worker timeout must exceed it.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))

@@ -75,7 +75,8 @@ def no_leaked_processes_or_files():
     before = {p.pid for p in chimerax_processes()}
     temp_before = temp_entries()
     yield
-    assert temp_entries() - temp_before == set(), "tests left files in %s" % tempfile.gettempdir()
+    left = temp_entries() - temp_before
+    assert left == set(), "tests left files in %s: %s" % (tempfile.gettempdir(), sorted(left))
     def leftovers():
         return [p for p in chimerax_processes() if p.pid not in before]
     try:

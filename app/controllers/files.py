@@ -11,6 +11,7 @@ from .sessions import session_id_arg
 
 _files = FileSchema(many=True)
 _file = FileSchema()
+_snapshot_schema = SnapshotQuerySchema()
 
 
 def _workspace(session_id):
@@ -45,7 +46,7 @@ def delete_file(session_id, name):
 
 
 def snapshot(session_id):
-    args = query_args(SnapshotQuerySchema())
+    args = query_args(_snapshot_schema)
     png = get_session_service().snapshot(g.principal, session_id_arg(session_id),
                                          args["width"], args["height"], args["supersample"])
     return send_file(io.BytesIO(png), mimetype="image/png", download_name="snapshot.png")
