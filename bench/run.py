@@ -217,7 +217,7 @@ def many_sessions(server, user_headers, admin, count, probes):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="2,4")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=40)
     opts = parser.parse_args()
