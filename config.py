@@ -79,7 +79,10 @@ class Config:
     VIEWER_DENY = _list(_env("VIEWER_DENY", ""))
     ALLOW_FETCH = _env("ALLOW_FETCH", False, bool)
 
+    METRICS_TOKEN = _env("METRICS_TOKEN", "")     # bearer token for /metrics besides admin tokens
+
     LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+    LOG_FORMAT = _env("LOG_FORMAT", "text")        # "text" or "json"
     TESTING = False
 
 

@@ -20,12 +20,30 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
+def _metrics_dir():
+    # prometheus_client's multiprocess mode: each process writes its samples
+    # here and a scrape sums them. Must be set before any worker imports it.
+    path = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(
+        os.environ.get("WORKSPACE_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                      "instance", "workspaces")), ".metrics"))
+    return path
+
+
 def on_starting(server):
+    import shutil
+    path = _metrics_dir()
+    shutil.rmtree(path, ignore_errors=True)     # samples of a previous run are stale
+    os.makedirs(path, exist_ok=True)
     # Once per start, in the master, before any worker: adopt the sessions
     # whose ChimeraX survived (pid, create_time and environment marker all
     # match), end the others, kill marked processes the store does not know.
     from app import create_app
     create_app().extensions["chimerax_sessions"].recover()
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from flask import Flask
 
+from . import logs
 from .services import policy, recovery
 from .services.launcher import Launcher, LocalLauncher
 from .services.locate import Executable, find_chimerax
@@ -82,14 +83,16 @@ class Runtime:
         return self.schedule
 
 
-def _configure_logging(level):
+def _configure_logging(level, fmt):
     root = logging.getLogger("cxs")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
-        root.addHandler(handler)
-        root.propagate = False
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(logs.RequestIdFilter())
+    handler.setFormatter(logs.JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s [%(process)d] %(name)s %(request_id)s: %(message)s"))
+    root.addHandler(handler)
+    root.propagate = False
     root.setLevel(level)
 
 
@@ -105,7 +108,7 @@ def create_app(config=None, config_name=None):
     app.config.from_object(config_module.config_class(config_name))
     if config:
         app.config.update(config)
-    _configure_logging(app.config["LOG_LEVEL"])
+    _configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     parse_port_range(app.config["CHIMERAX_PORT_RANGE"])   # fail at start, not at first create
 
     os.makedirs(app.config["WORKSPACE_ROOT"], mode=0o700, exist_ok=True)
@@ -128,12 +131,15 @@ def create_app(config=None, config_name=None):
 
     from . import cli, context
     from .middleware import auth, errors, request_log
-    from .routes import health, sessions
+    from .routes import docs, health, metrics, sessions
     context.init_app(app)
     request_log.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(sessions.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(docs.bp)
+    app.register_blueprint(docs.docs_blueprint())
     cli.init_app(app)
     return app

@@ -19,10 +19,42 @@ def _workspace(session_id):
 
 
 def list_files(session_id):
+    """Workspace files.
+    ---
+    get:
+      summary: Files in the session's workspace
+      tags: [files]
+      parameters: [SessionId]
+      responses:
+        200: {description: Files, content: {application/json: {schema: FileListSchema}}}
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        409: ErrorResponse
+    """
     return {"files": _files.dump(_workspace(session_id).list())}
 
 
 def upload_file(session_id):
+    """Upload a file.
+    ---
+    post:
+      summary: Upload a structure, map or image file (multipart field "file")
+      tags: [files]
+      parameters: [SessionId]
+      requestBody:
+        required: true
+        content: {multipart/form-data: {schema: UploadSchema}}
+      responses:
+        201: {description: Stored, content: {application/json: {schema: FileSchema}}}
+        400: ErrorResponse
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        409: ErrorResponse
+        413: ErrorResponse
+        415: ErrorResponse
+    """
     workspace = _workspace(session_id)
     request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
     if request.mimetype != "multipart/form-data":
@@ -36,16 +68,63 @@ def upload_file(session_id):
 
 
 def download_file(session_id, name):
+    """Download a file.
+    ---
+    get:
+      summary: Download a workspace file as an attachment
+      tags: [files]
+      parameters: [SessionId, FileName]
+      responses:
+        200: {description: The file, content: {application/octet-stream: {schema: {type: string, format: binary}}}}
+        400: ErrorResponse
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        409: ErrorResponse
+    """
     path = _workspace(session_id).path_of(name)
     return send_file(path, as_attachment=True, download_name=name, mimetype="application/octet-stream")
 
 
 def delete_file(session_id, name):
+    """Delete a file.
+    ---
+    delete:
+      summary: Delete a workspace file
+      tags: [files]
+      parameters: [SessionId, FileName]
+      responses:
+        204: {description: Deleted}
+        400: ErrorResponse
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        409: ErrorResponse
+    """
     _workspace(session_id).delete(name)
     return "", 204
 
 
 def snapshot(session_id):
+    """Snapshot.
+    ---
+    get:
+      summary: A PNG rendered offscreen by ChimeraX
+      tags: [files]
+      parameters:
+      - SessionId
+      - in: query
+        schema: SnapshotQuerySchema
+      responses:
+        200: {description: The image, content: {image/png: {schema: {type: string, format: binary}}}}
+        400: ErrorResponse
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        409: ErrorResponse
+        502: ErrorResponse
+        503: ErrorResponse
+    """
     args = query_args(_snapshot_schema)
     png = get_session_service().snapshot(g.principal, session_id_arg(session_id),
                                          args["width"], args["height"], args["supersample"])

@@ -4,6 +4,16 @@ from ..store import StoreUnavailable
 
 
 def health():
+    """Health.
+    ---
+    get:
+      summary: Service up, store reachable, ChimeraX found (no auth)
+      tags: [service]
+      security: []
+      responses:
+        200: {description: Healthy, content: {application/json: {schema: HealthSchema}}}
+        503: {description: Degraded, content: {application/json: {schema: HealthSchema}}}
+    """
     checks = {}
     try:
         get_store().ping()

@@ -42,6 +42,28 @@ def _dump(record, service):
 
 
 def create_session():
+    """Create a session.
+    ---
+    post:
+      summary: Create a session (optionally with a structure file to open)
+      tags: [sessions]
+      requestBody:
+        required: false
+        content:
+          application/json:
+            schema: SessionCreateSchema
+          multipart/form-data:
+            schema: SessionCreateFormSchema
+      responses:
+        201: {description: Ready, content: {application/json: {schema: AdminSessionSchema}}}
+        202: {description: Starting (wait false), content: {application/json: {schema: AdminSessionSchema}}}
+        400: ErrorResponse
+        401: ErrorResponse
+        413: ErrorResponse
+        415: ErrorResponse
+        429: ErrorResponse
+        503: ErrorResponse
+    """
     initial_file = None
     if request.mimetype == "multipart/form-data":
         args, upload = multipart_form(_create_form_schema, current_app.config["MAX_UPLOAD_BYTES"])
@@ -57,6 +79,20 @@ def create_session():
 
 
 def list_sessions():
+    """List sessions.
+    ---
+    get:
+      summary: The caller's sessions (admins - everyone's, filter by user)
+      tags: [sessions]
+      parameters:
+      - in: query
+        schema: SessionListQuerySchema
+      responses:
+        200: {description: Sessions, content: {application/json: {schema: SessionListSchema}}}
+        400: ErrorResponse
+        401: ErrorResponse
+        403: ErrorResponse
+    """
     args = query_args(_list_schema)
     service = get_session_service()
     records = service.list_for(g.principal, user=args.get("user"), status=args.get("status"))
@@ -64,21 +100,79 @@ def list_sessions():
 
 
 def get_session(session_id):
+    """One session.
+    ---
+    get:
+      summary: One session (pid, port and memory for admins only)
+      tags: [sessions]
+      parameters: [SessionId]
+      responses:
+        200: {description: The session, content: {application/json: {schema: AdminSessionSchema}}}
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+    """
     service = get_session_service()
     return _dump(service.get_for(g.principal, session_id_arg(session_id)), service)
 
 
 def delete_session(session_id):
+    """End a session.
+    ---
+    delete:
+      summary: End a session (idempotent)
+      tags: [sessions]
+      parameters: [SessionId]
+      responses:
+        204: {description: Ended}
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+    """
     get_session_service().terminate(g.principal, session_id_arg(session_id))
     return "", 204
 
 
 def heartbeat(session_id):
+    """Heartbeat.
+    ---
+    put:
+      summary: Record activity
+      tags: [sessions]
+      parameters: [SessionId]
+      responses:
+        200: {description: Activity recorded, content: {application/json: {schema: HeartbeatSchema}}}
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        409: ErrorResponse
+    """
     record = get_session_service().heartbeat(g.principal, session_id_arg(session_id))
     return _heartbeat_schema.dump(record)
 
 
 def run_command(session_id):
+    """Run a command.
+    ---
+    post:
+      summary: Run a ChimeraX command line (checked by the command policy first)
+      tags: [commands]
+      parameters: [SessionId]
+      requestBody:
+        required: true
+        content: {application/json: {schema: CommandSchema}}
+      responses:
+        200: {description: ChimeraX's result (ok false for a ChimeraX error), content: {application/json: {schema: CommandResultSchema}}}
+        400: ErrorResponse
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        409: ErrorResponse
+        413: ErrorResponse
+        415: ErrorResponse
+        502: ErrorResponse
+        504: ErrorResponse
+    """
     session_id = session_id_arg(session_id)
     args = json_body(_command_schema)
     result = get_session_service().run_command(g.principal, session_id, args["command"])

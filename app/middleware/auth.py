@@ -5,6 +5,8 @@ peer is a configured trusted proxy (nginx), `X-Remote-User` as set by it.
 Routes marked @public (health) skip it; unroutable requests skip it too so
 they get their plain 404/405.
 """
+import hmac
+
 from flask import current_app, g, request
 
 from ..context import get_token_service
@@ -12,6 +14,7 @@ from ..store import Principal
 from .errors import ApiError
 
 _PUBLIC = set()
+_PUBLIC_BLUEPRINTS = {"swagger_ui"}     # the API docs page and its static files
 
 
 def public(view):
@@ -41,6 +44,15 @@ def _proxy_principal():
     return Principal(user, role)
 
 
+def _metrics_principal(token):
+    # A scraper's own secret, good for /metrics only (never for sessions).
+    expected = current_app.config["METRICS_TOKEN"]
+    if expected and token and request.endpoint == "metrics.metrics" and hmac.compare_digest(
+            token.encode(), expected.encode()):
+        return Principal("metrics", "admin")
+    return None
+
+
 def authenticate():
     g.principal = None
     if request.routing_exception is not None or request.endpoint is None:
@@ -48,13 +60,15 @@ def authenticate():
     view = current_app.view_functions.get(request.endpoint)
     if view is not None and view.__module__ + "." + view.__name__ in _PUBLIC:
         return
+    if request.blueprint in _PUBLIC_BLUEPRINTS:
+        return
     principal = _proxy_principal()
     if principal is None:
         token = _presented_token()
         if token is None:
             raise ApiError(401, "unauthorized", "credentials required",
                            headers={"WWW-Authenticate": "Bearer"})
-        principal = get_token_service().authenticate(token)
+        principal = _metrics_principal(token) or get_token_service().authenticate(token)
         if principal is None:
             raise ApiError(401, "unauthorized", "invalid or revoked token",
                            headers={"WWW-Authenticate": "Bearer"})

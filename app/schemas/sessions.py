@@ -139,3 +139,31 @@ class FileSchema(Schema):
     name = fields.String()
     size = fields.Integer()
     modified = Timestamp()
+
+
+class SessionListSchema(Schema):
+    sessions = fields.List(fields.Nested(AdminSessionSchema))
+
+
+class FileListSchema(Schema):
+    files = fields.List(fields.Nested(FileSchema))
+
+
+class UploadSchema(Schema):
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    fields_ = fields.Dict(data_key="fields", metadata={"description": "per-field messages (400)"})
+    request_id = fields.String(required=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String()
+    checks = fields.Dict()

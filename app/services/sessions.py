@@ -14,7 +14,7 @@ import uuid
 
 from ..store import (ACTIVE, FAILED, STARTING, TERMINATED, TERMINATING,
                      LimitReached, SessionRecord, StoreUnavailable)
-from . import chimerax_client, policy
+from . import chimerax_client, metrics, policy
 from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Forbidden,
                      NotActive, NotFound, RenderingUnavailable, ServiceError, SnapshotFailed,
                      StartupFailed, StoreDown, UnreadableStructure, UserLimit)
@@ -127,11 +127,12 @@ class SessionService:
                 self.launcher.stop(claimed["process"], self.settings["STOP_GRACE_PERIOD"])
                 shutil.rmtree(claimed["directory"], ignore_errors=True)
             shutil.rmtree(record.workspace, ignore_errors=True)
-            self.store.transition(record.id, [STARTING], FAILED, ended_at=time.time(),
-                                  end_reason="startup_failed")
+            self._mark_startup_failed(self.store, record.id)
             raise
         if claimed and self._activate_pooled(record, claimed, opening):
+            metrics.SESSIONS_CREATED.labels("pool").inc()
             return self.store.get_session(session_id)
+        metrics.SESSIONS_CREATED.labels("cold").inc()
         if wait:
             self._start(record, self.store, opening)
             return self.store.get_session(session_id)
@@ -152,8 +153,7 @@ class SessionService:
                 self._open_initial(state, opening)
         except UnreadableStructure:
             self._discard(record, state)
-            self.store.transition(record.id, [STARTING], FAILED, ended_at=time.time(),
-                                  end_reason="startup_failed")
+            self._mark_startup_failed(self.store, record.id)
             raise
         except ServiceError as err:
             log.warning("session %s: pooled process unusable (%s); starting cold", record.id, err)
@@ -184,7 +184,9 @@ class SessionService:
             state = self.launcher.start(record.id, record.workspace, record.port)
             if not store.transition(record.id, [STARTING], STARTING, process=state):
                 raise _Cancelled()
+            spawned = time.perf_counter()
             state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
+            metrics.SPAWN_SECONDS.observe(time.perf_counter() - spawned)
             if opening:
                 self._open_initial(state, opening)
             if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state["port"],
@@ -199,8 +201,7 @@ class SessionService:
             log.warning("session %s failed to start: %s", record.id, err)
             self._discard(record, state)
             # Only from STARTING: a concurrent delete owns a TERMINATING session.
-            store.transition(record.id, [STARTING], FAILED,
-                             ended_at=time.time(), end_reason="startup_failed")
+            self._mark_startup_failed(store, record.id)
             if isinstance(err, ServiceError):
                 raise
             raise StartupFailed("ChimeraX could not be started") from err
@@ -212,6 +213,12 @@ class SessionService:
                                              self.settings["COMMAND_TIMEOUT"])
         if not result.ok:
             raise UnreadableStructure("ChimeraX could not open %s: %s" % (name, result.error["message"]))
+
+    @staticmethod
+    def _mark_startup_failed(store, session_id):
+        if store.transition(session_id, [STARTING], FAILED, ended_at=time.time(),
+                            end_reason="startup_failed"):
+            metrics.SESSIONS_ENDED.labels("startup_failed").inc()
 
     def _discard(self, record, state):
         if state:
@@ -240,6 +247,7 @@ class SessionService:
                    profile.name, "allow" if verdict.allowed else "deny", ",".join(verdict.verbs) or "-",
                    "" if verdict.allowed else " denied=%s reason=%r" % (verdict.denied_verb, verdict.reason))
         if not verdict.allowed:
+            metrics.COMMANDS_DENIED.labels(verdict.denied_verb or "-").inc()
             raise CommandDenied("command denied: %s" % verdict.reason, verdict.denied_verb)
         return self._send(record, command)
 
@@ -248,6 +256,7 @@ class SessionService:
         host, port = self.launcher.address(record.process)
         try:
             result = chimerax_client.run_command(host, port, command, self.settings["COMMAND_TIMEOUT"])
+            metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)
         except ChimeraXDied:
             if self.launcher.poll(record.process):
                 self.end(record, "crashed")
@@ -330,6 +339,7 @@ class SessionService:
         finally:
             self.store.transition(record.id, [TERMINATING], final, ended_at=time.time(),
                                   end_reason=reason, workspace_removed=0 if keep else 1)
+        metrics.SESSIONS_ENDED.labels(reason).inc()
         log.info("session %s ended: %s (%s)", record.id, final, reason)
         return True
 

@@ -299,6 +299,12 @@ class Store:
         row = self._execute("SELECT health_failures FROM sessions WHERE id = ?", (session_id,)).fetchone()
         return row[0] if row else 0
 
+    def count_sessions_by_status(self):
+        return dict(self._execute("SELECT status, COUNT(*) FROM sessions GROUP BY status").fetchall())
+
+    def count_pool_by_status(self):
+        return dict(self._execute("SELECT status, COUNT(*) FROM pool GROUP BY status").fetchall())
+
     # Sweeper bookkeeping: which process swept, how often (proof of a single sweeper)
 
     def record_sweep(self, pid):

@@ -1,0 +1,99 @@
+"""OpenAPI document, docs page, Prometheus metrics and JSON logs."""
+import json
+import re
+
+import pytest
+import requests
+from openapi_spec_validator import validate
+from prometheus_client.parser import text_string_to_metric_families
+
+UNDOCUMENTED = {"static", "openapi.openapi"}
+
+
+def test_every_route_is_in_the_valid_openapi_document(app, client):
+    spec = client.get("/api/openapi.json").get_json()
+    validate(spec)
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in UNDOCUMENTED or rule.endpoint.startswith("swagger_ui."):
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            if method.lower() not in spec["paths"].get(path, {}):
+                missing.append((method, path))
+    assert missing == []
+    # the components come from the marshmallow schemas
+    create = spec["components"]["schemas"]["SessionCreate"]["properties"]
+    assert create["label"]["maxLength"] == 100 and create["wait"]["type"] == "boolean"
+
+
+def test_docs_page_is_served_without_a_cdn(client):
+    page = client.get("/api/docs/")
+    assert page.status_code == 200 and b"swagger-ui" in page.data
+    external = [u for u in re.findall(rb"""(?:src|href)=["'](https?://[^"']+)""", page.data)]
+    assert external == []
+    assert client.get("/api/docs/swagger-ui-bundle.js").status_code == 200
+
+
+@pytest.mark.slow
+def test_metrics_under_gunicorn_multiprocess(gunicorn_server):
+    server = gunicorn_server(workers=3, SWEEP_INTERVAL=60, METRICS_TOKEN="scrape-secret")
+    alice, admin = server.token("alice"), server.token("boss", "admin")
+
+    def scrape(headers):
+        response = requests.get(server.url + "/metrics", headers=headers, timeout=10)
+        assert response.status_code == 200, response.text
+        samples = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+    assert requests.get(server.url + "/metrics", timeout=10).status_code == 401
+    assert requests.get(server.url + "/metrics", headers=alice, timeout=10).status_code == 403
+    before = scrape({"Authorization": "Bearer scrape-secret"})
+    # the scraper's token is good for /metrics only
+    assert requests.get(server.url + "/api/sessions", headers={"Authorization": "Bearer scrape-secret"},
+                        timeout=10).status_code == 401
+
+    sessions = [requests.post(server.url + "/api/sessions", json={}, headers=alice, timeout=60).json()
+                for _ in range(2)]
+    for s in sessions:          # several requests so that several workers serve them
+        requests.post(server.url + "/api/sessions/%s/commands" % s["id"], json={"command": "pwd"},
+                      headers=alice, timeout=30)
+        requests.post(server.url + "/api/sessions/%s/commands" % s["id"], json={"command": "shell"},
+                      headers=alice, timeout=30)
+    requests.delete(server.url + "/api/sessions/" + sessions[0]["id"], headers=alice, timeout=30)
+    after = scrape(admin)
+
+    def delta(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+    assert delta("cxs_sessions_created_total", source="cold") == 2
+    assert delta("cxs_sessions_ended_total", reason="deleted") == 1
+    assert delta("cxs_commands_denied_total", verb="shell") == 2
+    assert delta("cxs_command_seconds_count") == 2
+    assert delta("cxs_spawn_seconds_count") == 2
+    assert after[("cxs_sessions", (("status", "active"),))] == 1
+    assert after[("cxs_sessions", (("status", "terminated"),))] == 1
+    assert ("cxs_pool_processes", (("state", "ready"),)) in after
+
+
+@pytest.mark.slow
+def test_json_logs_carry_the_request_id(gunicorn_server):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60, LOG_FORMAT="json")
+    alice = server.token("alice")
+    response = requests.get(server.url + "/api/sessions", headers=dict(alice, **{"X-Request-ID": "trace-42"}),
+                            timeout=10)
+    assert response.headers["X-Request-ID"] == "trace-42"
+    requests.post(server.url + "/api/sessions/00000000-0000-4000-8000-000000000000/commands",
+                  json={"command": "runscript x.py"}, headers=dict(alice, **{"X-Request-ID": "trace-43"}),
+                  timeout=10)
+    entries = []
+    for line in server.log_text().splitlines():
+        if line.startswith("{"):
+            entries.append(json.loads(line))
+    mine = [e for e in entries if e["request_id"] == "trace-42"]
+    assert mine and mine[-1]["logger"] == "cxs.requests" and "GET /api/sessions 200" in mine[-1]["message"]
+    assert {"ts", "level", "logger", "pid", "request_id", "message"} <= set(mine[-1])
+    assert any(e["request_id"] == "trace-43" for e in entries)
