@@ -1,0 +1,110 @@
+"""`cxs`: the session service from the shell, for integration scripts.
+
+Reads CXS_URL (default http://127.0.0.1:8000) and CXS_TOKEN from the
+environment. Prints JSON, or with -q only the essential value (an id), so
+`SID=$(cxs create --file x.pdb -q)` works. Exit status: 0 ok, 1 a ChimeraX
+command error, 2 an API error (its code is printed on stderr).
+"""
+import argparse
+import json
+import sys
+
+from .client import Client
+from .errors import ApiError, CommandFailed
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="cxs", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    create = sub.add_parser("create", help="create a session")
+    create.add_argument("--label")
+    create.add_argument("--idle-timeout", type=int)
+    create.add_argument("--file", help="a structure file to open before the session is ready")
+    create.add_argument("--no-wait", action="store_true")
+    create.add_argument("-q", "--quiet", action="store_true", help="print only the session id")
+    ls = sub.add_parser("ls", help="list sessions")
+    ls.add_argument("--status")
+    ls.add_argument("--user")
+    ls.add_argument("-q", "--quiet", action="store_true", help="print only ids")
+    for name, help_text in (("get", "show a session"), ("rm", "end a session"), ("beat", "heartbeat"),
+                            ("files", "list workspace files")):
+        sub.add_parser(name, help=help_text).add_argument("id")
+    run = sub.add_parser("run", help="run a ChimeraX command line")
+    run.add_argument("id")
+    run.add_argument("command")
+    run.add_argument("--json", action="store_true", help="print the whole result")
+    upload = sub.add_parser("upload", help="upload a file to the workspace")
+    upload.add_argument("id")
+    upload.add_argument("path")
+    download = sub.add_parser("download", help="download a workspace file")
+    download.add_argument("id")
+    download.add_argument("name")
+    download.add_argument("-o", "--output")
+    snapshot = sub.add_parser("snapshot", help="save a PNG rendered by ChimeraX")
+    snapshot.add_argument("id")
+    snapshot.add_argument("-o", "--output", required=True)
+    snapshot.add_argument("--width", type=int, default=800)
+    snapshot.add_argument("--height", type=int, default=600)
+    snapshot.add_argument("--supersample", type=int, default=3)
+    return parser
+
+
+def _print(data):
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def dispatch(client, opts):
+    if opts.action == "create":
+        session = client.create(label=opts.label, idle_timeout=opts.idle_timeout, wait=not opts.no_wait,
+                                file=opts.file)
+        print(session["id"]) if opts.quiet else _print(session)
+    elif opts.action == "ls":
+        sessions = client.list(status=opts.status, user=opts.user)
+        if opts.quiet:
+            print("\n".join(s["id"] for s in sessions))
+        else:
+            _print(sessions)
+    elif opts.action == "get":
+        _print(client.get(opts.id))
+    elif opts.action == "rm":
+        client.delete(opts.id)
+    elif opts.action == "beat":
+        _print(client.heartbeat(opts.id))
+    elif opts.action == "files":
+        _print(client.files(opts.id))
+    elif opts.action == "run":
+        result = client.run(opts.id, opts.command, check=False)
+        if opts.json:
+            _print(result)
+        else:
+            for level in ("note", "warning", "error", "bug"):
+                for message in result["log"][level]:
+                    print(message.rstrip("\n"), file=sys.stdout if level == "note" else sys.stderr)
+        if not result["ok"]:
+            raise CommandFailed(result)
+    elif opts.action == "upload":
+        _print(client.upload(opts.id, opts.path))
+    elif opts.action == "download":
+        client.download(opts.id, opts.name, dest=opts.output or opts.name)
+    elif opts.action == "snapshot":
+        client.snapshot(opts.id, opts.width, opts.height, opts.supersample, dest=opts.output)
+
+
+def main(argv=None):
+    opts = build_parser().parse_args(argv)
+    try:
+        dispatch(Client(), opts)
+    except CommandFailed as err:
+        print("cxs: ChimeraX: %s" % err, file=sys.stderr)
+        return 1
+    except ApiError as err:
+        print("cxs: %s (%s): %s" % (err.status, err.code, err.message), file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print("cxs: %s" % err, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

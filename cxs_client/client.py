@@ -1,0 +1,163 @@
+"""A small requests-based client for the ChimeraX session service."""
+import os
+import threading
+import time
+
+import requests
+
+from .errors import BY_STATUS, ApiError, CommandFailed
+
+# Retried on a refused connection or a 502/503/504 answer: requests that are
+# idempotent. A create is retried only on 429/503, which say nothing was made.
+IDEMPOTENT = {"GET", "PUT", "DELETE"}
+RETRY_STATUSES = {502, 503, 504}
+
+
+class Client:
+    def __init__(self, base_url=None, token=None, timeout=120, retries=3, backoff=0.5):
+        self.base_url = (base_url or os.environ.get("CXS_URL", "http://127.0.0.1:8000")).rstrip("/")
+        token = token or os.environ.get("CXS_TOKEN")
+        if not token:
+            raise ValueError("a token is needed (argument or CXS_TOKEN)")
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = "Bearer " + token
+
+    # Transport
+
+    def _request(self, method, path, retry_create=False, **kw):
+        url = self.base_url + path
+        kw.setdefault("timeout", self.timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.http.request(method, url, **kw)
+            except requests.ConnectionError:
+                if method in IDEMPOTENT and attempt <= self.retries:
+                    time.sleep(self.backoff * attempt)
+                    continue
+                raise
+            if response.status_code < 400:
+                return response
+            retryable = (method in IDEMPOTENT and response.status_code in RETRY_STATUSES) or (
+                retry_create and response.status_code == 503)
+            if retryable and attempt <= self.retries:
+                time.sleep(min(float(response.headers.get("Retry-After", self.backoff * attempt)), 30))
+                continue
+            raise _error(response)
+
+    # Sessions
+
+    def create(self, label=None, idle_timeout=None, wait=True, file=None):
+        fields = {k: v for k, v in (("label", label), ("idle_timeout", idle_timeout)) if v is not None}
+        if file is None:
+            body = dict(fields, wait=wait)
+            return self._request("POST", "/api/sessions", retry_create=True, json=body).json()
+        form = {k: str(v) for k, v in fields.items()}
+        form["wait"] = "true" if wait else "false"
+        with open(file, "rb") as handle:
+            files = {"file": (os.path.basename(file), handle)}
+            return self._request("POST", "/api/sessions", data=form, files=files).json()
+
+    def get(self, session_id):
+        return self._request("GET", "/api/sessions/" + session_id).json()
+
+    def list(self, status=None, user=None):
+        params = {k: v for k, v in (("status", status), ("user", user)) if v}
+        return self._request("GET", "/api/sessions", params=params).json()["sessions"]
+
+    def delete(self, session_id):
+        self._request("DELETE", "/api/sessions/" + session_id)
+
+    def heartbeat(self, session_id):
+        return self._request("PUT", "/api/sessions/%s/heartbeat" % session_id).json()
+
+    def run(self, session_id, command, check=True):
+        """Run a command line; with `check`, a ChimeraX error raises CommandFailed."""
+        result = self._request("POST", "/api/sessions/%s/commands" % session_id,
+                               json={"command": command}).json()
+        if check and not result["ok"]:
+            raise CommandFailed(result)
+        return result
+
+    # Files
+
+    def upload(self, session_id, path, name=None):
+        with open(path, "rb") as handle:
+            files = {"file": (name or os.path.basename(path), handle)}
+            return self._request("POST", "/api/sessions/%s/files" % session_id, files=files).json()
+
+    def files(self, session_id):
+        return self._request("GET", "/api/sessions/%s/files" % session_id).json()["files"]
+
+    def download(self, session_id, name, dest=None):
+        data = self._request("GET", "/api/sessions/%s/files/%s" % (session_id, name)).content
+        if dest:
+            with open(dest, "wb") as out:
+                out.write(data)
+        return data
+
+    def snapshot(self, session_id, width=800, height=600, supersample=3, dest=None):
+        data = self._request("GET", "/api/sessions/%s/snapshot" % session_id,
+                             params={"width": width, "height": height, "supersample": supersample}).content
+        if dest:
+            with open(dest, "wb") as out:
+                out.write(data)
+        return data
+
+    def session(self, heartbeat_every=None, **create_args):
+        """A context manager: a new session, deleted on exit, optionally kept alive."""
+        return Session(self, heartbeat_every, create_args)
+
+
+class Session:
+    def __init__(self, client, heartbeat_every, create_args):
+        self.client, self.heartbeat_every, self.create_args = client, heartbeat_every, create_args
+        self.id, self.info = None, None
+        self._stop = threading.Event()
+        self._beat = None
+
+    def __enter__(self):
+        self.info = self.client.create(**self.create_args)
+        self.id = self.info["id"]
+        if self.heartbeat_every:
+            self._beat = threading.Thread(target=self._heartbeats, daemon=True, name="cxs-heartbeat")
+            self._beat.start()
+        return self
+
+    def _heartbeats(self):
+        while not self._stop.wait(self.heartbeat_every):
+            try:
+                self.client.heartbeat(self.id)
+            except ApiError:
+                return          # the session ended: nothing left to keep alive
+
+    def run(self, command, check=True):
+        return self.client.run(self.id, command, check=check)
+
+    def __getattr__(self, name):
+        # upload, files, download, snapshot, get, heartbeat: bound to this session
+        method = getattr(self.client, name)
+        return lambda *a, **kw: method(self.id, *a, **kw)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(5)
+        try:
+            self.client.delete(self.id)
+        except ApiError:
+            pass
+        return False
+
+
+def _error(response):
+    try:
+        body = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        body = {"code": "http_%d" % response.status_code, "message": response.text[:200]}
+    cls = BY_STATUS.get(response.status_code, ApiError)
+    retry_after = response.headers.get("Retry-After")
+    return cls(response.status_code, body.get("code"), body.get("message"), body.get("fields"),
+               body.get("request_id"), float(retry_after) if retry_after else None)

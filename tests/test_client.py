@@ -1,0 +1,83 @@
+"""The Python client and the `cxs` CLI against a live gunicorn with the real runtime."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cxs_client import Client, CommandFailed, Conflict, Forbidden, NotFound, RateLimited
+
+from .conftest import alanin_pdb, wait_until
+from .test_runtime import distinct_colours
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def live(gunicorn_server):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60, MAX_SESSIONS_PER_USER=2)
+    token = server.token("alice")["Authorization"].split(" ", 1)[1]
+    return server, Client(server.url, token)
+
+
+def test_client_workflow_and_context_manager(live, tmp_path):
+    server, client = live
+    with client.session(label="ctx", file=alanin_pdb(), heartbeat_every=0.2) as session:
+        assert client.get(session.id)["status"] == "active"
+        first = client.get(session.id)["last_activity"]
+        wait_until(lambda: client.get(session.id)["last_activity"] != first, 5, message="background heartbeat")
+        assert any("66 atoms" in m for m in session.run("measure center #1")["log"]["note"])
+        session.run("style stick; color red")
+        png = session.snapshot(width=120, height=90, dest=str(tmp_path / "s.png"))
+        assert png.startswith(b"\x89PNG") and distinct_colours(tmp_path / "s.png")[:2] == (120, 90)
+        session.run("save out.cif")
+        assert {f["name"] for f in session.files()} == {"alanin.pdb", "out.cif"}
+        assert b"_atom_site" in session.download("out.cif")
+        with pytest.raises(CommandFailed) as failed:
+            session.run("open missing.pdb")
+        assert failed.value.result["error"]["type"] == "UserError"
+        with pytest.raises(Forbidden) as denied:
+            session.run("runscript evil.py")
+        assert denied.value.code == "command_denied" and denied.value.request_id
+        kept = session.id
+    assert client.get(kept)["status"] == "terminated"           # deleted on exit
+    with pytest.raises(Conflict):
+        client.run(kept, "pwd")
+    with pytest.raises(NotFound):
+        client.get("00000000-0000-4000-8000-000000000000")
+
+
+def test_client_typed_limit_error(live):
+    server, client = live
+    a, b = client.create(), client.create()
+    with pytest.raises(RateLimited) as limited:
+        client.create()
+    assert limited.value.code == "user_session_limit" and limited.value.retry_after
+    client.delete(a["id"])
+    client.delete(b["id"])
+
+
+def test_cli_for_integration_scripts(live, tmp_path):
+    server, client = live
+    env = dict(os.environ, CXS_URL=server.url, CXS_TOKEN=client.http.headers["Authorization"].split(" ", 1)[1])
+    cxs = [os.path.join(os.path.dirname(sys.executable), "cxs")]
+
+    def run(*args, check=True):
+        out = subprocess.run(cxs + list(args), env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        if check:
+            assert out.returncode == 0, out.stderr
+        return out
+    sid = run("create", "--file", alanin_pdb(), "--label", "cli", "-q").stdout.strip()
+    assert sid in run("ls", "-q").stdout
+    assert "66 atoms" in run("run", sid, "measure center #1").stdout
+    assert run("run", sid, "color red").returncode == 0
+    assert run("snapshot", sid, "-o", "x.png", "--width", "64", "--height", "48").returncode == 0
+    assert (tmp_path / "x.png").read_bytes().startswith(b"\x89PNG")
+    bad = run("run", sid, "open missing.pdb", check=False)
+    assert bad.returncode == 1 and "UserError" in bad.stderr
+    denied = run("run", sid, "shell", check=False)
+    assert denied.returncode == 2 and "command_denied" in denied.stderr
+    run("rm", sid)
+    assert '"terminated"' in run("get", sid).stdout
+    missing_token = subprocess.run(cxs + ["ls"], env=dict(env, CXS_TOKEN=""), capture_output=True, text=True)
+    assert missing_token.returncode == 2 and "token" in missing_token.stderr
