@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt setup.cfg | sha256sum | cut -c1-12)
 
-.PHONY: install chimerax test test-fast run bench which-chimerax clean
+.PHONY: install chimerax test test-deps test-fast run bench which-chimerax clean
 
 install: $(STAMP)
 
@@ -23,7 +23,11 @@ chimerax:
 which-chimerax: install
 	@$(PY) -c "from app.services.locate import find_chimerax as f; e = f(__import__('config').Config.CHIMERAX_PATH); print('ChimeraX used:', f'{e.path} ({e.kind})' if e else 'none found')"
 
-test: install chimerax
+# Debian packages the tests use beyond the runtime's: nginx (deploy/nginx.conf is run for real).
+test-deps:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } || echo "nginx unavailable: its test will be skipped (sudo apt-get install nginx-light)"
+
+test: install chimerax test-deps
 	$(PY) -m pytest
 
 test-fast: install
