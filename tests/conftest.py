@@ -57,6 +57,14 @@ def temp_entries():
     return {name for name in os.listdir(tempfile.gettempdir()) if not name.startswith("pytest-of-")}
 
 
+def alive(pid):
+    """Running and not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def runtime_children():
     """Live (non-zombie) ChimeraX runtime processes started by this test process."""
     found = []

@@ -5,7 +5,6 @@ picks the failure. Normal behaviour is always tested with the real runtime.
 """
 import argparse
 import json
-import os
 import re
 import signal
 import subprocess

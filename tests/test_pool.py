@@ -9,16 +9,9 @@ import requests
 
 from app.context import EXTENSION
 
-from .conftest import token_header, wait_until
+from .conftest import alive, token_header, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def alive(pid):
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 @pytest.fixture

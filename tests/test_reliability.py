@@ -18,16 +18,9 @@ from app import service_id
 from app.services.launcher import LocalLauncher
 from app.services.locate import TEST_RUNTIME
 
-from .conftest import wait_until
+from .conftest import alive, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def alive(pid):
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def get(server, headers, session_id):

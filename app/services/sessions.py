@@ -252,7 +252,6 @@ class SessionService:
         return self._send(record, command)
 
     def _send(self, record, command):
-        session_id = record.id
         host, port = self.launcher.address(record.process)
         try:
             result = chimerax_client.run_command(host, port, command, self.settings["COMMAND_TIMEOUT"])
