@@ -66,14 +66,7 @@ class Runtime:
     def shutdown(self):
         """Once per server stop: drain the pool; end every session if
         SHUTDOWN_TERMINATES_SESSIONS (else they wait to be adopted)."""
-        pool, close = self.make_pool()
-        try:
-            pool.drain()
-        finally:
-            close()
-        if self.config["SHUTDOWN_TERMINATES_SESSIONS"]:
-            return self._with_service(recovery.shutdown)
-        return []
+        return self._with_service(recovery.shutdown, self.config["SHUTDOWN_TERMINATES_SESSIONS"])
 
     def start_sweeper(self):
         """Called in each gunicorn worker after fork (gunicorn.conf.py); one of them leads."""

@@ -38,9 +38,23 @@ def command(server, headers, session_id, text="pwd", timeout=30):
                          headers=headers, timeout=timeout)
 
 
+def test_command_during_a_crash_is_502_then_409(gunicorn_server):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)       # no sweep gets there first
+    alice, admin = server.token("alice"), server.token("boss", "admin")
+    session = create(server, alice)
+    pid = get(server, admin, session["id"])["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not alive(pid), 5, message="process to die")
+    first = command(server, alice, session["id"])
+    assert first.status_code == 502 and first.json()["error"]["code"] == "chimerax_died"
+    assert (get(server, alice, session["id"])["status"], get(server, alice, session["id"])["end_reason"]) == (
+        "failed", "crashed")
+    assert command(server, alice, session["id"]).status_code == 409
+
+
 def test_crash_is_detected_within_one_sweep(gunicorn_server):
     interval = 1.0
-    server = gunicorn_server(workers=2, SWEEP_INTERVAL=interval)
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=interval, FAILED_RETENTION=2)
     alice, admin = server.token("alice"), server.token("boss", "admin")
     session = create(server, alice)
     pid = get(server, admin, session["id"])["pid"]
@@ -53,9 +67,13 @@ def test_crash_is_detected_within_one_sweep(gunicorn_server):
     assert get(server, alice, session["id"])["end_reason"] == "crashed"
     assert detected <= interval + 2
     assert command(server, alice, session["id"]).status_code == 409
-    # files stay downloadable for FAILED_RETENTION (default one hour)
-    files = requests.get(server.url + "/api/sessions/%s/files" % session["id"], headers=alice, timeout=10)
+    # files stay downloadable for FAILED_RETENTION, then go with the workspace
+    files_url = server.url + "/api/sessions/%s/files" % session["id"]
+    files = requests.get(files_url, headers=alice, timeout=10)
     assert files.status_code == 200 and files.json() == {"files": []}
+    wait_until(lambda: requests.get(files_url, headers=alice, timeout=10).status_code == 409, 2 + interval + 3,
+               interval=0.2, message="retained workspace to be removed")
+    assert not os.path.exists(os.path.join(server.env["WORKSPACE_ROOT"], session["id"]))
 
 
 def test_memory_guard_ends_a_process_over_the_limit(gunicorn_server):

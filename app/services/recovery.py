@@ -1,7 +1,8 @@
 """What a (re)starting or stopping service does with the sessions it finds.
 
-Runs once per server start in gunicorn's master (`on_starting`), before any
-worker exists, so no request or sweep can race it.
+Runs in gunicorn's master: at start (`on_starting`) before any worker
+exists, at stop (`on_exit`) after the last one ended, so no request or sweep
+can race it.
 """
 import logging
 
@@ -29,17 +30,29 @@ def recover(service, adopt=True):
             ended.append(record.id)
         elif service.end(record, "server_restart"):
             ended.append(record.id)
-    orphans = launcher.orphans(known)
-    for state in orphans:
-        log.warning("killing ChimeraX pid %s: marked as ours but unknown to the store", state["pid"])
-        launcher.stop(state, service.settings["STOP_GRACE_PERIOD"])
+    orphans = reap_orphans(service, known)
     log.info("recovery: adopted %d session(s), ended %d, killed %d orphan(s)%s",
              len(adopted), len(ended), len(orphans), "" if adopt else " (ADOPT_ON_START=false)")
-    return {"adopted": adopted, "ended": ended, "orphans": [s["pid"] for s in orphans]}
+    return {"adopted": adopted, "ended": ended, "orphans": orphans}
 
 
-def shutdown(service):
-    """End every live session (`server_shutdown`), for SHUTDOWN_TERMINATES_SESSIONS."""
-    ended = [r.id for r in service.store.live_sessions() if service.end(r, "server_shutdown")]
-    log.info("shutdown: ended %d session(s)", len(ended))
+def reap_orphans(service, known):
+    """Stop processes carrying this service's marker whose pid is not in `known`."""
+    orphans = service.launcher.orphans(known)
+    for state in orphans:
+        log.warning("killing ChimeraX pid %s: marked as ours but unknown to the store", state["pid"])
+        service.launcher.stop(state, service.settings["STOP_GRACE_PERIOD"])
+    return [state["pid"] for state in orphans]
+
+
+def shutdown(service, end_sessions=False):
+    """Drain the warm pool; end every session (`server_shutdown`) if asked; and
+    stop processes a worker started but had not recorded when it was stopped."""
+    WarmPool(service.store, service.launcher, service.settings).drain()
+    ended = []
+    if end_sessions:
+        ended = [r.id for r in service.store.live_sessions() if service.end(r, "server_shutdown")]
+    known = {r.process["pid"] for r in service.store.live_sessions() if r.process.get("pid")}
+    orphans = reap_orphans(service, known)
+    log.info("shutdown: ended %d session(s), stopped %d unrecorded process(es)", len(ended), len(orphans))
     return ended
