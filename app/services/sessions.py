@@ -181,10 +181,10 @@ class SessionService:
     def _start(self, record, store, opening=None):
         state = {}
         try:
+            spawned = time.perf_counter()
             state = self.launcher.start(record.id, record.workspace, record.port)
             if not store.transition(record.id, [STARTING], STARTING, process=state):
                 raise _Cancelled()
-            spawned = time.perf_counter()
             state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
             metrics.SPAWN_SECONDS.observe(time.perf_counter() - spawned)
             if opening:
