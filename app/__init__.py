@@ -122,10 +122,9 @@ def create_app(config=None, config_name=None):
                                        app.config["ALLOW_FETCH"])
     app.extensions["chimerax_sessions"] = Runtime(app.config, executable, launcher, profiles)
 
-    from . import cli, context
+    from . import cli
     from .middleware import auth, errors, request_log
     from .routes import docs, health, metrics, sessions
-    context.init_app(app)
     request_log.init_app(app)
     auth.init_app(app)
     errors.init_app(app)

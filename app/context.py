@@ -1,4 +1,4 @@
-"""Per-request access to the store and services (one store connection per app context)."""
+"""Per-request access to the store and services (one store connection per worker thread)."""
 from flask import current_app, g
 
 from .services.tokens import TokenService
@@ -25,7 +25,3 @@ def get_session_service():
 
 def get_token_service():
     return TokenService(get_store())
-
-
-def init_app(app):
-    pass
