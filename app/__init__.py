@@ -40,6 +40,9 @@ class Runtime:
     def thread_store(self):
         """One connection per thread for request handling (a thread never shares it)."""
         store = getattr(self._local, "store", None)
+        if store is not None and store.broken:
+            store.close()
+            store = None
         if store is None or store.pid != os.getpid():
             store = self._local.store = self.new_store()
         return store

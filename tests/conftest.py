@@ -52,6 +52,17 @@ def chimerax_processes():
     return found
 
 
+def describe(proc):
+    try:
+        env = proc.environ()
+        return {"pid": proc.pid, "ppid": proc.ppid(), "status": proc.status(), "age_s": round(
+            time.time() - proc.create_time(), 1), "cmdline": " ".join(proc.cmdline())[:200],
+            "session": env.get("CXS_SESSION_ID"), "service": env.get("CXS_SERVICE_ID"),
+            "cwd": proc.cwd()}
+    except psutil.Error as err:
+        return {"pid": proc.pid, "error": repr(err)}
+
+
 def temp_entries():
     # pytest's own base directory is removed by pytest (retention policy none)
     return {name for name in os.listdir(tempfile.gettempdir()) if not name.startswith("pytest-of-")}
@@ -91,12 +102,13 @@ def no_leaked_processes_or_files():
         wait_until(lambda: not leftovers(), 10, message="test processes to end")
     except AssertionError:
         left = leftovers()
+        described = [describe(p) for p in left]
         for proc in left:
             try:
                 proc.kill()
             except psutil.Error:
                 pass
-        pytest.fail("tests leaked processes: %s" % [" ".join(p.cmdline()) for p in left if p.is_running()])
+        pytest.fail("tests leaked processes: %s" % described)
 
 
 def make_config(tmp_path, **overrides):
@@ -271,8 +283,11 @@ def gunicorn_server(tmp_path):
             if server.proc.poll() is not None:
                 server.start()      # a test that stopped it: start again to clean up
             admin = server.token("cleanup", "admin")
-            for s in requests.get(server.url + "/api/sessions", headers=admin, timeout=10).json()["sessions"]:
+            listing = requests.get(server.url + "/api/sessions", headers=admin, timeout=10)
+            assert listing.status_code == 200, listing.text
+            for s in listing.json()["sessions"]:
                 if s["status"] in ("starting", "active"):
-                    requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=30)
+                    deleted = requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=30)
+                    assert deleted.status_code == 204, deleted.text    # a failed cleanup must not pass silently
         finally:
             server.stop()

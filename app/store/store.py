@@ -74,6 +74,7 @@ class Store:
     def __init__(self, path, busy_timeout=10.0):
         self.path = path
         self.pid = os.getpid()      # a connection must not cross a fork
+        self.broken = False
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         try:
@@ -92,6 +93,9 @@ class Store:
         try:
             return self._db.execute(sql, params)
         except (sqlite3.OperationalError, sqlite3.DatabaseError) as err:
+            # A connection that met a read-only or damaged file can stay in
+            # that state after the fault clears: whoever keeps it, replaces it.
+            self.broken = True
             raise StoreUnavailable(str(err)) from err
 
     @contextmanager
