@@ -33,6 +33,13 @@ def create(server, headers, **body):
     return response.json()
 
 
+def one_session(server):
+    """alice's and an admin's headers, a new session of alice's and its ChimeraX pid."""
+    alice, admin = server.token("alice"), server.token("boss", "admin")
+    session = create(server, alice)
+    return alice, admin, session, get(server, admin, session["id"])["pid"]
+
+
 def command(server, headers, session_id, text="pwd", timeout=30):
     return requests.post(server.url + "/api/sessions/%s/commands" % session_id, json={"command": text},
                          headers=headers, timeout=timeout)
@@ -40,9 +47,7 @@ def command(server, headers, session_id, text="pwd", timeout=30):
 
 def test_command_during_a_crash_is_502_then_409(gunicorn_server):
     server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)       # no sweep gets there first
-    alice, admin = server.token("alice"), server.token("boss", "admin")
-    session = create(server, alice)
-    pid = get(server, admin, session["id"])["pid"]
+    alice, admin, session, pid = one_session(server)
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not alive(pid), 5, message="process to die")
     first = command(server, alice, session["id"])
@@ -55,9 +60,7 @@ def test_command_during_a_crash_is_502_then_409(gunicorn_server):
 def test_crash_is_detected_within_one_sweep(gunicorn_server):
     interval = 1.0
     server = gunicorn_server(workers=2, SWEEP_INTERVAL=interval, FAILED_RETENTION=2)
-    alice, admin = server.token("alice"), server.token("boss", "admin")
-    session = create(server, alice)
-    pid = get(server, admin, session["id"])["pid"]
+    alice, admin, session, pid = one_session(server)
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     wait_until(lambda: get(server, alice, session["id"])["status"] == "failed", interval + 5, interval=0.05,
@@ -78,9 +81,7 @@ def test_crash_is_detected_within_one_sweep(gunicorn_server):
 
 def test_memory_guard_ends_a_process_over_the_limit(gunicorn_server):
     server = gunicorn_server(workers=2, SWEEP_INTERVAL=1, MAX_RSS_MB=20)
-    alice, admin = server.token("alice"), server.token("boss", "admin")
-    session = create(server, alice)
-    pid = get(server, admin, session["id"])["pid"]
+    alice, admin, session, pid = one_session(server)
     began = time.monotonic()
     wait_until(lambda: get(server, alice, session["id"])["status"] == "failed", 10, interval=0.1,
                message="memory guard")
@@ -152,9 +153,7 @@ def test_restart_adopts_live_sessions_and_reaps_the_rest(gunicorn_server, tmp_pa
 
 def test_restart_without_adoption_reaps_everything(gunicorn_server):
     server = gunicorn_server(workers=2, SWEEP_INTERVAL=60, ADOPT_ON_START="false")
-    alice, admin = server.token("alice"), server.token("boss", "admin")
-    session = create(server, alice)
-    pid = get(server, admin, session["id"])["pid"]
+    alice, admin, session, pid = one_session(server)
     server.kill_hard()
     server.start()
     ended = get(server, alice, session["id"])
@@ -164,9 +163,7 @@ def test_restart_without_adoption_reaps_everything(gunicorn_server):
 
 def test_graceful_stop_leaves_sessions_for_adoption(gunicorn_server):
     server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
-    alice, admin = server.token("alice"), server.token("boss", "admin")
-    session = create(server, alice)
-    pid = get(server, admin, session["id"])["pid"]
+    alice, admin, session, pid = one_session(server)
     server.stop()
     assert alive(pid)
     server.start()
@@ -176,9 +173,7 @@ def test_graceful_stop_leaves_sessions_for_adoption(gunicorn_server):
 
 def test_graceful_stop_can_end_every_session(gunicorn_server):
     server = gunicorn_server(workers=2, SWEEP_INTERVAL=60, SHUTDOWN_TERMINATES_SESSIONS="true")
-    alice, admin = server.token("alice"), server.token("boss", "admin")
-    session = create(server, alice)
-    pid = get(server, admin, session["id"])["pid"]
+    alice, admin, session, pid = one_session(server)
     server.stop()
     assert not alive(pid)
     db = sqlite3.connect(server.env["DATABASE_PATH"])
@@ -231,9 +226,7 @@ def test_fifty_concurrent_creates_respect_capacity(gunicorn_server):
 
 def test_concurrent_deletes_commands_and_heartbeats_on_one_session(gunicorn_server):
     server = gunicorn_server(workers=4, SWEEP_INTERVAL=60)
-    alice, admin = server.token("alice"), server.token("boss", "admin")
-    session = create(server, alice)
-    pid = get(server, admin, session["id"])["pid"]
+    alice, admin, session, pid = one_session(server)
     url = server.url + "/api/sessions/" + session["id"]
     statuses = []
 
