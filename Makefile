@@ -6,7 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt setup.cfg | sha256sum | cut -c1-12)
 
-.PHONY: install chimerax test test-deps test-fast run bench which-chimerax clean
+.PHONY: install chimerax sandbox test test-deps test-fast run bench which-chimerax clean
+SANDBOX_USER ?= cxs-sandbox
 
 install: $(STAMP)
 
@@ -23,21 +24,28 @@ chimerax:
 which-chimerax: install
 	@$(PY) -c "from app.services.locate import find_chimerax as f; e = f(__import__('config').Config.CHIMERAX_PATH); print('ChimeraX used:', f'{e.path} ({e.kind})' if e else 'none found')"
 
+# The OS sandbox around each ChimeraX: Debian's bubblewrap, and an unprivileged
+# uid of ChimeraX's own (used when the service runs as root). Without root,
+# says what to run; the service then warns (SANDBOX=auto) or refuses (bwrap).
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || echo "bubblewrap unavailable: sudo apt-get install bubblewrap"
+	@id -u $(SANDBOX_USER) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $(SANDBOX_USER) && echo "created the sandbox user $(SANDBOX_USER)"; } || echo "no sandbox user: sudo useradd --system --shell /usr/sbin/nologin $(SANDBOX_USER)"
+
 # Debian packages the tests use beyond the runtime's: nginx (deploy/nginx.conf is run for real).
 test-deps:
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } || echo "nginx unavailable: its test will be skipped (sudo apt-get install nginx-light)"
 
-test: install chimerax test-deps
+test: install chimerax sandbox test-deps
 	$(PY) -m pytest
 
-test-fast: install
+test-fast: install sandbox
 	$(PY) -m pytest -m "not slow"
 
-run: install chimerax which-chimerax
+run: install chimerax sandbox which-chimerax
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 # Performance figures with their targets and same-run baselines (BENCHMARKS.md).
-bench: install chimerax
+bench: install chimerax sandbox
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || echo "wrk unavailable: using the Python load client"
 	$(PY) bench/run.py
 

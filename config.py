@@ -34,6 +34,16 @@ class Config:
     COMMAND_TIMEOUT = _env("COMMAND_TIMEOUT", 30.0, float)
     STOP_GRACE_PERIOD = _env("STOP_GRACE_PERIOD", 5.0, float)
 
+    # The OS sandbox around each ChimeraX (README "Threat model")
+    SANDBOX = _env("SANDBOX", "auto")                  # auto (bwrap where it works) | bwrap | none
+    SANDBOX_USER = _env("SANDBOX_USER", "cxs-sandbox")  # ChimeraX's own uid when the service is root
+    SANDBOX_READONLY_PATHS = _list(_env("SANDBOX_READONLY_PATHS", ""))
+    SANDBOX_TMP_MB = _env("SANDBOX_TMP_MB", 64, int)   # private /tmp (and $HOME) inside
+    SANDBOX_MAX_PROCESSES = _env("SANDBOX_MAX_PROCESSES", 4096, int)  # all processes of SANDBOX_USER
+    SESSION_MEMORY_MB = _env("SESSION_MEMORY_MB", 4096, int)   # address space of each ChimeraX process
+    SESSION_MAX_OPEN_FILES = _env("SESSION_MAX_OPEN_FILES", 1024, int)
+    CONTROL_DIR = _env("CONTROL_DIR", "")      # empty: <WORKSPACE_ROOT>/.control
+
     # Sessions and limits
     MAX_SESSIONS = _env("MAX_SESSIONS", 10, int)
     MAX_SESSIONS_PER_USER = _env("MAX_SESSIONS_PER_USER", 3, int)

@@ -10,7 +10,8 @@ from flask import Flask
 
 from . import logs
 from .services import policy, recovery
-from .services.launcher import Launcher, LocalLauncher
+from .services.launchers import Launcher, LocalLauncher, choose_sandbox
+from .services.launchers.local import Limits
 from .services.locate import Executable, find_chimerax
 from .services.pool import WarmPool
 from .services.sessions import SessionService, parse_port_range
@@ -97,6 +98,23 @@ def service_id(database_path):
     return hashlib.sha256(os.path.realpath(database_path).encode()).hexdigest()[:16]
 
 
+AGENT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "chimerax_agent", "agent.py")
+
+
+def make_launcher(config, executable):
+    path = executable.path if executable else None
+    sandbox = choose_sandbox(config["SANDBOX"], path, AGENT_SCRIPT, config["SANDBOX_USER"],
+                             config["SANDBOX_READONLY_PATHS"], config["SANDBOX_TMP_MB"])
+    # RLIMIT_NPROC counts every process of a uid: only set for a uid of ChimeraX's own.
+    limits = Limits(memory_mb=config["SESSION_MEMORY_MB"], file_mb=config["WORKSPACE_QUOTA_MB"],
+                    open_files=config["SESSION_MAX_OPEN_FILES"],
+                    processes=config["SANDBOX_MAX_PROCESSES"] if sandbox.owner else None)
+    control = config["CONTROL_DIR"] or os.path.join(config["WORKSPACE_ROOT"], ".control")
+    return LocalLauncher(path, sandbox, control, offscreen=config["CHIMERAX_OFFSCREEN"],
+                         service_id=service_id(config["DATABASE_PATH"]), limits=limits)
+
+
 def create_app(config=None, config_name=None):
     """Build the app. `config` is a mapping of overrides (tests pass one)."""
     import config as config_module
@@ -118,9 +136,8 @@ def create_app(config=None, config_name=None):
                     "(set CHIMERAX_PATH or run `make chimerax`)")
     else:
         log.info("ChimeraX: %s (%s)", executable.path, executable.kind)
-    launcher = LocalLauncher(executable.path if executable else None,
-                             offscreen=app.config["CHIMERAX_OFFSCREEN"],
-                             service_id=service_id(app.config["DATABASE_PATH"]))
+    launcher = make_launcher(app.config, executable)
+    log.info("launcher: %s", launcher.describe())
     profiles = policy.default_profiles(app.config["VIEWER_ALLOW_EXTRA"], app.config["VIEWER_DENY"],
                                        app.config["ALLOW_FETCH"])
     app.extensions["chimerax_sessions"] = Runtime(app.config, executable, launcher, profiles)

@@ -9,7 +9,7 @@ prefix=$(mkdir -p "${1:-.chimerax}" && cd "${1:-.chimerax}" && pwd)
 python=${PYTHON:-python3}
 chimerax_pin="ChimeraX==0.1.71"   # yanked upstream ("import chimerax broken"): exact pin required
 stamp="$prefix/.installed"
-want=$(cat "$here/requirements.txt" "$here/install.sh" | sha256sum | cut -d' ' -f1)
+want=$(cat "$here/requirements.txt" "$here/install.sh" "$here"/cxs_runtime/*.py | sha256sum | cut -d' ' -f1)
 
 if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -29,11 +29,15 @@ fi
 "$prefix/venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
 "$prefix/venv/bin/pip" install -q --disable-pip-version-check --no-deps "$chimerax_pin"
 
-mkdir -p "$prefix/bin"
+# The launcher is copied in, so the installation is self-contained: a sandbox
+# shows ChimeraX this folder (and the Python it links to), never the project.
+rm -rf "$prefix/lib/cxs_runtime" && mkdir -p "$prefix/lib" "$prefix/bin"
+cp -r "$here/cxs_runtime" "$prefix/lib/cxs_runtime"
+"$prefix/venv/bin/python" -m compileall -q "$prefix/lib/cxs_runtime" >/dev/null || true
 cat > "$prefix/bin/chimerax" <<SH
 #!/bin/sh
 # ChimeraX test runtime (PyPI library + cxs_runtime launcher). Flags as the official app.
-PYTHONPATH="$here\${PYTHONPATH:+:\$PYTHONPATH}" PYTHONUNBUFFERED=1 exec "$prefix/venv/bin/python" -m cxs_runtime "\$@"
+PYTHONPATH="$prefix/lib" PYTHONUNBUFFERED=1 exec "$prefix/venv/bin/python" -m cxs_runtime "\$@"
 SH
 chmod +x "$prefix/bin/chimerax"
 echo "$want" > "$stamp"

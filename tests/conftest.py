@@ -47,7 +47,8 @@ def chimerax_processes():
         cmd = " ".join(proc.info["cmdline"] or [])
         if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        if "cxs_runtime" in cmd or "fake_chimerax" in cmd or ("gunicorn" in cmd and "wsgi:app" in cmd):
+        if "cxs_runtime" in cmd or "cxs-agent" in cmd or "fake_chimerax" in cmd or (
+                "gunicorn" in cmd and "wsgi:app" in cmd):
             found.append(proc)
     return found
 
@@ -111,6 +112,22 @@ def no_leaked_processes_or_files():
         pytest.fail("tests leaked processes: %s" % described)
 
 
+def workspaces(app):
+    """Session workspaces under WORKSPACE_ROOT (not the launcher's control folder)."""
+    return sorted(n for n in os.listdir(app.config["WORKSPACE_ROOT"]) if n != ".control")
+
+
+def sandbox_tree(pid):
+    """The sandboxed ChimeraX `pid` and every process of its sandbox (host view)."""
+    proc = psutil.Process(pid)
+    top = proc
+    for parent in proc.parents():
+        if parent.name() != "bwrap":
+            break
+        top = parent
+    return [top] + top.children(recursive=True)
+
+
 def make_config(tmp_path, **overrides):
     config = {
         "DATABASE_PATH": str(tmp_path / "store.sqlite3"),
@@ -156,7 +173,11 @@ def app_factory(tmp_path):
     for app in apps:
         end_all_sessions(app)
         root = app.config["WORKSPACE_ROOT"]
-        assert os.listdir(root) == [], "workspaces left behind: %s" % os.listdir(root)
+        left = [name for name in os.listdir(root) if name != ".control"]
+        assert left == [], "workspaces left behind: %s" % left
+        control = os.path.join(root, ".control")
+        assert not os.path.isdir(control) or os.listdir(control) == [], \
+            "control files left behind: %s" % os.listdir(control)
 
 
 @pytest.fixture

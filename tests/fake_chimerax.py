@@ -1,11 +1,12 @@
 """A protocol-faithful fake ChimeraX, only for failure modes real ChimeraX cannot
 produce on demand: dying during start-up, never becoming ready, ignoring
-SIGTERM with a child in its process group. Takes the real flags; `--mode`
-picks the failure. Normal behaviour is always tested with the real runtime.
+SIGTERM with a child in its process group. Takes the real flags and speaks
+the agent's TCP channel (SANDBOX=none); `--mode` picks the failure. Normal
+behaviour is always tested with the real runtime.
 """
 import argparse
 import json
-import re
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.headers.get("Authorization") != "Bearer %s" % self.server.secret:
+            self.send_response(401)
+            self.end_headers()
+            return
         body = json.dumps({"json values": [None], "python values": [None],
                            "log messages": {"note": ["fake\n"], "warning": [], "error": [], "bug": []},
                            "error": None}).encode()
@@ -46,13 +51,9 @@ def main():
         subprocess.Popen([sys.executable, "-c",
                           "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                           "[time.sleep(1) for _ in iter(int, 1)]  # fake_chimerax child"])
-    port = 0
-    for cmd in opts.cmd:
-        match = re.search(r"remotecontrol rest start port (\d+)", cmd)
-        if match:
-            port = int(match.group(1))
-    server = HTTPServer(("127.0.0.1", port), Handler)
-    print("REST server started on host 127.0.0.1 port %d" % server.server_address[1], flush=True)
+    server = HTTPServer(("127.0.0.1", int(os.environ.get("CXS_AGENT_PORT", "0"))), Handler)
+    server.secret = os.environ.get("CXS_AGENT_SECRET")
+    print("CXS agent ready: tcp 127.0.0.1 %d" % server.server_address[1], flush=True)
     server.serve_forever()
 
 

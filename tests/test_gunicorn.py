@@ -7,19 +7,9 @@ import psutil
 import pytest
 import requests
 
-from .conftest import wait_until
+from .conftest import alive, sandbox_tree, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def group_alive(pgid):
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def test_users_admin_and_delete_under_four_workers(gunicorn_server):
@@ -33,7 +23,7 @@ def test_users_admin_and_delete_under_four_workers(gunicorn_server):
     url = api + "/" + session["id"]
 
     pwd = requests.post(url + "/commands", json={"command": "pwd"}, headers=alice, timeout=30).json()
-    assert pwd["ok"] and session["id"] in "".join(pwd["log"]["note"])
+    assert pwd["ok"] and "/session" in "".join(pwd["log"]["note"])     # its workspace, inside the sandbox
     assert requests.put(url + "/heartbeat", headers=alice, timeout=10).status_code == 200
     assert [s["id"] for s in requests.get(api, headers=alice, timeout=10).json()["sessions"]] == [session["id"]]
 
@@ -47,13 +37,14 @@ def test_users_admin_and_delete_under_four_workers(gunicorn_server):
     assert {s["id"] for s in everyone} == {session["id"], bobs["id"]}
     detail = requests.get(url, headers=admin, timeout=10).json()
     pid, workspace = detail["pid"], os.path.join(server.env["WORKSPACE_ROOT"], session["id"])
-    assert group_alive(pid) and os.path.isdir(workspace)
+    tree = sandbox_tree(pid)
+    assert len(tree) >= 3 and os.path.isdir(workspace)        # bwrap outside, bwrap as pid 1, ChimeraX
 
     # Requests land on several workers; any of them can end a process another spawned.
     for _ in range(8):
         assert requests.get(url, headers=alice, timeout=10).status_code == 200
     assert requests.delete(url, headers=alice, timeout=30).status_code == 204
-    assert not group_alive(pid)
+    assert not any(alive(p.pid) for p in tree)
     assert not os.path.exists(workspace)
     assert requests.get(url, headers=alice, timeout=10).json()["status"] == "terminated"
 

@@ -7,9 +7,9 @@ import psutil
 import pytest
 
 from app.services.errors import StartupFailed
-from app.services.launcher import LocalLauncher
+from app.services.launchers import LocalLauncher, NoSandbox
 
-from .conftest import FAKE_CHIMERAX, token_header
+from .conftest import FAKE_CHIMERAX, token_header, workspaces
 
 
 def fake_executable(tmp_path, mode):
@@ -17,6 +17,10 @@ def fake_executable(tmp_path, mode):
     path.write_text("#!/bin/sh\nexec %s %s --mode %s \"$@\"\n" % (sys.executable, FAKE_CHIMERAX, mode))
     path.chmod(0o755)
     return str(path)
+
+
+def fake_launcher(tmp_path, mode):
+    return LocalLauncher(fake_executable(tmp_path, mode), NoSandbox("agent.py"), str(tmp_path / "control"))
 
 
 def live_fakes():
@@ -27,7 +31,7 @@ def live_fakes():
 
 @pytest.mark.parametrize("mode, timeout", [("exit-at-start", 10.0), ("never-ready", 1.0)])
 def test_failed_startup_is_503_and_leaves_nothing(app_factory, tmp_path, mode, timeout):
-    app = app_factory(CHIMERAX_PATH=fake_executable(tmp_path, mode), STARTUP_TIMEOUT=timeout)
+    app = app_factory(CHIMERAX_PATH=fake_executable(tmp_path, mode), STARTUP_TIMEOUT=timeout, SANDBOX="none")
     client = app.test_client()
     alice = token_header(app, "alice")
     response = client.post("/api/sessions", json={}, headers=alice)
@@ -36,12 +40,13 @@ def test_failed_startup_is_503_and_leaves_nothing(app_factory, tmp_path, mode, t
     assert "Traceback" not in response.get_data(as_text=True)
     sessions = client.get("/api/sessions", headers=alice).get_json()["sessions"]
     assert [(s["status"], s["end_reason"]) for s in sessions] == [("failed", "startup_failed")]
-    assert os.listdir(app.config["WORKSPACE_ROOT"]) == []
+    assert workspaces(app) == []
+    assert os.listdir(os.path.join(app.config["WORKSPACE_ROOT"], ".control")) == []
     assert live_fakes() == []
 
 
 def test_stop_escalates_to_sigkill_for_the_whole_group(tmp_path):
-    launcher = LocalLauncher(fake_executable(tmp_path, "stubborn"))
+    launcher = fake_launcher(tmp_path, "stubborn")
     workspace = tmp_path / "ws"
     workspace.mkdir()
     state = launcher.wait_ready(launcher.start("s1", str(workspace), None), 10)
@@ -55,13 +60,14 @@ def test_stop_escalates_to_sigkill_for_the_whole_group(tmp_path):
 
 
 def test_identity_is_pid_and_create_time(tmp_path):
-    launcher = LocalLauncher(fake_executable(tmp_path, "serve"))
+    launcher = fake_launcher(tmp_path, "serve")
     workspace = tmp_path / "ws"
     workspace.mkdir()
     state = launcher.wait_ready(launcher.start("s2", str(workspace), None), 10)
     try:
         assert launcher.poll(state) is None
-        impostor = dict(state, create_time=state["create_time"] - 1000)
+        impostor = dict(state, create_time=state["create_time"] - 1000,
+                        leader_create_time=state["leader_create_time"] - 1000)
         assert launcher.poll(impostor) is not None       # same pid, other process: not ours
         launcher.stop(impostor, grace=0.5)               # and never signalled
         assert launcher.poll(state) is None
@@ -71,7 +77,7 @@ def test_identity_is_pid_and_create_time(tmp_path):
 
 
 def test_launcher_reports_startup_failure_reason(tmp_path):
-    launcher = LocalLauncher(fake_executable(tmp_path, "exit-at-start"))
+    launcher = fake_launcher(tmp_path, "exit-at-start")
     workspace = tmp_path / "ws"
     workspace.mkdir()
     with pytest.raises(StartupFailed, match="exited during start-up"):

@@ -9,7 +9,7 @@ import requests
 
 from app.context import EXTENSION
 
-from .conftest import alive, token_header, wait_until
+from .conftest import alanin_pdb, alive, token_header, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +38,14 @@ def test_claim_moves_a_ready_process_into_a_fresh_workspace(pooled):
     record = pool.store.get_session(session["id"])
     assert session["status"] == "active" and record.process["pid"] in waiting
     proc = psutil.Process(record.process["pid"])
-    assert proc.cwd() == record.workspace
-    pwd = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "pwd"}, headers=alice)
-    assert record.workspace in "".join(pwd.get_json()["log"]["note"])
     assert client.get("/api/sessions/%s/files" % session["id"], headers=alice).get_json() == {"files": []}
+    # The process sees the session's workspace: a file uploaded to it opens.
+    with open(alanin_pdb(), "rb") as pdb:
+        assert client.post("/api/sessions/%s/files" % session["id"], headers=alice,
+                           content_type="multipart/form-data", data={"file": (pdb, "a.pdb")}).status_code == 201
+    opened = client.post("/api/sessions/%s/commands" % session["id"], json={"command": "open a.pdb"},
+                         headers=alice).get_json()
+    assert opened["ok"], opened
     assert len(pool.store.pool_entries()) == 1                      # claimed, not shared
     assert pool.fill() == 1 and len(ready_pids(pool)) == 2          # replenished
     assert record.process["pid"] not in ready_pids(pool)

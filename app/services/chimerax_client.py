@@ -1,19 +1,73 @@
-"""Talking to one ChimeraX REST server (`remotecontrol rest start ... json true`).
+"""Talking to one ChimeraX through its agent (chimerax_agent/agent.py).
 
-The server replies HTTP 200 with a JSON body even when a command fails; the
-outcome is in the body's `error`. The command goes in the query string: the
-library build cannot parse POST form bodies, and every build accepts GET.
+The agent speaks the protocol of ChimeraX's `remotecontrol rest ... json
+true`: GET /run?command=..., HTTP 200 with a JSON body even when a command
+fails (the outcome is in the body's `error`). Unlike that server it listens
+where the launcher said (a Unix-domain socket or TCP) and answers only
+requests that carry the session's secret.
 """
 import http.client
 import json
+import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Optional
 from urllib.parse import urlencode
 
 from .errors import ChimeraXDied, CommandTimeout
 
 _LOG_LEVELS = ("note", "warning", "error", "bug")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """Where a session's agent listens, and the secret it expects."""
+    secret: str
+    path: Optional[str] = None      # a Unix-domain socket, or
+    host: Optional[str] = None      # TCP host and port
+    port: Optional[int] = None
+
+    def connect(self, timeout):
+        if self.path:
+            conn = _UnixConnection(self.path, timeout)
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn.connect()
+        return conn
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            with unix_address(self.path) as address:
+                sock.connect(address)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+@contextmanager
+def unix_address(path):
+    """`path`, or a short alias of it: socket addresses hold at most 107 bytes,
+    and a deep WORKSPACE_ROOT would not fit. The alias goes through an open
+    descriptor of the folder, so it names the very same file."""
+    if len(os.fsencode(path)) < 100:
+        yield path
+        return
+    folder = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield "/proc/self/fd/%d/%s" % (folder, os.path.basename(path))
+    finally:
+        os.close(folder)
 
 
 @dataclass
@@ -38,18 +92,18 @@ def parse_reply(command, body, duration_ms):
                          error=error, duration_ms=round(duration_ms, 3))
 
 
-def run_command(host, port, command, timeout, connect_timeout=2.0):
+def run_command(channel, command, timeout, connect_timeout=2.0):
     """Run one command line; raise CommandTimeout or ChimeraXDied on transport failure."""
-    # http.client, not requests, on this hot path: ChimeraX's server speaks
-    # HTTP/1.0 and closes every connection, so a pooling client only adds
-    # overhead (~0.5 ms a call, measured: BENCHMARKS.md figure 3).
+    # http.client, not requests, on this hot path: the agent speaks HTTP/1.0
+    # and closes every connection, so a pooling client only adds overhead
+    # (~0.5 ms a call, measured: BENCHMARKS.md figure 3).
     path = "/run?" + urlencode({"command": command})
     started = time.perf_counter()
-    conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
+    conn = None
     try:
-        conn.connect()
+        conn = channel.connect(connect_timeout)
         conn.sock.settimeout(timeout)
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Authorization": "Bearer " + channel.secret})
         reply = conn.getresponse()
         body = reply.read()
     except (socket.timeout, TimeoutError) as err:
@@ -57,8 +111,12 @@ def run_command(host, port, command, timeout, connect_timeout=2.0):
     except (OSError, http.client.HTTPException) as err:
         raise ChimeraXDied("ChimeraX closed the connection or is not listening") from err
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
     duration_ms = (time.perf_counter() - started) * 1000
+    if reply.status != 200:
+        # Only a wrong secret gets here: the channel is not the one we started.
+        raise ChimeraXDied("the session's channel refused the request (HTTP %d)" % reply.status)
     if not body:
         # `exit` ends the process before it replies
         raise ChimeraXDied("ChimeraX ended without replying")
@@ -68,10 +126,10 @@ def run_command(host, port, command, timeout, connect_timeout=2.0):
         raise ChimeraXDied("ChimeraX sent a reply that is not its JSON format") from err
 
 
-def ping(host, port, timeout):
+def ping(channel, timeout):
     """A cheap command that needs ChimeraX's main thread: True if it answered."""
     try:
-        run_command(host, port, "version", timeout, connect_timeout=min(timeout, 2.0))
+        run_command(channel, "version", timeout, connect_timeout=min(timeout, 2.0))
         return True
     except (CommandTimeout, ChimeraXDied):
         return False

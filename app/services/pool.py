@@ -41,7 +41,8 @@ class WarmPool:
             directory = os.path.join(self.settings["WORKSPACE_ROOT"], POOL_PREFIX + entry_id)
             reserved = self.store.add_pool_entry(
                 entry_id, directory, self.settings["MAX_SESSIONS"], self.size,
-                ports=parse_port_range(self.settings["CHIMERAX_PORT_RANGE"]), port_is_free=port_is_free)
+                ports=parse_port_range(self.settings["CHIMERAX_PORT_RANGE"]) if self.launcher.uses_ports else None,
+                port_is_free=port_is_free)
             if reserved is False:
                 break
             self._spawn(entry_id, directory, reserved)
@@ -51,7 +52,7 @@ class WarmPool:
     def _spawn(self, entry_id, directory, port):
         state = {}
         try:
-            os.makedirs(directory, mode=0o700)
+            self.launcher.make_workspace(directory)
             state = self.launcher.start(marker(entry_id), directory, port)
             self.store.set_pool_entry(entry_id, "starting", state, port)
             state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
@@ -90,8 +91,7 @@ class WarmPool:
             elif now - entry["created_at"] > self.settings["POOL_MAX_AGE"]:
                 drop = True
             elif ping:
-                host, port = self.launcher.address(state)
-                drop = not chimerax_client.ping(host, port, self.settings["HEALTH_CHECK_TIMEOUT"])
+                drop = not chimerax_client.ping(self.launcher.channel(state), self.settings["HEALTH_CHECK_TIMEOUT"])
             else:
                 drop = False
             if drop and self.remove(entry):
@@ -102,11 +102,11 @@ class WarmPool:
         return sum(1 for entry in self.store.pool_entries() if self.remove(entry))
 
     def adopt_or_reap(self):
-        """After a restart: keep entries whose process is verifiably theirs."""
-        kept = set()
+        """After a restart: keep entries whose process is verifiably theirs; their states."""
+        kept = []
         for entry in self.store.pool_entries():
             if entry["status"] == "ready" and self.launcher.adoptable(entry["process"], marker(entry["id"])):
-                kept.add(entry["process"]["pid"])
+                kept.append(entry["process"])
             else:
                 self.remove(entry)
         return kept

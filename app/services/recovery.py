@@ -18,13 +18,13 @@ def recover(service, adopt=True):
     launcher = service.launcher
     adopted, ended = [], []
     pool = WarmPool(service.store, launcher, service.settings)
-    known = pool.adopt_or_reap() if adopt else set()
+    known = pool.adopt_or_reap() if adopt else []
     if not adopt:
         pool.drain()
     for record in service.store.live_sessions():
         if adopt and record.status == ACTIVE and launcher.adoptable(record.process, record.id):
             adopted.append(record.id)
-            known.add(record.process["pid"])
+            known.append(record.process)
         elif record.status == TERMINATING:
             service.finish_termination(record)
             ended.append(record.id)
@@ -37,7 +37,7 @@ def recover(service, adopt=True):
 
 
 def reap_orphans(service, known):
-    """Stop processes carrying this service's marker whose pid is not in `known`."""
+    """Stop processes carrying this service's marker that none of the `known` states accounts for."""
     orphans = service.launcher.orphans(known)
     for state in orphans:
         log.warning("killing ChimeraX pid %s: marked as ours but unknown to the store", state["pid"])
@@ -52,7 +52,7 @@ def shutdown(service, end_sessions=False):
     ended = []
     if end_sessions:
         ended = [r.id for r in service.store.live_sessions() if service.end(r, "server_shutdown")]
-    known = {r.process["pid"] for r in service.store.live_sessions() if r.process.get("pid")}
+    known = [r.process for r in service.store.live_sessions() if r.process]
     orphans = reap_orphans(service, known)
     log.info("shutdown: ended %d session(s), stopped %d unrecorded process(es)", len(ended), len(orphans))
     return ended

@@ -18,8 +18,7 @@ from . import chimerax_client, metrics, policy
 from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Forbidden,
                      NotActive, NotFound, RenderingUnavailable, ServiceError, SnapshotFailed,
                      StartupFailed, StoreDown, UnreadableStructure, UserLimit)
-from .launcher import LOG_NAME
-from .workspace import Workspace, check_name
+from .workspace import QuotaExceeded, Workspace, check_name
 
 log = logging.getLogger("cxs.sessions")
 audit = logging.getLogger("cxs.audit")
@@ -62,6 +61,10 @@ class SessionService:
         name = self.settings["ROLE_PROFILES"].get(principal.role, "viewer")
         return self.profiles.get(name, self.profiles["viewer"])
 
+    def _ports(self):
+        """The TCP ports to reserve, when the launcher's channels use them."""
+        return parse_port_range(self.settings["CHIMERAX_PORT_RANGE"]) if self.launcher.uses_ports else None
+
     # Lookups
 
     def get_for(self, principal, session_id):
@@ -87,8 +90,7 @@ class SessionService:
         before the session turns active; a file ChimeraX cannot open fails the create."""
         if initial_file is not None:
             check_name(initial_file[0])         # before anything is reserved
-        executable = getattr(self.launcher, "executable", True)
-        if not executable:
+        if not self.launcher.available:
             raise ChimeraXUnavailable("no ChimeraX executable was found on this host", retry_after=60)
         now = time.time()
         session_id = str(uuid.uuid4())
@@ -101,8 +103,7 @@ class SessionService:
         try:
             claimed = self.store.insert_session(
                 record, self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
-                ports=parse_port_range(self.settings["CHIMERAX_PORT_RANGE"]),
-                port_is_free=port_is_free, claim_pool=self.settings["POOL_SIZE"] > 0)
+                ports=self._ports(), port_is_free=port_is_free, claim_pool=self.settings["POOL_SIZE"] > 0)
         except LimitReached as err:
             if err.scope == "user":
                 raise UserLimit("you already have %d live sessions (the limit)" % err.limit,
@@ -114,11 +115,11 @@ class SessionService:
         opening = None
         try:
             if claimed:
-                # The pooled process moves along with its directory: cwd and
-                # open log file follow the rename.
+                # The pooled process moves along with its directory: its cwd
+                # (or the sandbox's bind of it) follows the rename.
                 os.rename(claimed["directory"], record.workspace)
             else:
-                os.makedirs(record.workspace, mode=0o700)
+                self.launcher.make_workspace(record.workspace)
             if initial_file is not None:
                 opening = self.workspace(record).save(initial_file[0], initial_file[1],
                                                       self.settings["MAX_UPLOAD_BYTES"]).name
@@ -142,11 +143,11 @@ class SessionService:
 
     def _activate_pooled(self, record, claimed, opening):
         """Turn a claimed pool process into this session; False: start cold instead."""
-        state = dict(claimed["process"], log=os.path.join(record.workspace, LOG_NAME))
+        state = claimed["process"]
         try:
-            host, port = self.launcher.address(state)
-            moved = chimerax_client.run_command(host, port, 'cd "%s"' % record.workspace,
-                                                self.settings["COMMAND_TIMEOUT"])
+            moved = chimerax_client.run_command(
+                self.launcher.channel(state), 'cd "%s"' % self.launcher.chimerax_path(state, record.workspace),
+                self.settings["COMMAND_TIMEOUT"])
             if not moved.ok:
                 raise StartupFailed("pooled ChimeraX could not cd: %s" % moved.error["message"])
             if opening:
@@ -207,9 +208,8 @@ class SessionService:
             raise StartupFailed("ChimeraX could not be started") from err
 
     def _open_initial(self, state, name):
-        host, port = self.launcher.address(state)
         # The name passed the workspace's own checks; quoting keeps it one word.
-        result = chimerax_client.run_command(host, port, 'open "%s"' % name,
+        result = chimerax_client.run_command(self.launcher.channel(state), 'open "%s"' % name,
                                              self.settings["COMMAND_TIMEOUT"])
         if not result.ok:
             raise UnreadableStructure("ChimeraX could not open %s: %s" % (name, result.error["message"]))
@@ -252,9 +252,10 @@ class SessionService:
         return self._send(record, command)
 
     def _send(self, record, command):
-        host, port = self.launcher.address(record.process)
+        started = time.time()
         try:
-            result = chimerax_client.run_command(host, port, command, self.settings["COMMAND_TIMEOUT"])
+            result = chimerax_client.run_command(self.launcher.channel(record.process), command,
+                                                 self.settings["COMMAND_TIMEOUT"])
             metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)
         except ChimeraXDied:
             if self.launcher.poll(record.process):
@@ -262,7 +263,17 @@ class SessionService:
             raise
         finally:
             self._touch_coalesced(record)
+        self._enforce_quota(record, started)
         return result
+
+    def _enforce_quota(self, record, since):
+        """What ChimeraX wrote counts towards WORKSPACE_QUOTA_MB: files a command
+        wrote that take the workspace over it are removed, and the caller told."""
+        removed = self.workspace(record).remove_over_quota(since)
+        if removed:
+            log.warning("session %s: over quota, removed %s", record.id, ", ".join(removed))
+            raise QuotaExceeded("workspace quota of %d MB exceeded: removed %s, written by this command"
+                                % (self.settings["WORKSPACE_QUOTA_MB"], ", ".join(removed)))
 
     # Workspace files and snapshots
 
@@ -289,11 +300,13 @@ class SessionService:
         record = self.get_for(principal, session_id)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
-        scratch = os.path.join(record.workspace, ".snapshot-%s.png" % uuid.uuid4().hex)
+        name = ".snapshot-%s.png" % uuid.uuid4().hex
+        scratch = os.path.join(record.workspace, name)
+        inside = os.path.join(self.launcher.chimerax_path(record.process, record.workspace), name)
         audit.info("user=%s session=%s verdict=allow verbs=snapshot", principal.user, session_id)
         try:
             result = self._send(record, 'save "%s" width %d height %d supersample %d'
-                                % (scratch, width, height, supersample))
+                                % (inside, width, height, supersample))
             if not result.ok:
                 message = result.error["message"]
                 if "rendering" in message.lower() or "opengl" in message.lower():

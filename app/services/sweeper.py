@@ -69,8 +69,7 @@ class Sweeper:
             return self._end(record, "idle_timeout")
         if now >= record.created_at + record.max_lifetime:
             return self._end(record, "max_lifetime")
-        host, port = self.launcher.address(record.process)
-        healthy = chimerax_client.ping(host, port, settings["HEALTH_CHECK_TIMEOUT"])
+        healthy = chimerax_client.ping(self.launcher.channel(record.process), settings["HEALTH_CHECK_TIMEOUT"])
         failures = self.store.record_health(record.id, healthy)
         if not healthy:
             log.warning("session %s failed health check %d/%d", record.id, failures,

@@ -1,8 +1,10 @@
 """A session's workspace files: safe names, an extension allowlist and a quota.
 
 Files live flat in the workspace (no sub-folders), named by what the user
-sent, so a name is all a command or a download needs. ChimeraX's own files
-there (its log, its stdin FIFO, snapshot scratch) are hidden and protected.
+sent, so a name is all a command or a download needs. Names starting with
+a dot (snapshot and upload scratch) are hidden. The quota covers everything
+in the folder, whoever wrote it: uploads are refused beyond it, and files a
+ChimeraX command wrote beyond it are removed (`remove_over_quota`).
 """
 import os
 import re
@@ -14,7 +16,6 @@ from .errors import ServiceError
 UPLOAD_SUFFIXES = (".pdb", ".ent", ".pdb1", ".cif", ".mmcif", ".mrc", ".map", ".ccp4", ".dx",
                    ".sdf", ".mol2", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-INTERNAL = ("chimerax.log",)
 
 
 class BadFile(ServiceError):
@@ -39,7 +40,7 @@ class FileInfo:
 def check_name(name, suffixes=UPLOAD_SUFFIXES):
     if not isinstance(name, str) or not SAFE_NAME.match(name):
         raise BadFile("file names are 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
-    if name in INTERNAL or not name.lower().endswith(suffixes):
+    if not name.lower().endswith(suffixes):
         raise BadFile("files must end in one of %s" % " ".join(suffixes))
     return name
 
@@ -52,7 +53,7 @@ class Workspace:
     def _visible(self):
         with os.scandir(self.path) as entries:
             for entry in entries:
-                if entry.name.startswith(".") or entry.name in INTERNAL:
+                if entry.name.startswith("."):
                     continue
                 if entry.is_file(follow_symlinks=False):
                     yield entry
@@ -83,6 +84,10 @@ class Workspace:
         fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=self.path)
         written = 0
         try:
+            # A sandboxed ChimeraX runs as the folder's owner: it must be able to read this.
+            owner = os.stat(self.path)
+            if owner.st_uid != os.geteuid():
+                os.fchown(fd, owner.st_uid, owner.st_gid)
             with os.fdopen(fd, "wb") as out:
                 while True:
                     chunk = stream.read(1 << 16)
@@ -99,6 +104,32 @@ class Workspace:
             os.unlink(tmp)
             raise
         return FileInfo(name, written, os.path.getmtime(target))
+
+    def remove_over_quota(self, since):
+        """If the folder is over quota, remove files changed at or after `since`
+        (newest first) until it is not; returns their names."""
+        total, recent = 0, []
+        for dirpath, dirnames, filenames in os.walk(self.path):
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    continue
+                total += info.st_size
+                if info.st_mtime >= since - 0.05:   # coarse file-system clocks
+                    recent.append((info.st_mtime, info.st_size, path))
+        removed = []
+        for _, size, path in sorted(recent, reverse=True):
+            if total <= self.quota_bytes:
+                break
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            total -= size
+            removed.append(os.path.relpath(path, self.path))
+        return removed
 
     def delete(self, name):
         os.unlink(self.path_of(name))

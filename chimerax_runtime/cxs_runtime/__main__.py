@@ -16,7 +16,7 @@ def parse_args(argv):
     parser.add_argument("--offscreen", action="store_true", help="render through OSMesa")
     parser.add_argument("--silent", action="store_true", help="drop info and warning messages")
     parser.add_argument("--cmd", action="append", default=[], help="command to run at start")
-    parser.add_argument("--script", action="append", default=[], help="file to open at start")
+    parser.add_argument("--script", action="append", default=[], help="Python file to run at start")
     parser.add_argument("--exit", action="store_true", help="quit after start-up commands")
     parser.add_argument("--version", action="store_true", help="print the version and quit")
     # The application ignores flags it does not use; so do we, for portability.
@@ -42,15 +42,25 @@ def build_session(opts):
 
 
 def run_startup_commands(session, opts):
+    """--cmd commands, then --script Python files (as the application: after the
+    commands, before the event loop, with `session` in the script's globals)."""
     from chimerax.core.commands import run
     from chimerax.core.errors import NotABug
-    for text in opts.cmd + ["open %s" % path for path in opts.script]:
+    from chimerax.core.scripting import open_python_script
+    steps = [lambda text=text: run(session, text) for text in opts.cmd]
+    steps += [lambda path=path: _run_script(open_python_script, session, path) for path in opts.script]
+    for step in steps:
         try:
-            run(session, text)
+            step()
         except NotABug as err:
             session.logger.error(str(err))
         except Exception:
             session.logger.report_exception()
+
+
+def _run_script(open_python_script, session, path):
+    with open(path, "rb") as stream:
+        open_python_script(session, stream, os.path.basename(path))
 
 
 def main(argv=None):

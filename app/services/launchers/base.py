@@ -1,0 +1,61 @@
+"""The launcher contract: everything the service knows about where ChimeraX runs.
+
+A launcher's state for one process is a JSON-safe dict kept in the session's
+row, so any gunicorn worker — not only the one that started it — can reach,
+check or stop the process.
+"""
+import abc
+import os
+
+
+class Launcher(abc.ABC):
+    """Another host or a cluster scheduler implements the same calls."""
+    uses_ports = False      # True: channels are TCP ports the store reserves (CHIMERAX_PORT_RANGE)
+
+    @property
+    def available(self):
+        """Whether processes can be started at all (a ChimeraX was found)."""
+        return True
+
+    def describe(self):
+        return type(self).__name__
+
+    def make_workspace(self, path):
+        """Create a session's (or pooled process's) workspace directory."""
+        os.makedirs(path, mode=0o700)
+
+    @abc.abstractmethod
+    def start(self, marker, workspace, port):
+        """Launch ChimeraX for `marker` (a session id or pool entry); return its state (not yet ready)."""
+
+    @abc.abstractmethod
+    def wait_ready(self, state, timeout):
+        """Block until its channel answers; return the completed state.
+        Raise StartupFailed if it dies or the timeout passes."""
+
+    @abc.abstractmethod
+    def poll(self, state):
+        """None while running, else a short description of how it ended."""
+
+    @abc.abstractmethod
+    def stop(self, state, grace):
+        """End it and everything it started (politely, then by force after `grace` s)."""
+
+    @abc.abstractmethod
+    def channel(self, state):
+        """The chimerax_client.Channel that reaches its agent."""
+
+    def chimerax_path(self, state, workspace):
+        """The workspace as ChimeraX itself names it (paths in commands the service builds)."""
+        return workspace
+
+    def memory_bytes(self, state):
+        return None
+
+    def adoptable(self, state, marker):
+        """After a restart: is this still the very process started for `marker`?"""
+        return False
+
+    def orphans(self, known_states):
+        """States of processes this service started that none of `known_states` accounts for."""
+        return []

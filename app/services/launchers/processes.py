@@ -1,0 +1,110 @@
+"""Local process identity and process trees (psutil).
+
+Identity is (pid, create_time), never the pid alone: pids get reused. A
+sandboxed ChimeraX is a tree (bwrap outside, bwrap as the sandbox's pid 1,
+ChimeraX, whatever ChimeraX started); everything in it descends from the
+process the launcher spawned, because orphans inside a pid namespace are
+re-parented to its pid 1, never to the host's init.
+"""
+import os
+import signal
+import time
+
+import psutil
+
+
+def process(pid, create_time=None):
+    """The live psutil.Process if `pid` is still that very process, else None."""
+    if not pid:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if create_time and abs(proc.create_time() - create_time) > 0.05:
+            return None     # the pid now belongs to someone else
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def identity(proc):
+    try:
+        return proc.pid, proc.create_time()
+    except psutil.Error:
+        return proc.pid, None
+
+
+def tree(*roots):
+    """The live roots and all their descendants, without duplicates."""
+    found = {}
+    for root in roots:
+        if root is None:
+            continue
+        found.setdefault(root.pid, root)
+        try:
+            for child in root.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except psutil.Error:
+            continue
+    return [p for p in found.values() if _alive(p)]
+
+
+def _alive(proc):
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def signal_all(procs, signum):
+    for proc in procs:
+        try:
+            proc.send_signal(signum)
+        except psutil.Error:
+            pass
+
+
+def signal_group(pgid, signum):
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def wait_gone(procs, timeout):
+    """Wait until none of `procs` is alive (zombies count as gone); True if so."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not any(_alive(p) for p in procs):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+def terminate_tree(roots, polite, grace, group=None):
+    """SIGTERM `polite` (and the process group), wait `grace` s, then SIGKILL the whole tree."""
+    procs = tree(*roots)
+    if not procs:
+        return
+    signal_all([p for p in polite if p is not None], signal.SIGTERM)
+    if group:
+        signal_group(group, signal.SIGTERM)
+    if wait_gone(procs, grace):
+        return
+    procs = tree(*roots) + procs
+    signal_all(procs, signal.SIGKILL)
+    if group:
+        signal_group(group, signal.SIGKILL)
+    wait_gone(procs, 5)
+
+
+def rss_bytes(procs):
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total

@@ -1,0 +1,146 @@
+"""The service's control channel, run inside ChimeraX: `ChimeraX --script agent.py`.
+
+It replaces `remotecontrol rest` (unauthenticated, loopback TCP only) with the
+same protocol and the same JSON replies, on a channel the service chooses:
+
+- CXS_AGENT_FD=N: a listening Unix-domain socket the launcher bound before the
+  start, in a directory only the service account can open (sandboxed sessions:
+  the sandbox has no network at all, and no path to the socket file);
+- otherwise TCP on CXS_AGENT_HOST (127.0.0.1) : CXS_AGENT_PORT (0: any port).
+
+Every request must carry `Authorization: Bearer <CXS_AGENT_SECRET>`, compared
+in constant time; without it the reply is 401 and nothing runs. The secret and
+the fd are removed from the environment at once, so nothing ChimeraX starts
+inherits them. One line on stdout says the channel is ready (and, for TCP, the
+port): the launcher waits for it.
+
+Runs in ChimeraX's own Python (3.9 in ChimeraX 1.6 up to 3.11 in 1.9) with
+the standard library and ChimeraX's public API only: `session.ui.thread_safe`
+and `chimerax.core.commands.run(session, text, log=False, return_json=True,
+return_list=True)`, the calls ChimeraX's own REST server makes, unchanged
+from 1.6 to 1.9. Checked against the PyPI library build (ChimeraX 1.7.1).
+"""
+import hmac
+import json
+import os
+import queue
+import socket
+import socketserver
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlparse
+
+READY_PREFIX = "CXS agent ready:"
+
+
+def _collecting_log(logger):
+    """A log that collects messages by level for one request, as ChimeraX's REST server does."""
+    from chimerax.core.logger import StringPlainTextLog
+
+    class ByLevel(StringPlainTextLog):
+        def __init__(self, logger):
+            super().__init__(logger)
+            self.messages = {name: [] for name in self.LEVEL_DESCRIPTS}
+
+        def log(self, level, msg):
+            self.messages[self.LEVEL_DESCRIPTS[level]].append(msg)
+            return True
+
+    return ByLevel(logger)
+
+
+def run_commands(session, commands):
+    """Run command lines on ChimeraX's main thread; the JSON text of the reply."""
+    from chimerax.core.commands import JSONResult, run
+    from chimerax.core.errors import NotABug
+    values, error = [], None
+    with _collecting_log(session.logger) as log:
+        try:
+            for text in commands:
+                values = run(session, text, log=False, return_json=True, return_list=True)
+        except NotABug as err:
+            values, error = [], err
+            session.logger.info(str(err))
+        except Exception as err:        # a ChimeraX bug: reported, not fatal to the agent
+            values, error = [], err
+        reply = {
+            "json values": [v.json_value if isinstance(v, JSONResult) else None for v in values],
+            "python values": [v.python_value if isinstance(v, JSONResult) else v for v in values],
+            "log messages": log.messages,
+            "error": None if error is None else {"type": type(error).__name__, "message": str(error)},
+        }
+    return json.dumps(reply, default=lambda value: None)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "cxs-agent"
+
+    def do_GET(self):
+        expected = "Bearer " + self.server.secret
+        offered = self.headers.get("Authorization", "")
+        if not self.server.secret or not hmac.compare_digest(offered.encode(), expected.encode()):
+            return self._reply(401, {"error": {"type": "Unauthorized",
+                                               "message": "a valid channel secret is required"}})
+        url = urlparse(self.path)
+        if url.path != "/run":
+            return self._reply(404, {"error": {"type": "NotFound", "message": "only /run is served"}})
+        commands = parse_qs(url.query).get("command", [])
+        answer = queue.Queue()
+        session = self.server.session
+        session.ui.thread_safe(lambda: answer.put(run_commands(session, commands)))
+        body = answer.get().encode("utf-8")
+        self._send(200, body)
+
+    do_POST = do_GET
+
+    def _reply(self, status, data):
+        self._send(status, json.dumps(data).encode("utf-8"))
+
+    def _send(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self):
+        return "unix" if not self.client_address else str(self.client_address[0])
+
+    def log_message(self, *args):
+        pass        # ChimeraX's log is for the user's commands, not for transport
+
+
+class _Serving(socketserver.ThreadingMixIn):
+    daemon_threads = True       # never keep ChimeraX from exiting
+
+
+class UnixAgent(_Serving, socketserver.UnixStreamServer):
+    def __init__(self, fd):
+        socketserver.UnixStreamServer.__init__(self, None, Handler, bind_and_activate=False)
+        self.socket = socket.socket(fileno=fd)
+
+
+class TcpAgent(_Serving, socketserver.TCPServer):
+    allow_reuse_address = True
+
+    def __init__(self, host, port):
+        socketserver.TCPServer.__init__(self, (host, port), Handler)
+
+
+def start(session, environ=os.environ):
+    secret = environ.pop("CXS_AGENT_SECRET", "")
+    fd = environ.pop("CXS_AGENT_FD", "")
+    if fd:
+        server, where = UnixAgent(int(fd)), "unix"
+    else:
+        server = TcpAgent(environ.get("CXS_AGENT_HOST", "127.0.0.1"), int(environ.get("CXS_AGENT_PORT", "0")))
+        where = "tcp %s %d" % server.server_address[:2]
+    server.session, server.secret = session, secret
+    threading.Thread(target=server.serve_forever, name="cxs-agent", daemon=True).start()
+    print("%s %s" % (READY_PREFIX, where), file=sys.__stdout__, flush=True)
+    return server
+
+
+if "session" in globals():      # run by ChimeraX as a script, with its session
+    start(globals()["session"])
