@@ -86,7 +86,7 @@ def _configure_logging(level, fmt):
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(logs.RequestIdFilter())
-    handler.setFormatter(logs.JsonFormatter() if fmt == "json" else logging.Formatter(
+    handler.setFormatter(logs.JsonFormatter() if fmt == "json" else logs.TextFormatter(
         "%(asctime)s %(levelname)s [%(process)d] %(name)s %(request_id)s: %(message)s"))
     root.addHandler(handler)
     root.propagate = False

@@ -145,10 +145,25 @@ def warm_create(workdir, workers, runs):
         server.stop()
 
 
+def channel_of(server, sid):
+    """The session's agent channel, as the service reads it from the store."""
+    import json
+    import sqlite3
+    from app.services.launchers.local import channel_of
+    db = sqlite3.connect(server.env["DATABASE_PATH"])
+    try:
+        state = json.loads(db.execute("SELECT process FROM sessions WHERE id = ?", (sid,)).fetchone()[0])
+    finally:
+        db.close()
+    return channel_of(state)
+
+
 def command_overhead(server, user, admin, runs):
+    """API round trips against the agent channel itself (what the service adds)."""
+    from app.services import chimerax_client
     sid = requests.post(server.url + "/api/sessions", json={}, headers=user, timeout=120).json()["id"]
-    port = requests.get(server.url + "/api/sessions/" + sid, headers=admin, timeout=10).json()["port"]
-    client = requests.Session()         # one keep-alive client for both paths
+    channel = channel_of(server, sid)
+    client = requests.Session()         # one keep-alive client for the API
     api, direct = [], []
     url = server.url + "/api/sessions/%s/commands" % sid
     for i in range(runs * 2):
@@ -158,9 +173,36 @@ def command_overhead(server, user, admin, runs):
             api.append(time.perf_counter() - started)
         else:
             started = time.perf_counter()
-            client.get("http://127.0.0.1:%d/run" % port, params={"command": "pwd"}, timeout=30).raise_for_status()
+            chimerax_client.run_command(channel, "pwd", 30)
             direct.append(time.perf_counter() - started)
     return sid, api, direct
+
+
+def sandbox_cost(workdir, workers, runs):
+    """Cold create and API command time with the sandbox on and off, interleaved."""
+    servers = {name: Server(os.path.join(workdir, name), workers, POOL_SIZE=0, SANDBOX=name).start()
+               for name in ("bwrap", "none")}
+    created = {name: [] for name in servers}
+    commands = {name: [] for name in servers}
+    try:
+        users = {name: server.token("bench") for name, server in servers.items()}
+        for _ in range(runs):
+            for name, server in servers.items():
+                started = time.perf_counter()
+                r = requests.post(server.url + "/api/sessions", json={}, headers=users[name], timeout=120)
+                created[name].append(time.perf_counter() - started)
+                url = server.url + "/api/sessions/%s" % r.json()["id"]
+                client = requests.Session()
+                for _ in range(20):
+                    started = time.perf_counter()
+                    client.post(url + "/commands", json={"command": "pwd"}, headers=users[name],
+                                timeout=30).raise_for_status()
+                    commands[name].append(time.perf_counter() - started)
+                requests.delete(url, headers=users[name], timeout=60)
+        return created, commands
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 def throughput(url, headers, seconds, connections=8):
@@ -230,6 +272,13 @@ def main():
                          "%.0f ms vs %.0f ms" % (statistics.median(cold) * 1000, statistics.median(raw) * 1000),
                          "ratio %.3f" % (statistics.median(cold) / statistics.median(raw)), "<= 1.05",
                          statistics.median(cold) / statistics.median(raw) <= 1.05))
+            created, commands = sandbox_cost(os.path.join(workdir, "sandbox"), workers, opts.runs)
+            on, off = statistics.median(created["bwrap"]), statistics.median(created["none"])
+            rows.append((workers, "6a. cold create, sandbox on vs off (median)", "%.0f ms vs %.0f ms" % (
+                on * 1000, off * 1000), "ratio %.3f" % (on / off), "<= 1.10", on / off <= 1.10))
+            on, off = pct(commands["bwrap"], 50), pct(commands["none"], 50)
+            rows.append((workers, "6b. API command, sandbox on vs off (p50)", "%.2f ms vs %.2f ms" % (
+                on * 1000, off * 1000), "ratio %.3f" % (on / off), "informational", True))
             warm = warm_create(os.path.join(workdir, "warm"), workers, opts.runs * 4)
             rows.append((workers, "2. warm-pool create p50 / p95", "%.1f / %.1f ms" % (
                 pct(warm, 50) * 1000, pct(warm, 95) * 1000), "vs cold x%.0f faster" % (
@@ -241,7 +290,7 @@ def main():
                 admin = server.token("root", "admin")
                 sid, api, direct = command_overhead(server, users[0], admin, opts.runs * 40)
                 diff = pct(api, 50) - pct(direct, 50)
-                rows.append((workers, "3. command via API vs direct REST, p50 / p99",
+                rows.append((workers, "3. command via API vs straight to the agent, p50 / p99",
                              "%.2f / %.2f ms vs %.2f / %.2f ms" % (pct(api, 50) * 1e3, pct(api, 99) * 1e3,
                                                                    pct(direct, 50) * 1e3, pct(direct, 99) * 1e3),
                              "p50 +%.2f ms" % (diff * 1e3), "<= 1.5 ms at p50", diff <= 0.0015))

@@ -58,7 +58,7 @@ def test_idle_timeout_ends_session_with_one_sweeper(gunicorn_server):
     started = time.monotonic()
     url = server.url + "/api/sessions/" + session["id"]
     admin = server.token("boss", "admin")
-    pid = requests.get(url, headers=admin, timeout=10).json()["pid"]
+    tree = sandbox_tree(requests.get(url, headers=admin, timeout=10).json()["pid"])
 
     ended = wait_until(lambda: (lambda s: s if s["status"] == "terminated" else None)(
         requests.get(url, headers=alice, timeout=10).json()), idle + interval + 2 + 5,
@@ -66,7 +66,7 @@ def test_idle_timeout_ends_session_with_one_sweeper(gunicorn_server):
     elapsed = time.monotonic() - started
     assert ended["end_reason"] == "idle_timeout"
     assert elapsed <= idle + interval + 2 + 1.5, elapsed     # creation-to-idle plus request slack
-    assert not group_alive(pid)
+    assert not any(alive(p.pid) for p in tree)
 
     # Exactly one worker swept, however many ran the schedule.
     wait_until(lambda: _sweeps(server), 5, message="sweeps to be recorded")

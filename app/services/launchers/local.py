@@ -229,9 +229,7 @@ class LocalLauncher(Launcher):
                 pass
 
     def channel(self, state):
-        where = state.get("channel") or {}
-        return Channel(secret=state.get("secret", ""), path=where.get("path"),
-                       host=where.get("host"), port=where.get("port"))
+        return channel_of(state)
 
     def chimerax_path(self, state, workspace):
         return self.sandbox.inside(workspace) if state.get("sandbox") == self.sandbox.name else workspace
@@ -273,6 +271,13 @@ class LocalLauncher(Launcher):
                           "leader_create_time": proc.info["create_time"], "sandbox": "unknown",
                           "token": _safe_token(tokens[pid])})
         return found
+
+
+def channel_of(state):
+    """The Channel recorded in a local process's state."""
+    where = state.get("channel") or {}
+    return Channel(secret=state.get("secret", ""), path=where.get("path"),
+                   host=where.get("host"), port=where.get("port"))
 
 
 def _safe_token(token):
