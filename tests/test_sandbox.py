@@ -92,18 +92,22 @@ class Host:
         self.sleeper = subprocess.Popen(["sleep", "600"], user=user.pw_uid, group=user.pw_gid, extra_groups=[])
         self.host_tmp = "/tmp/cxs-sandbox-escape-%d" % os.getpid()
         self.victim = victim_workspace
-        self.files = [str(self.sentinel), server.env["DATABASE_PATH"], self.host_tmp,
+        self.store = server.env["DATABASE_PATH"]      # written by the service itself: checked by content
+        self.files = [str(self.sentinel), self.host_tmp,
                       os.path.join(SITE_PACKAGES, "cxs_evil.pth"), os.path.join(victim_workspace, "pwned.pdb"),
-                      "/tmp/cxs-policy-escape", "/tmp/x.pdb", "/root/x.pdb", "/etc/cxs-evil"]
+                      "/tmp/cxs-policy-escape", "/tmp/x.pdb", "/root/x.pdb", "/etc/cxs-evil",
+                      os.path.join(os.path.dirname(self.store), "evil.txt")]
         self.folders = [str(self.instance), SITE_PACKAGES, victim_workspace, os.path.dirname(
             server.env["DATABASE_PATH"])]
 
     def targets(self):
-        return {"write": [p for p in self.files] + [os.path.join(d, "evil.txt") for d in self.folders],
+        return {"write": [self.store] + self.files + [os.path.join(d, "evil.txt") for d in self.folders],
                 "connect": [["127.0.0.1", self.port], ["::1", self.port]], "kill": [self.sleeper.pid]}
 
     def state(self):
-        return fingerprint(self.files + [str(self.sentinel)]), {d: listing(d) for d in self.folders}
+        store = b"".join(open(p, "rb").read() for p in (self.store, self.store + "-wal") if os.path.exists(p))
+        return (fingerprint(self.files), {d: listing(d) for d in self.folders if d != os.path.dirname(self.store)},
+                PAYLOAD_MARK in store)
 
     def connections(self):
         self.listener.setblocking(False)
@@ -122,6 +126,7 @@ class Host:
         self.sleeper.wait()
 
 
+PAYLOAD_MARK = b"touch /tmp/owned"
 EVIL = """
 import json, os, signal, socket
 targets = json.loads(%r)
