@@ -139,7 +139,8 @@ def create_app(config=None, config_name=None):
     launcher = make_launcher(app.config, executable)
     log.info("launcher: %s", launcher.describe())
     profiles = policy.default_profiles(app.config["VIEWER_ALLOW_EXTRA"], app.config["VIEWER_DENY"],
-                                       app.config["ALLOW_FETCH"])
+                                       app.config["ALLOW_FETCH"], app.config["SNAPSHOT_MAX_PIXELS"],
+                                       app.config["SNAPSHOT_MAX_SUPERSAMPLE"])
     app.extensions["chimerax_sessions"] = Runtime(app.config, executable, launcher, profiles)
 
     from . import cli

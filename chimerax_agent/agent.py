@@ -9,7 +9,9 @@ same protocol and the same JSON replies, on a channel the service chooses:
 - otherwise TCP on CXS_AGENT_HOST (127.0.0.1) : CXS_AGENT_PORT (0: any port).
 
 Every request must carry `Authorization: Bearer <CXS_AGENT_SECRET>`, compared
-in constant time; without it the reply is 401 and nothing runs. The secret and
+in constant time; without it the reply is 401 and nothing runs. A request
+with `X-CXS-Profile` (the caller's command policy, JSON) runs only if every
+command of it is allowed (cxs_policy.py); otherwise 403 naming the command. The secret and
 the fd are removed from the environment at once, so nothing ChimeraX starts
 inherits them. One line on stdout says the channel is ready (and, for TCP, the
 port): the launcher waits for it.
@@ -31,6 +33,10 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
+if "__file__" in globals():         # run as a script: its folder holds the policy
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cxs_policy  # noqa: E402
+
 READY_PREFIX = "CXS agent ready:"
 
 
@@ -50,15 +56,22 @@ def _collecting_log(logger):
     return ByLevel(logger)
 
 
-def run_commands(session, commands):
-    """Run command lines on ChimeraX's main thread; the JSON text of the reply."""
+def run_commands(session, commands, profile=None):
+    """Run command lines on ChimeraX's main thread: (HTTP status, JSON text of the reply).
+    With a `profile`, every command is checked on ChimeraX's own parse first."""
     from chimerax.core.commands import JSONResult, run
     from chimerax.core.errors import NotABug
-    values, error = [], None
+    values, error, parsed = [], None, []
     with _collecting_log(session.logger) as log:
         try:
             for text in commands:
-                values = run(session, text, log=False, return_json=True, return_list=True)
+                if profile is None:
+                    values = run(session, text, log=False, return_json=True, return_list=True)
+                else:
+                    values, parsed = cxs_policy.run_checked(session, text, profile)
+        except cxs_policy.Refused as refusal:
+            return 403, json.dumps({"refused": {"command": refusal.command, "reason": refusal.reason},
+                                    "ran": getattr(refusal, "ran", [])})
         except NotABug as err:
             values, error = [], err
             session.logger.info(str(err))
@@ -69,8 +82,9 @@ def run_commands(session, commands):
             "python values": [v.python_value if isinstance(v, JSONResult) else v for v in values],
             "log messages": log.messages,
             "error": None if error is None else {"type": type(error).__name__, "message": str(error)},
+            "commands": parsed,
         }
-    return json.dumps(reply, default=lambda value: None)
+    return 200, json.dumps(reply, default=lambda value: None)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -86,11 +100,15 @@ class Handler(BaseHTTPRequestHandler):
         if url.path != "/run":
             return self._reply(404, {"error": {"type": "NotFound", "message": "only /run is served"}})
         commands = parse_qs(url.query).get("command", [])
+        try:
+            profile = json.loads(self.headers["X-CXS-Profile"]) if "X-CXS-Profile" in self.headers else None
+        except ValueError:
+            return self._reply(400, {"error": {"type": "BadRequest", "message": "X-CXS-Profile is not JSON"}})
         answer = queue.Queue()
         session = self.server.session
-        session.ui.thread_safe(lambda: answer.put(run_commands(session, commands)))
-        body = answer.get().encode("utf-8")
-        self._send(200, body)
+        session.ui.thread_safe(lambda: answer.put(run_commands(session, commands, profile)))
+        status, body = answer.get()
+        self._send(status, body.encode("utf-8"))
 
     do_POST = do_GET
 

@@ -75,7 +75,7 @@ def test_cli_for_integration_scripts(live, tmp_path):
     assert (tmp_path / "x.png").read_bytes().startswith(b"\x89PNG")
     bad = run("run", sid, "open missing.pdb", check=False)
     assert bad.returncode == 1 and "UserError" in bad.stderr
-    denied = run("run", sid, "shell", check=False)
+    denied = run("run", sid, "runscript evil.py", check=False)
     assert denied.returncode == 2 and "command_denied" in denied.stderr
     run("rm", sid)
     assert '"terminated"' in run("get", sid).stdout

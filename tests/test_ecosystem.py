@@ -61,7 +61,7 @@ def test_metrics_under_gunicorn_multiprocess(gunicorn_server):
     for s in sessions:          # several requests so that several workers serve them
         requests.post(server.url + "/api/sessions/%s/commands" % s["id"], json={"command": "pwd"},
                       headers=alice, timeout=30)
-        requests.post(server.url + "/api/sessions/%s/commands" % s["id"], json={"command": "shell"},
+        requests.post(server.url + "/api/sessions/%s/commands" % s["id"], json={"command": "runscript evil.py"},
                       headers=alice, timeout=30)
     requests.delete(server.url + "/api/sessions/" + sessions[0]["id"], headers=alice, timeout=30)
     after = scrape(admin)
@@ -71,7 +71,7 @@ def test_metrics_under_gunicorn_multiprocess(gunicorn_server):
         return after.get(key, 0) - before.get(key, 0)
     assert delta("cxs_sessions_created_total", source="cold") == 2
     assert delta("cxs_sessions_ended_total", reason="deleted") == 1
-    assert delta("cxs_commands_denied_total", verb="shell") == 2
+    assert delta("cxs_commands_denied_total", verb="runscript") == 2
     assert delta("cxs_command_seconds_count") == 2
     assert delta("cxs_spawn_seconds_count") == 2
     assert after[("cxs_sessions", (("status", "active"),))] == 1

@@ -1,15 +1,18 @@
-"""The command policy: a corpus of bypass attempts against a real ChimeraX session.
+"""The command policy, decided inside ChimeraX on ChimeraX's own parse (real runtime).
 
-Every attempt must be denied with 403 `command_denied` and provably never
-reach ChimeraX: the REST client is spied on (nothing sent), and ChimeraX's
-state (models, working directory), the workspace listing and the sentinel
-paths outside the workspace are unchanged afterwards.
+Every line of the bypass corpus must be refused (403 `command_denied`) or be
+one ChimeraX itself rejects (200, `ok: false`, UserError); either way nothing
+of it may reach a ChimeraX command function. A spy, installed inside ChimeraX
+by an admin, wraps every registered command function and records each call:
+the proof comes from inside ChimeraX, not from our reading of the line.
 """
+import logging
 import os
+import re
 
 import pytest
 
-from app.services import chimerax_client, policy
+from app.services import policy
 
 from .conftest import alanin_pdb, token_header
 
@@ -18,131 +21,212 @@ pytestmark = pytest.mark.slow
 OUTSIDE = "/tmp/cxs-policy-escape"       # nothing may ever be written here
 
 CORPUS = [
-    # dangerous verbs, spelled out, abbreviated, cased
+    # dangerous commands, spelled out, abbreviated, cased
     "runscript evil.py", "runsc evil.py", "runs evil.py", "run evil.py", "r evil.py", "RUNSCRIPT evil.py",
     "Runscript evil.py", "shell", "she", "pip install requests", "pi install x", "toolshed install x",
     "tools", "devel build .", "cd /", "cd ..", "c /", "alias evil runscript evil.py", "ali evil pwd",
     "perframe \"runscript evil.py\"", "remotecontrol rest start port 1234", "remote rest start",
     "exit", "ex", "quit", "q", "log save %s/log.html" % OUTSIDE, "movie record", "debug sdump x",
-    "defattr evil.defattr", "2dlabels text hi", "~runscript x", "~alias evil", "unknowncommand",
+    "defattr evil.defattr", "~runscript x", "~alias evil", "unknowncommand",
     # chaining and separators
     "pwd; runscript evil.py", "pwd ;runscript evil.py", "pwd;;runscript evil.py", "pwd\nrunscript evil.py",
     "pwd\rrunscript evil.py", "pwd\trunscript evil.py", "pwd\x00", "pwd\u2028runscript evil.py",
-    "pwd\u0085runscript evil.py", "# comment; runscript evil.py", "  ; shell",
+    "pwd\u0085runscript evil.py", "# comment; runscript evil.py", "  ; shell", "pwd # c; runscript evil.py",
+    "style stick; cd /", "view; exit",
     # look-alikes and invisible characters
     "\uff52\uff55\uff4e\uff53\uff43\uff52\uff49\uff50\uff54 evil.py", "runscr\u0456pt evil.py",
     "run\u200bscript evil.py", "open\u00a0evil.py", "\u202eyp.live tpircsnur", "ｏｐｅｎ x.pdb",
-    # quoting
+    # quoting: doubled, mixed, backslashes, unterminated
     "open \"evil.py\"", "open 'x.pdb' format 'python'", "open \"a;runscript evil.py\"", "open \"unterminated",
     "'runscript' evil.py", "\"shell\"",
-    # keyword tricks in open/save and file-writing keywords
+    'info models #1 attribute "x"" saveFile "%s/a.txt"' % OUTSIDE,
+    "info models #1 attribute 'x'\" saveFile %s/b.txt" % OUTSIDE,
+    'info models #1 attribute "x\\" saveFile %s/c.txt"' % OUTSIDE,
+    "save \"a b\\\".pdb\"", "save a\\ b.pdb", "save ..\\\\x.pdb", "save \"..\"/x.pdb",
+    # keyword tricks: abbreviations, case, before positional arguments, file keywords of any command
     "open x.pdb format python", "open x.pdb form python", "open x.pdb fo py", "open x.pdb format cmd",
     "open x.pdb format PYTHON", "open x.pdb format cxc", "open x.pdb x.py", "open x.pdb name a x.py",
-    "save x.pdb format python", "save x.png wid 10", "save evil.py", "save evil.cxc", "save evil.cxs",
+    "save x.pdb format python", "save evil.py", "save evil.cxc", "save evil.cxs",
     "save evil.html", "open evil.cxc", "open evil.cxs", "open evil.pyc", "open evil.py",
     "info models saveFile %s/info.txt" % OUTSIDE, "info models savef %s/x" % OUTSIDE,
-    "info models s %s/x" % OUTSIDE, "info models SAVEFILE %s/x" % OUTSIDE,
+    "info models s %s/x" % OUTSIDE, "info models SAVEFILE %s/x" % OUTSIDE, "info saveFile %s/x models" % OUTSIDE,
+    "info models saveFile out.txt", "info models saveFile ../out.pdb",
     "measure convexity #1 writeSurfaceData %s/x" % OUTSIDE, "meas convexity #1 w %s/x" % OUTSIDE,
     # paths
     "open /etc/passwd", "open %s/x.pdb" % OUTSIDE, "open ../x.pdb", "open ./../x.pdb", "open ~/x.pdb",
     "open ~root/x.pdb", "save /tmp/x.pdb", "save %s/x.pdb" % OUTSIDE, "save ../x.pdb", "save ~/x.pdb",
-    "save sub/../../x.pdb", "open link.pdb", "save link.pdb", "open x.pdb\x00.png", "open .hidden.pdb",
+    "save sub/../../x.pdb", "open x.pdb\x00.png", "open .hidden.pdb",
     "open %2e%2e/x.pdb", "open C:\\x.pdb", "save \\\\host\\share\\x.pdb",
-    # URLs and databases
+    # URLs and databases (server-side request forgery)
     "open http://127.0.0.1/x.pdb", "open https://127.0.0.1/x.cif", "open ftp://127.0.0.1/x.pdb",
     "open file:///etc/passwd", "open 1abc", "open pdb:1abc", "open 1abc format mmcif",
+    "info notify start models url http://127.0.0.1:1/x",
+    # commands that would run for minutes or take gigabytes
+    "save x.png width 20000 height 20000 supersample 4", "save x.png width 100 supersample 64",
+    "windowsize 30000 30000", "turn y 1 frames 100000", "wait 100000", "roll y 1 100000",
 ]
+
+SPY = """
+from chimerax.core.commands import cli
+
+def wrap(name, desc):
+    inner = desc.function
+    if isinstance(inner, cli.Alias) or getattr(inner, "cxs_spy", False):
+        return
+    def spy(*args, **kw):
+        with open("/session/.spy.log", "a") as log:
+            log.write(name + "\\n")
+        return inner(*args, **kw)
+    spy.cxs_spy = True
+    desc._function = spy       # the setter refuses a second function; a spy may
+
+def walk(info, prefix):
+    for word, sub in info.subcommands.items():
+        name = (prefix + " " + word).strip()
+        if getattr(sub.cmd_desc, "function", None) is not None:
+            wrap(name, sub.cmd_desc)
+        walk(sub, name)
+
+walk(cli._command_info.commands, "")
+"""
 
 
 @pytest.fixture
 def session(app, client):
-    alice = token_header(app, "alice")
+    """alice's session with a structure, and a spy in its ChimeraX (installed by an admin)."""
+    alice, admin = token_header(app, "alice"), token_header(app, "boss", "admin")
     with open(alanin_pdb(), "rb") as pdb:
         created = client.post("/api/sessions", headers=alice, content_type="multipart/form-data",
                               data={"file": (pdb, "x.pdb")}).get_json()
     record = app.extensions["chimerax_sessions"].new_store().get_session(created["id"])
-    os.symlink("/etc/hosts", os.path.join(record.workspace, "link.pdb"))
-    return client, alice, created["id"], record.workspace
+    with open(os.path.join(record.workspace, "spy.py"), "w") as out:
+        out.write(SPY)
+    os.chmod(os.path.join(record.workspace, "spy.py"), 0o644)
+    assert run(client, admin, created["id"], "runscript spy.py").get_json()["ok"]
+    return client, alice, admin, created["id"], record.workspace
 
 
-def chimerax_state(client, alice, session_id):
-    def run(command):
-        reply = client.post("/api/sessions/%s/commands" % session_id, json={"command": command}, headers=alice)
-        return "".join(reply.get_json()["log"]["note"])
-    return run("info models"), run("pwd")
+def run(client, headers, session_id, command):
+    return client.post("/api/sessions/%s/commands" % session_id, json={"command": command}, headers=headers)
 
 
-def test_every_bypass_attempt_is_denied_and_never_reaches_chimerax(session, monkeypatch):
-    client, alice, session_id, workspace = session
-    state_before = chimerax_state(client, alice, session_id)
-    listing_before = sorted(os.listdir(workspace))
-    sent = []
-    real_run = chimerax_client.run_command
-    monkeypatch.setattr(chimerax_client, "run_command",
-                        lambda host, port, command, *a, **kw: sent.append(command) or real_run(host, port, command, *a, **kw))
-    not_denied = {}
+def spied(workspace):
+    try:
+        with open(os.path.join(workspace, ".spy.log")) as log:
+            return log.read().split()
+    except FileNotFoundError:
+        return []
+
+
+def test_every_bypass_attempt_is_refused_before_any_of_it_runs(session):
+    client, alice, _, session_id, workspace = session
+    assert run(client, alice, session_id, "version").get_json()["ok"]
+    assert spied(workspace) == ["version"]          # the spy sees what runs
+    listing = sorted(os.listdir(workspace))
+    wrong = {}
     for attempt in CORPUS:
-        response = client.post("/api/sessions/%s/commands" % session_id, json={"command": attempt}, headers=alice)
+        before = len(spied(workspace))
+        response = run(client, alice, session_id, attempt)
         body = response.get_json()
-        if response.status_code != 403 or body["error"]["code"] != "command_denied":
-            not_denied[attempt] = (response.status_code, body)
-    assert not_denied == {}
-    assert sent == []
-    monkeypatch.undo()
-    assert chimerax_state(client, alice, session_id) == state_before
-    assert sorted(os.listdir(workspace)) == listing_before
+        refused = response.status_code == 403 and body["error"]["code"] == "command_denied"
+        ran = spied(workspace)[before:]
+        # ChimeraX's own answer: an error, or nothing at all (a line that is one comment)
+        chimerax_answer = response.status_code == 200 and (
+            not body["ok"] and body["error"]["type"] == "UserError" or body["ok"] and not ran)
+        if not (refused or chimerax_answer) or ran:
+            wrong[attempt] = (response.status_code, body, ran)
+    assert wrong == {}
+    assert sorted(os.listdir(workspace)) == listing
     assert not os.path.exists(OUTSIDE)
 
 
-def test_denial_names_the_verb_and_is_audited(session, caplog):
-    import logging
-    client, alice, session_id, _ = session
+def test_unknown_words_are_answered_as_chimerax_answers_them(session):
+    client, alice, admin, session_id, workspace = session
+    foo = run(client, alice, session_id, "foo")
+    assert foo.status_code == 200 and foo.get_json()["ok"] is False
+    assert foo.get_json()["error"] == {"type": "UserError", "message": "Unknown command: foo"}
+    # `pwd; foo` as a viewer is exactly `pwd; foo` with no policy at all (admin)
+    viewer, unchecked = run(client, alice, session_id, "pwd; foo"), run(client, admin, session_id, "pwd; foo")
+    assert viewer.status_code == unchecked.status_code == 200
+    for key in ("ok", "error", "log"):
+        assert viewer.get_json()[key] == unchecked.get_json()[key]
+    assert "/session" in "".join(viewer.get_json()["log"]["note"])
+
+
+def test_denial_names_the_command_and_is_audited(session, caplog):
+    client, alice, _, session_id, _ = session
     logger = logging.getLogger("cxs")
     logger.addHandler(caplog.handler)
     caplog.set_level(logging.INFO, logger="cxs.audit")
     try:
-        denied = client.post("/api/sessions/%s/commands" % session_id, json={"command": "runsc evil.py"},
-                             headers=alice).get_json()
-        client.post("/api/sessions/%s/commands" % session_id, json={"command": "style stick; col red"},
-                    headers=alice)
+        denied = run(client, alice, session_id, "runsc evil.py").get_json()
+        run(client, alice, session_id, "style stick; col red")
     finally:
         logger.removeHandler(caplog.handler)
     assert "runscript" in denied["error"]["message"]
     audit = [r.getMessage() for r in caplog.records if r.name == "cxs.audit"]
     assert any("verdict=deny" in line and "denied=runscript" in line and "user=alice" in line for line in audit)
-    assert any("verdict=allow" in line and "verbs=style,col*" in line for line in audit)
+    assert any("verdict=allow" in line and "commands=style,color" in line for line in audit)
     assert not any("evil.py" in line for line in audit)      # arguments are not logged
 
 
-def test_admin_profile_is_unrestricted(app, client, session):
-    _, _, session_id, _ = session
-    admin = token_header(app, "boss", "admin")
-    reply = client.post("/api/sessions/%s/commands" % session_id, json={"command": "usage runscript"},
-                        headers=admin).get_json()
-    assert reply["ok"] is True
-    # even trusted commands cannot carry control characters
-    response = client.post("/api/sessions/%s/commands" % session_id, json={"command": "pwd\nexit"},
-                           headers=admin)
-    assert response.status_code == 403
+def test_admin_profile_is_unrestricted_but_control_characters_are_not(app, client, session):
+    _, _, admin, session_id, _ = session
+    assert run(client, admin, session_id, "usage runscript").get_json()["ok"] is True
+    assert run(client, admin, session_id, "pwd\nexit").status_code == 403
 
 
 ALLOWED = ["style stick", "sty stick", "color red", "col byelement", "cartoon", "~cartoon", "show atoms",
-           "~show atoms", "hide atoms", "select /?:1-3", "~select", "view", "turn y 30", "zoom 0.9",
-           "open x.pdb", "open x.pdb format pdb", "open 'x.pdb'", "save out.cif", "save out.png width 40 height 30",
-           "save out.pdb models #1", "info models", "measure center #1", "pwd", "  pwd", "pwd; view",
-           "surface", "transparency 50", "label"]
+           "~show atoms", "hide atoms", "select /?:1-3", "~select", "view", "turn y 30", "turn y 3 frames 10",
+           "zoom 0.9", "open x.pdb", "open x.pdb format pdb", "open 'x.pdb'", "save out.cif",
+           "save out.png width 40 height 30", "save out.pdb models #1", "save out.bmp width 20 height 20",
+           "info models", "measure center #1", "pwd", "  pwd", "pwd; view", "surface", "transparency 50",
+           "label", "windowsize 300 200", "dssp", "2dlabels text hi"]
+
+# Analysis commands a portal needs; each runs where the runtime registers it, and
+# its file keywords are refused.
+ANALYSIS = {"hbonds": "hbonds saveFile /tmp/x.txt", "contacts": "contacts saveFile /tmp/x.txt",
+            "clashes": "clashes saveFile /tmp/x.txt", "interfaces": "interfaces #1 saveFile /tmp/x.txt",
+            "addh": None, "matchmaker": "matchmaker #1 to #1", "sequence": None,
+            "measure sasa": "measure sasa #1", "measure convexity": "measure convexity #1 writeSurfaceData x.txt",
+            "info": "info models saveFile /tmp/x.txt", "volume": None, "2dlabels": None}
 
 
 @pytest.mark.parametrize("command", ALLOWED)
-def test_viewer_commands_are_allowed(tmp_path, command):
-    verdict = policy.check(command, policy.default_profiles()["viewer"], str(tmp_path))
-    assert verdict.allowed, verdict.reason
+def test_viewer_commands_run(session, command):
+    client, alice, _, session_id, workspace = session
+    before = len(spied(workspace))
+    response = run(client, alice, session_id, command)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["ok"], response.get_json()
+    assert spied(workspace)[before:]                     # it really ran
+    if command.startswith("save out."):                  # what a viewer saves, it can download
+        name = command.split()[1]
+        assert client.get("/api/sessions/%s/files/%s" % (session_id, name), headers=alice).status_code == 200
 
 
-def test_profiles_are_configurable(tmp_path):
+@pytest.mark.parametrize("command", sorted(ANALYSIS))
+def test_analysis_commands_run_where_the_runtime_has_them(session, command):
+    client, alice, admin, session_id, _ = session
+    response = run(client, alice, session_id, command + " #1" if command not in ("info",) else command)
+    assert response.status_code == 200, response.get_json()       # allowed (ChimeraX may still say no)
+    if "Unknown command" in ((response.get_json()["error"] or {}).get("message") or ""):
+        pytest.skip("%s is not registered in this runtime (the runtime-bundles issue adds it)" % command)
+    writes = ANALYSIS[command]
+    if writes and ("saveFile" in writes or "writeSurfaceData" in writes):
+        refused = run(client, alice, session_id, writes)
+        assert refused.status_code == 403, refused.get_json()
+
+
+def test_profiles_are_configurable():
     profiles = policy.default_profiles(extra_viewer=["hbonds"], denied_viewer=["surface"])
-    assert policy.check("hbonds", profiles["viewer"], str(tmp_path)).allowed
-    assert not policy.check("surface", profiles["viewer"], str(tmp_path)).allowed
-    fetching = policy.default_profiles(allow_fetch=True)["viewer"]
-    assert policy.check("open 1abc", fetching, str(tmp_path)).allowed
-    assert not policy.check("open http://127.0.0.1/x.pdb", fetching, str(tmp_path)).allowed
+    assert "hbonds" in profiles["viewer"].commands and "surface" not in profiles["viewer"].commands
+    assert policy.default_profiles(allow_fetch=True)["viewer"].allow_fetch
+    assert policy.default_profiles()["trusted"].restricted is False
+
+
+def test_readme_lists_the_viewer_profile_generated_from_the_code():
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    block = re.search(r"<!-- viewer-profile:begin.*?-->\n(.*?)\n<!-- viewer-profile:end -->", readme, re.S)
+    assert block, "README lacks the generated viewer profile block"
+    assert block.group(1) == policy.markdown(policy.default_profiles()["viewer"])

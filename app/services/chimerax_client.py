@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlencode
 
-from .errors import ChimeraXDied, CommandTimeout
+from .errors import ChimeraXDied, CommandDenied, CommandTimeout
 
 _LOG_LEVELS = ("note", "warning", "error", "bug")
 
@@ -78,6 +78,7 @@ class CommandResult:
     json_values: list
     error: dict = None
     duration_ms: float = 0.0
+    commands: tuple = ()        # as ChimeraX parsed them (requests with a profile)
 
 
 def parse_reply(command, body, duration_ms):
@@ -89,11 +90,13 @@ def parse_reply(command, body, duration_ms):
         error = {"type": str(error.get("type", "Error")), "message": str(error.get("message", ""))}
     return CommandResult(command=command, ok=error is None, log=log,
                          json_values=list(data.get("json values") or []),
-                         error=error, duration_ms=round(duration_ms, 3))
+                         error=error, duration_ms=round(duration_ms, 3),
+                         commands=tuple(data.get("commands") or ()))
 
 
-def run_command(channel, command, timeout, connect_timeout=2.0):
-    """Run one command line; raise CommandTimeout or ChimeraXDied on transport failure."""
+def run_command(channel, command, timeout, connect_timeout=2.0, profile=None):
+    """Run one command line, under `profile` (policy.Profile) if given: CommandDenied
+    if the agent refused it; CommandTimeout or ChimeraXDied on transport failure."""
     # http.client, not requests, on this hot path: the agent speaks HTTP/1.0
     # and closes every connection, so a pooling client only adds overhead
     # (~0.5 ms a call, measured: BENCHMARKS.md figure 3).
@@ -103,7 +106,10 @@ def run_command(channel, command, timeout, connect_timeout=2.0):
     try:
         conn = channel.connect(connect_timeout)
         conn.sock.settimeout(timeout)
-        conn.request("GET", path, headers={"Authorization": "Bearer " + channel.secret})
+        headers = {"Authorization": "Bearer " + channel.secret}
+        if profile is not None:
+            headers["X-CXS-Profile"] = profile.wire
+        conn.request("GET", path, headers=headers)
         reply = conn.getresponse()
         body = reply.read()
     except (socket.timeout, TimeoutError) as err:
@@ -114,6 +120,10 @@ def run_command(channel, command, timeout, connect_timeout=2.0):
         if conn is not None:
             conn.close()
     duration_ms = (time.perf_counter() - started) * 1000
+    if reply.status == 403:
+        refused = _json(body).get("refused") or {}
+        raise CommandDenied("command denied: %s" % refused.get("reason", "not allowed"),
+                            refused.get("command", ""))
     if reply.status != 200:
         # Only a wrong secret gets here: the channel is not the one we started.
         raise ChimeraXDied("the session's channel refused the request (HTTP %d)" % reply.status)
@@ -124,6 +134,14 @@ def run_command(channel, command, timeout, connect_timeout=2.0):
         return parse_reply(command, body, duration_ms)
     except (ValueError, AttributeError) as err:
         raise ChimeraXDied("ChimeraX sent a reply that is not its JSON format") from err
+
+
+def _json(body):
+    try:
+        data = json.loads(body)
+        return data if isinstance(data, dict) else {}
+    except ValueError:
+        return {}
 
 
 def ping(channel, timeout):

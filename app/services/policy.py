@@ -1,181 +1,121 @@
-"""The command policy: what a profile may send to ChimeraX, decided before sending.
+"""The command policy: profiles, as data the agent inside ChimeraX applies.
 
-A command line is split into commands the way ChimeraX splits it (`;`),
-each command word is resolved the way ChimeraX resolves it (exact name, else
-completion of a prefix), and the result is checked against the caller's
-profile. Where our reading could differ from ChimeraX's, we deny:
+The decision on each command is taken by chimerax_agent/cxs_policy.py, on
+ChimeraX's own parse of the line (the full registered command name, its
+arguments by keyword name, file arguments as ChimeraX will use them), so no
+second reading of ChimeraX's language exists to disagree with it. This
+module holds the profiles — which command families, which files, which
+bounds — and the one check that needs no parser: characters that have no
+place in a command line.
 
-- every `;` separates, even inside quotes (ChimeraX splits at fewer places,
-  never more, so each piece it runs is one we checked or a part of one);
-- an abbreviation is allowed only if every known command it could complete
-  to is allowed; a word that completes to no known command is denied;
-- control, invisible and non-ASCII space characters are denied outright;
-- open/save take one file name, in the workspace, with an allowed suffix,
-  and only the listed keywords, spelled out in full.
+`python -m app.services.policy` prints the viewer profile as the README's
+table (tests/test_policy.py checks the README holds exactly that).
 """
-import os
-import re
+import json
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
-from .command_names import KNOWN_COMMANDS, TILDE_COMMANDS
+from .workspace import OPEN_SUFFIXES, SAVE_SUFFIXES
 
-VIEWER_COMMANDS = frozenset("""
-open close show hide display style color colour cartoon ribbon surface transparency label
-view turn move zoom clip cofr select measure info save lighting material graphics camera
-rainbow size rock roll wobble stop pwd version usage wait undo redo align rmsd angle distance
-dssp nucleotides delete rename split sym windowsize colordef colourdef
-""".split())
+# Command families a viewer may run: a family allows the command of that name
+# and its sub-commands (`measure` allows `measure sasa`); `~name` follows `name`.
+VIEWER_COMMANDS = tuple(sorted(set("""
+open close show hide display style color colour colordef colourdef cartoon ribbon surface
+transparency label 2dlabels view turn move zoom clip cofr select measure info save lighting material
+graphics camera rainbow size rock roll wobble stop pwd version usage wait undo redo align rmsd
+angle distance dssp nucleotides delete rename split sym windowsize hbonds contacts clashes
+interfaces addh matchmaker sequence volume
+""".split())))
 
-OPEN_SUFFIXES = (".pdb", ".ent", ".pdb1", ".cif", ".mmcif", ".mrc", ".map", ".ccp4", ".dx", ".sdf", ".mol2")
-SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pdb", ".cif", ".mrc", ".map")
-OPEN_KEYWORDS = {"format": ("pdb", "mmcif", "cif", "mrc", "ccp4", "dx", "sdf", "mol2"),
-                 "name": None, "maxmodels": None, "autostyle": None, "coordsets": None}
-SAVE_KEYWORDS = {"format": ("pdb", "mmcif", "png", "jpeg", "tiff", "bmp", "mrc"),
-                 "width": None, "height": None, "supersample": None, "models": None,
-                 "transparentbackground": None, "quality": None, "pixelsize": None,
-                 "selectedonly": None, "displayedonly": None, "relmodel": None}
-# Keywords of otherwise harmless commands that write files: any word that
-# ChimeraX could complete to one of them is denied for that command.
-FILE_KEYWORDS = {"info": ("savefile",), "measure": ("writesurfacedata",)}
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9._#:,/-]{1,64}$")
-COMMAND_WORD = re.compile(r"^~?[A-Za-z0-9_]+$")
-FETCH_ID = re.compile(r"^(pdb:)?[0-9][A-Za-z0-9]{3}$", re.I)
+# Data formats `open`/`save` may name with `format` (never python, cmd, session, html).
+FORMATS = ("pdb", "mmcif", "cif", "mrc", "ccp4", "dx", "sdf", "mol2", "png", "jpeg", "tiff", "bmp")
+MAX_FRAMES = 600
 
-
-@dataclass(frozen=True)
-class Verdict:
-    allowed: bool
-    verbs: tuple        # resolved command words, in order (for the audit log)
-    reason: str = ""
-    denied_verb: str = ""
+WHY_DENIED = {
+    "runscript, open of .py/.cxc, format python": "runs arbitrary Python or command scripts",
+    "shell, pip, toolshed, devel": "shell access; installing or building code into ChimeraX",
+    "cd, paths outside the workspace, log save, any file keyword (saveFile, writeSurfaceData, ...)":
+        "reads or writes files beyond the session's own",
+    "alias": "wraps any command under a new name",
+    "perframe": "runs commands later",
+    "remotecontrol": "opens more control channels",
+    "exit, quit": "ends the session's process (DELETE does that)",
+    "URLs, database fetches": "network access (off unless ALLOW_FETCH)",
+    "huge sizes, frame and shadow counts": "one command that runs for minutes or takes gigabytes",
+}
 
 
-class Denied(Exception):
-    def __init__(self, reason, verb=""):
-        super().__init__(reason)
-        self.reason, self.verb = reason, verb
+def viewer_bounds(max_pixels, max_supersample):
+    """(low, high) per keyword as ChimeraX names the argument; '*': every command."""
+    side = (1, max_pixels)
+    return {
+        "*": {"frames": (0, MAX_FRAMES)},
+        "save": {"width": side, "height": side, "supersample": (1, max_supersample)},
+        "windowsize": {"width": side, "height": side},
+        "lighting": {"multi_shadow": (0, 1024), "shadow_map_size": (16, 8192),
+                     "multi_shadow_map_size": (16, 4096)},
+        "surface": {"grid_spacing": (0.1, 10), "resolution": (0.5, 100)},
+        "molmap": {"grid_spacing": (0.1, 10)},
+    }
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
-    commands: frozenset = None     # None: unrestricted
+    commands: tuple = None      # None: unrestricted (trusted)
     allow_fetch: bool = False
+    bounds: dict = field(default_factory=dict)
+
+    @property
+    def restricted(self):
+        return self.commands is not None
+
+    @cached_property
+    def wire(self):
+        """The profile as the agent reads it (header X-CXS-Profile)."""
+        return json.dumps({"name": self.name, "commands": list(self.commands), "allow_fetch": self.allow_fetch,
+                           "open_suffixes": list(OPEN_SUFFIXES), "save_suffixes": list(SAVE_SUFFIXES),
+                           "formats": list(FORMATS), "bounds": self.bounds}, separators=(",", ":"))
 
 
-def default_profiles(extra_viewer=(), denied_viewer=(), allow_fetch=False):
-    viewer = (VIEWER_COMMANDS | set(extra_viewer)) - set(denied_viewer)
-    return {"viewer": Profile("viewer", frozenset(viewer), allow_fetch),
-            "trusted": Profile("trusted", None, True)}
+def default_profiles(extra_viewer=(), denied_viewer=(), allow_fetch=False, max_pixels=4096, max_supersample=4):
+    viewer = tuple(sorted((set(VIEWER_COMMANDS) | set(extra_viewer)) - set(denied_viewer)))
+    return {"viewer": Profile("viewer", viewer, allow_fetch, viewer_bounds(max_pixels, max_supersample)),
+            "trusted": Profile("trusted")}
 
 
-def _check_characters(line):
+def forbidden_characters(line):
+    """Why `line` is refused before any parser sees it, or None. Control,
+    invisible and non-ASCII space characters have no place in a command and
+    could hide one from a person reading the audit log."""
     for ch in line:
         category = unicodedata.category(ch)
         if category in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn") or (category == "Zs" and ch != " "):
-            raise Denied("control or invisible character U+%04X in the command" % ord(ch))
+            return "control or invisible character U+%04X in the command" % ord(ch)
+    return None
 
 
-def tokenize(text):
-    """Words of one command, quotes removed; an unterminated quote is denied."""
-    tokens, i, n = [], 0, len(text)
-    while i < n:
-        if text[i] == " ":
-            i += 1
-            continue
-        if text[i] in "\"'":
-            end = text.find(text[i], i + 1)
-            if end < 0:
-                raise Denied("unterminated quote")
-            tokens.append(text[i + 1:end])
-            i = end + 1
-        else:
-            end = text.find(" ", i)
-            end = n if end < 0 else end
-            tokens.append(text[i:end])
-            i = end
-    return tokens
+def markdown(profile):
+    """The profile as README tables (generated: never edit the README's copy by hand)."""
+    lines = ["| allowed command families (and their sub-commands, `~` forms) |", "|---|",
+             "| %s |" % " ".join("`%s`" % c for c in profile.commands), "",
+             "| argument | allowed |", "|---|---|",
+             "| files to open | plain names in the session's folder ending in %s |"
+             % " ".join("`%s`" % s for s in OPEN_SUFFIXES),
+             "| files to save (every file keyword of every command) | plain names ending in %s |"
+             % " ".join("`%s`" % s for s in SAVE_SUFFIXES),
+             "| `format` of open/save | %s |" % " ".join("`%s`" % f for f in FORMATS),
+             "| URLs, database ids | %s |" % ("database ids for `open` only (ALLOW_FETCH)" if profile.allow_fetch
+                                             else "never (ALLOW_FETCH=true allows `open` of database ids)")]
+    for command, limits in sorted(profile.bounds.items()):
+        for argument, (low, high) in sorted(limits.items()):
+            lines.append("| `%s` of %s | %g to %g |" % (argument, "every command" if command == "*"
+                                                       else "`%s`" % command, low, high))
+    lines += ["", "| denied | why |", "|---|---|"]
+    lines += ["| %s | %s |" % (what, why) for what, why in WHY_DENIED.items()]
+    return "\n".join(lines)
 
 
-def resolve(word, profile):
-    """The commands `word` could run as; Denied unless all are allowed."""
-    if not COMMAND_WORD.match(word):
-        raise Denied("not a command name: %r" % word[:40], word[:40])
-    names = TILDE_COMMANDS if word.startswith("~") else KNOWN_COMMANDS
-    candidates = [word] if word in names else sorted(n for n in names if n.startswith(word))
-    if not candidates:
-        raise Denied("unknown command %r" % word, word)
-    if profile.commands is None:
-        return candidates
-    for name in candidates:
-        if name.lstrip("~") not in profile.commands:
-            raise Denied("command %r is not allowed" % name, name)
-    return candidates
-
-
-def _check_file(name, suffixes, workspace, verb, allow_fetch):
-    if verb == "open" and FETCH_ID.match(name):
-        if allow_fetch:
-            return
-        raise Denied("database fetches are not allowed", verb)
-    if "://" in name:
-        raise Denied("URLs are not allowed", verb)
-    if not SAFE_NAME.match(name):
-        raise Denied("file names must be plain names inside the session workspace", verb)
-    if not name.lower().endswith(suffixes):
-        raise Denied("%s does not take files of this type" % verb, verb)
-    path = os.path.join(workspace, name)
-    root = os.path.realpath(workspace)
-    if os.path.realpath(path) != os.path.join(root, name):
-        raise Denied("the file resolves outside the session workspace", verb)
-
-
-def _check_file_command(verb, args, workspace, profile):
-    suffixes, keywords = (OPEN_SUFFIXES, OPEN_KEYWORDS) if verb == "open" else (SAVE_SUFFIXES, SAVE_KEYWORDS)
-    if not args:
-        raise Denied("%s needs a file name" % verb, verb)
-    _check_file(args[0], suffixes, workspace, verb, profile.allow_fetch)
-    rest = args[1:]
-    if len(rest) % 2:
-        raise Denied("%s takes one file name, then keyword-value pairs" % verb, verb)
-    for keyword, value in zip(rest[::2], rest[1::2]):
-        allowed_values = keywords.get(keyword.casefold(), False)
-        if allowed_values is False:
-            raise Denied("%s keyword %r is not allowed (write keywords in full)" % (verb, keyword), verb)
-        if allowed_values is not None and value.casefold() not in allowed_values:
-            raise Denied("%s format %r is not allowed" % (verb, value), verb)
-        if not SAFE_VALUE.match(value):
-            raise Denied("%s keyword value %r is not allowed" % (verb, value[:40]), verb)
-
-
-def _check_file_keywords(candidates, args):
-    for name in candidates:
-        for keyword in FILE_KEYWORDS.get(name, ()):
-            for arg in args:
-                if arg and keyword.startswith(arg.casefold()):
-                    raise Denied("%s may not write files (%r)" % (name, arg), name)
-
-
-def check(line, profile, workspace):
-    """Verdict for a whole command line under `profile`."""
-    verbs = []
-    try:
-        _check_characters(line)
-        for piece in line.split(";"):
-            piece = piece.strip(" ")
-            if not piece or piece.startswith("#"):
-                continue        # ChimeraX skips empty commands and comments
-            tokens = tokenize(piece)
-            candidates = resolve(tokens[0], profile)
-            verbs.append(candidates[0] if len(candidates) == 1 else tokens[0] + "*")
-            if profile.commands is None:
-                continue
-            for name in candidates:
-                if name in ("open", "save"):
-                    _check_file_command(name, tokens[1:], workspace, profile)
-            _check_file_keywords(candidates, tokens[1:])
-    except Denied as err:
-        return Verdict(False, tuple(verbs), err.reason, err.verb)
-    return Verdict(True, tuple(verbs))
+if __name__ == "__main__":
+    print(markdown(default_profiles()["viewer"]))

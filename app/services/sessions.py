@@ -241,21 +241,30 @@ class SessionService:
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
         profile = self.profile_for(principal)
-        verdict = policy.check(command, profile, record.workspace)
-        # The audit line names verbs, never arguments: those may hold data.
-        audit.info("user=%s session=%s profile=%s verdict=%s verbs=%s%s", principal.user, session_id,
-                   profile.name, "allow" if verdict.allowed else "deny", ",".join(verdict.verbs) or "-",
-                   "" if verdict.allowed else " denied=%s reason=%r" % (verdict.denied_verb, verdict.reason))
-        if not verdict.allowed:
-            metrics.COMMANDS_DENIED.labels(verdict.denied_verb or "-").inc()
-            raise CommandDenied("command denied: %s" % verdict.reason, verdict.denied_verb)
-        return self._send(record, command)
+        refused = policy.forbidden_characters(command)
+        try:
+            if refused:
+                raise CommandDenied("command denied: %s" % refused, "-")
+            # The agent decides, on ChimeraX's own parse, for restricted profiles.
+            result = self._send(record, command, profile if profile.restricted else None)
+        except CommandDenied as err:
+            self._audit(principal, session_id, profile, "deny", (), " denied=%s reason=%r" % (err.verb, err.message))
+            metrics.COMMANDS_DENIED.labels(err.verb or "-").inc()
+            raise
+        self._audit(principal, session_id, profile, "allow", result.commands)
+        return result
 
-    def _send(self, record, command):
+    @staticmethod
+    def _audit(principal, session_id, profile, verdict, commands, extra=""):
+        # The audit line names commands, never arguments: those may hold data.
+        audit.info("user=%s session=%s profile=%s verdict=%s commands=%s%s", principal.user, session_id,
+                   profile.name, verdict, ",".join(commands) or "-", extra)
+
+    def _send(self, record, command, profile=None):
         started = time.time()
         try:
             result = chimerax_client.run_command(self.launcher.channel(record.process), command,
-                                                 self.settings["COMMAND_TIMEOUT"])
+                                                 self.settings["COMMAND_TIMEOUT"], profile=profile)
             metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)
         except ChimeraXDied:
             if self.launcher.poll(record.process):
@@ -303,7 +312,7 @@ class SessionService:
         name = ".snapshot-%s.png" % uuid.uuid4().hex
         scratch = os.path.join(record.workspace, name)
         inside = os.path.join(self.launcher.chimerax_path(record.process, record.workspace), name)
-        audit.info("user=%s session=%s verdict=allow verbs=snapshot", principal.user, session_id)
+        audit.info("user=%s session=%s verdict=allow commands=snapshot", principal.user, session_id)
         try:
             result = self._send(record, 'save "%s" width %d height %d supersample %d'
                                 % (inside, width, height, supersample))

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 
 from .errors import ServiceError
 
-UPLOAD_SUFFIXES = (".pdb", ".ent", ".pdb1", ".cif", ".mmcif", ".mrc", ".map", ".ccp4", ".dx",
-                   ".sdf", ".mol2", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+# One source for file types: what ChimeraX may open and save (the command
+# policy) is what the files API lists, accepts, serves and deletes.
+OPEN_SUFFIXES = (".pdb", ".ent", ".pdb1", ".cif", ".mmcif", ".mrc", ".map", ".ccp4", ".dx", ".sdf", ".mol2")
+SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pdb", ".cif", ".mrc", ".map")
+FILE_SUFFIXES = tuple(sorted(set(OPEN_SUFFIXES + SAVE_SUFFIXES)))
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -37,7 +40,7 @@ class FileInfo:
     modified: float
 
 
-def check_name(name, suffixes=UPLOAD_SUFFIXES):
+def check_name(name, suffixes=FILE_SUFFIXES):
     if not isinstance(name, str) or not SAFE_NAME.match(name):
         raise BadFile("file names are 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
     if not name.lower().endswith(suffixes):
