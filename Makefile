@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt setup.cfg | sha256sum | cut -c1-12)
 
-.PHONY: install chimerax sandbox test test-deps test-fast run bench which-chimerax clean
+.PHONY: install chimerax sandbox test test-deps test-fast run bench soak which-chimerax clean
 SANDBOX_USER ?= cxs-sandbox
 
 install: $(STAMP)
@@ -48,6 +48,11 @@ run: install chimerax sandbox which-chimerax
 bench: install chimerax sandbox
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || echo "wrk unavailable: using the Python load client"
 	$(PY) bench/run.py
+
+# Long mixed traffic, then the invariants and memory per worker (RELIABILITY.md); not part of `make test`.
+SOAK_MINUTES ?= 10
+soak: install chimerax sandbox
+	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .chimerax instance .pytest_cache

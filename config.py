@@ -31,7 +31,8 @@ class Config:
     CHIMERAX_PORT_RANGE = _env("CHIMERAX_PORT_RANGE", "6100-6199")  # or "0": ChimeraX picks
     CHIMERAX_OFFSCREEN = _env("CHIMERAX_OFFSCREEN", True, bool)
     STARTUP_TIMEOUT = _env("STARTUP_TIMEOUT", 60.0, float)
-    COMMAND_TIMEOUT = _env("COMMAND_TIMEOUT", 30.0, float)
+    COMMAND_TIMEOUT = _env("COMMAND_TIMEOUT", 30.0, float)          # s the API waits for a reply
+    COMMAND_MAX_RUNTIME = _env("COMMAND_MAX_RUNTIME", 600.0, float)  # s a command may run at all
     STOP_GRACE_PERIOD = _env("STOP_GRACE_PERIOD", 5.0, float)
 
     # The OS sandbox around each ChimeraX (README "Threat model")

@@ -8,10 +8,22 @@ import os
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WORKERS", "4"))
-worker_class = os.environ.get("WORKER_CLASS", "sync")
-threads = int(os.environ.get("THREADS", "1"))
-# Creating a session waits for ChimeraX to be ready (STARTUP_TIMEOUT, 60 s by
-# default): the worker timeout must exceed it.
+# Threads, not processes, carry requests (app/gunicorn_worker.py): gthread
+# with a read timeout on client sockets. With `sync`, four slow clients or
+# four long commands held all four workers and nothing else was answered;
+# here each holds one of THREADS threads of a worker, a client that stalls
+# mid-request is dropped after CLIENT_READ_TIMEOUT, and a worker whose
+# threads are all busy stops accepting (worker_connections = threads), so
+# new connections go to a worker that can serve them. Async workers
+# (gevent) would need every blocking call (SQLite, psutil, subprocess) to
+# cooperate; threads need nothing of the code.
+worker_class = os.environ.get("WORKER_CLASS", "app.gunicorn_worker.Worker")
+threads = int(os.environ.get("THREADS", "16"))
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", str(threads)))
+keepalive = 2
+# The worker timeout is the worker's own heartbeat (its main thread), not a
+# request's: a create waiting STARTUP_TIMEOUT on a thread does not trip it.
+# It must still exceed STARTUP_TIMEOUT for WORKER_CLASS=sync.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 preload_app = False
@@ -29,11 +41,21 @@ def _metrics_dir():
     return path
 
 
-def on_starting(server):
+def _fresh_metrics_dir():
     import shutil
     path = _metrics_dir()
     shutil.rmtree(path, ignore_errors=True)     # samples of a previous run are stale
     os.makedirs(path, exist_ok=True)
+    return path
+
+
+# When this file is read, not in on_starting: the worker class lives in the
+# app package, whose import (by the master, to load the class) already
+# brings in prometheus_client.
+METRICS_DIR = _fresh_metrics_dir()
+
+
+def on_starting(server):
     # Once per start, in the master, before any worker: adopt the sessions
     # whose ChimeraX survived (pid, create_time and environment marker all
     # match), end the others, kill marked processes the store does not know.

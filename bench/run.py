@@ -69,7 +69,9 @@ class Server:
     def start(self, app="wsgi:app", config="gunicorn.conf.py"):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", config, "-w", str(self.workers),
-             "--worker-class", os.environ.get("WORKER_CLASS", "sync"), "--threads", os.environ.get("THREADS", "1"),
+             "--worker-class", os.environ.get("WORKER_CLASS", "app.gunicorn_worker.Worker"),
+             "--threads", os.environ.get("THREADS", "16"),
+             "--worker-connections", os.environ.get("THREADS", "16"),
              "--bind", "127.0.0.1:%d" % self.port, app], cwd=ROOT, env=self.env, stdout=self.log,
             stderr=subprocess.STDOUT)
         wait_for(self.url + ("/api/health" if app == "wsgi:app" else "/bare"))

@@ -8,6 +8,11 @@ same protocol and the same JSON replies, on a channel the service chooses:
   the sandbox has no network at all, and no path to the socket file);
 - otherwise TCP on CXS_AGENT_HOST (127.0.0.1) : CXS_AGENT_PORT (0: any port).
 
+`GET /run?command=...` runs commands, one request at a time: while one runs,
+another gets 409 with what is running and since when. `GET /health` answers
+from the agent's own thread: busy (with what, for how long) or idle and
+responsive.
+
 Every request must carry `Authorization: Bearer <CXS_AGENT_SECRET>`, compared
 in constant time; without it the reply is 401 and nothing runs. A request
 with `X-CXS-Profile` (the caller's command policy, JSON) runs only if every
@@ -30,6 +35,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
@@ -97,20 +103,51 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(401, {"error": {"type": "Unauthorized",
                                                "message": "a valid channel secret is required"}})
         url = urlparse(self.path)
+        if url.path == "/health":
+            return self._health()
         if url.path != "/run":
-            return self._reply(404, {"error": {"type": "NotFound", "message": "only /run is served"}})
+            return self._reply(404, {"error": {"type": "NotFound", "message": "only /run and /health are served"}})
         commands = parse_qs(url.query).get("command", [])
+        # One command at a time, said at once: a second caller is not queued
+        # behind the first (it would wait invisibly, holding a service worker).
+        if not self.server.busy.acquire(blocking=False):
+            return self._reply(409, {"busy": self.server.doing()})
+        try:
+            self.server.current = ("; ".join(commands)[:120], time.time(), time.monotonic())
+            status, body = self._run(commands)
+        finally:
+            # Free before replying: the caller's next command may arrive the
+            # moment it has this reply.
+            self.server.current = None
+            self.server.busy.release()
+        self._send(status, body.encode("utf-8"))
+
+    def _run(self, commands):
         try:
             profile = json.loads(self.headers["X-CXS-Profile"]) if "X-CXS-Profile" in self.headers else None
         except ValueError:
-            return self._reply(400, {"error": {"type": "BadRequest", "message": "X-CXS-Profile is not JSON"}})
+            return 400, json.dumps({"error": {"type": "BadRequest", "message": "X-CXS-Profile is not JSON"}})
         answer = queue.Queue()
         session = self.server.session
         session.ui.thread_safe(lambda: answer.put(run_commands(session, commands, profile)))
-        status, body = answer.get()
-        self._send(status, body.encode("utf-8"))
+        return answer.get()
 
     do_POST = do_GET
+
+    def _health(self):
+        """Answered from this thread: a busy main thread is reported as busy (with
+        what, since when), never mistaken for a hung one. An idle main thread
+        must run a no-op within 10 s, or the reply is 503."""
+        doing = self.server.doing()
+        if doing:
+            return self._reply(200, {"busy": True, **doing})
+        answered = queue.Queue()
+        self.server.session.ui.thread_safe(lambda: answered.put(True))
+        try:
+            answered.get(timeout=10)
+        except queue.Empty:
+            return self._reply(503, {"busy": False, "main_thread": "not responding"})
+        return self._reply(200, {"busy": False})
 
     def _reply(self, status, data):
         self._send(status, json.dumps(data).encode("utf-8"))
@@ -146,6 +183,13 @@ class TcpAgent(_Serving, socketserver.TCPServer):
         socketserver.TCPServer.__init__(self, (host, port), Handler)
 
 
+def _doing(current):
+    if current is None:
+        return None
+    text, since, started = current
+    return {"command": text, "since": since, "seconds": round(time.monotonic() - started, 3)}
+
+
 def start(session, environ=os.environ):
     secret = environ.pop("CXS_AGENT_SECRET", "")
     fd = environ.pop("CXS_AGENT_FD", "")
@@ -155,6 +199,8 @@ def start(session, environ=os.environ):
         server = TcpAgent(environ.get("CXS_AGENT_HOST", "127.0.0.1"), int(environ.get("CXS_AGENT_PORT", "0")))
         where = "tcp %s %d" % server.server_address[:2]
     server.session, server.secret = session, secret
+    server.busy, server.current = threading.Lock(), None
+    server.doing = lambda: _doing(server.current)
     threading.Thread(target=server.serve_forever, name="cxs-agent", daemon=True).start()
     print("%s %s" % (READY_PREFIX, where), file=sys.__stdout__, flush=True)
     return server

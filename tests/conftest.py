@@ -40,16 +40,18 @@ def wait_until(predicate, timeout, interval=0.05, message="condition"):
         time.sleep(interval)
 
 
-def chimerax_processes():
-    """Every process this test run may have started: runtimes, fakes and gunicorn."""
+def started_processes():
+    """Live processes this test run started: this process's descendants. The test
+    process is a child subreaper (see pytest_configure), so what our servers
+    started stays ours even after a test kills the server; nothing else on the
+    machine is ever looked at, let alone killed."""
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
             continue
-        if "cxs_runtime" in cmd or "cxs-agent" in cmd or "fake_chimerax" in cmd or (
-                "gunicorn" in cmd and "wsgi:app" in cmd):
-            found.append(proc)
     return found
 
 
@@ -67,6 +69,35 @@ def describe(proc):
 def temp_entries():
     # pytest's own base directory is removed by pytest (retention policy none)
     return {name for name in os.listdir(tempfile.gettempdir()) if not name.startswith("pytest-of-")}
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def pytest_configure(config):
+    # Temporary files of the run (ours, pytest's, the servers' and ChimeraX's
+    # when unsandboxed) go to a private folder, removed at the end.
+    private = tempfile.mkdtemp(prefix="cxs-tests-")
+    os.environ["TMPDIR"] = tempfile.tempdir = private
+    config.cxs_tmpdir = private
+    # Orphans of the servers we start re-parent to us, not to init.
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def pytest_unconfigure(config):
+    import shutil
+    shutil.rmtree(getattr(config, "cxs_tmpdir", ""), ignore_errors=True)
+    _reap_zombies()
+
+
+def _reap_zombies():
+    for proc in psutil.Process().children():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(proc.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            continue
 
 
 def alive(pid):
@@ -91,14 +122,15 @@ def runtime_children():
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_processes_or_files():
-    """No test may leave a ChimeraX (real or fake) or gunicorn process, or a temp file, behind."""
-    before = {p.pid for p in chimerax_processes()}
+    """No test may leave a process it started (ChimeraX, bwrap, gunicorn, ...) or a temp file behind."""
+    before = {p.pid for p in started_processes()}
     temp_before = temp_entries()
     yield
     left = temp_entries() - temp_before
     assert left == set(), "tests left files in %s: %s" % (tempfile.gettempdir(), sorted(left))
+
     def leftovers():
-        return [p for p in chimerax_processes() if p.pid not in before]
+        return [p for p in started_processes() if p.pid not in before]
     try:
         wait_until(lambda: not leftovers(), 10, message="test processes to end")
     except AssertionError:

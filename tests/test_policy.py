@@ -8,11 +8,8 @@ the proof comes from inside ChimeraX, not from our reading of the line.
 """
 import logging
 import os
-import re
 
 import pytest
-
-from app.services import policy
 
 from .conftest import alanin_pdb, token_header
 
@@ -216,17 +213,3 @@ def test_analysis_commands_run_where_the_runtime_has_them(session, command):
     if writes and ("saveFile" in writes or "writeSurfaceData" in writes):
         refused = run(client, alice, session_id, writes)
         assert refused.status_code == 403, refused.get_json()
-
-
-def test_profiles_are_configurable():
-    profiles = policy.default_profiles(extra_viewer=["hbonds"], denied_viewer=["surface"])
-    assert "hbonds" in profiles["viewer"].commands and "surface" not in profiles["viewer"].commands
-    assert policy.default_profiles(allow_fetch=True)["viewer"].allow_fetch
-    assert policy.default_profiles()["trusted"].restricted is False
-
-
-def test_readme_lists_the_viewer_profile_generated_from_the_code():
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
-    block = re.search(r"<!-- viewer-profile:begin.*?-->\n(.*?)\n<!-- viewer-profile:end -->", readme, re.S)
-    assert block, "README lacks the generated viewer profile block"
-    assert block.group(1) == policy.markdown(policy.default_profiles()["viewer"])

@@ -20,6 +20,7 @@ STATUS_BY_CODE = {
     service_errors.Forbidden.code: 403,
     service_errors.CommandDenied.code: 403,
     service_errors.NotActive.code: 409,
+    service_errors.SessionBusy.code: 409,
     service_errors.UserLimit.code: 429,
     service_errors.Capacity.code: 503,
     service_errors.ChimeraXUnavailable.code: 503,

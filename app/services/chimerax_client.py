@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlencode
 
-from .errors import ChimeraXDied, CommandDenied, CommandTimeout
+from .errors import ChimeraXDied, CommandDenied, CommandTimeout, SessionBusy
 
 _LOG_LEVELS = ("note", "warning", "error", "bug")
 
@@ -120,6 +120,10 @@ def run_command(channel, command, timeout, connect_timeout=2.0, profile=None):
         if conn is not None:
             conn.close()
     duration_ms = (time.perf_counter() - started) * 1000
+    if reply.status == 409:
+        busy = _json(body).get("busy") or {}
+        raise SessionBusy("the session is busy with %r for %.1f s; one command at a time"
+                          % (busy.get("command", "?"), busy.get("seconds", 0)), retry_after=1)
     if reply.status == 403:
         refused = _json(body).get("refused") or {}
         raise CommandDenied("command denied: %s" % refused.get("reason", "not allowed"),
@@ -144,10 +148,24 @@ def _json(body):
         return {}
 
 
-def ping(channel, timeout):
-    """A cheap command that needs ChimeraX's main thread: True if it answered."""
+def health(channel, timeout):
+    """The agent's own report: {"busy": False} (idle, its main thread answered),
+    {"busy": True, "command", "since", "seconds"}, or None (no answer: hung or gone)."""
+    conn = None
     try:
-        run_command(channel, "version", timeout, connect_timeout=min(timeout, 2.0))
-        return True
-    except (CommandTimeout, ChimeraXDied):
-        return False
+        conn = channel.connect(min(timeout, 2.0))
+        conn.sock.settimeout(timeout)
+        conn.request("GET", "/health", headers={"Authorization": "Bearer " + channel.secret})
+        reply = conn.getresponse()
+        body = reply.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        if conn is not None:
+            conn.close()
+    return _json(body) if reply.status == 200 else None
+
+
+def ping(channel, timeout):
+    """True if the agent answers and ChimeraX is idle and responsive, or busy."""
+    return health(channel, timeout) is not None

@@ -51,6 +51,11 @@ class StoreDown(ServiceError):
     code = "store_unavailable"
 
 
+class SessionBusy(ServiceError):
+    """The session's ChimeraX is running another command: one at a time."""
+    code = "session_busy"
+
+
 class CommandDenied(ServiceError):
     code = "command_denied"
 

@@ -13,7 +13,7 @@ import time
 import uuid
 
 from . import chimerax_client
-from .sessions import parse_port_range, port_is_free
+from .sessions import parse_port_range, port_is_free, startup_grace
 
 log = logging.getLogger("cxs.pool")
 POOL_PREFIX = ".pool-"
@@ -84,7 +84,7 @@ class WarmPool:
         for entry in self.store.pool_entries():
             state = entry["process"]
             if entry["status"] == "starting":
-                stale = now - entry["created_at"] > self.settings["STARTUP_TIMEOUT"] + 30
+                stale = now - entry["created_at"] > startup_grace(self.settings)
                 drop = stale and (not state or self.launcher.poll(state))
             elif self.launcher.poll(state):
                 drop = True

@@ -23,9 +23,16 @@ from .workspace import QuotaExceeded, Workspace, check_name
 log = logging.getLogger("cxs.sessions")
 audit = logging.getLogger("cxs.audit")
 
-FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit"}
+FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit", "command_timeout"}
 # A process that failed on its own leaves its files for FAILED_RETENTION s (for download).
-RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit"}
+RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit", "command_timeout"}
+
+
+def startup_grace(settings):
+    """How long a process may take from spawn to active, its starter's own
+    deadlines included (ready, then the initial file opened), plus slack:
+    past it a `starting` row or an unrecorded process has lost its starter."""
+    return settings["STARTUP_TIMEOUT"] + settings["COMMAND_TIMEOUT"] + 5
 
 
 def parse_port_range(text):
@@ -348,7 +355,8 @@ class SessionService:
 
     def end(self, record, reason):
         """End a live session for `reason`; returns False if someone else already is."""
-        if not self.store.transition(record.id, [STARTING, ACTIVE], TERMINATING):
+        # ended_at marks when ending began: the sweeper finishes what a dead worker left.
+        if not self.store.transition(record.id, [STARTING, ACTIVE], TERMINATING, ended_at=time.time()):
             return False
         final = FAILED if reason in FAILED_REASONS else TERMINATED
         keep = reason in RETAINED_REASONS and self.settings["FAILED_RETENTION"] > 0

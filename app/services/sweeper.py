@@ -13,6 +13,7 @@ import time
 
 from ..store import ACTIVE, STARTING, TERMINATING
 from . import chimerax_client
+from .sessions import startup_grace
 
 log = logging.getLogger("cxs.sweeper")
 
@@ -40,18 +41,39 @@ class Sweeper:
             except Exception:
                 # One bad session never stops the sweep.
                 log.exception("sweeper: session %s could not be checked", record.id)
+        try:
+            self.reap_orphans(now)
+        except Exception:
+            log.exception("sweeper: reaping orphans failed")
         return ended
+
+    def reap_orphans(self, now):
+        """Stop processes of this service that neither a session nor the pool
+        accounts for: a worker killed between spawning one and recording it
+        leaves them. Only those older than the start-up grace: younger ones
+        may be a live worker's, not yet recorded."""
+        known = [r.process for r in self.store.live_sessions() if r.process]
+        known += [e["process"] for e in self.store.pool_entries() if e["process"]]
+        stopped = []
+        for state in self.launcher.orphans(known):
+            if now - (state.get("create_time") or now) > startup_grace(self.settings):
+                log.warning("sweeper: stopping pid %s, marked as ours but unknown to the store", state["pid"])
+                self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
+                stopped.append(state["pid"])
+        return stopped
 
     def _check(self, record, now):
         settings = self.settings
         if record.status == STARTING:
-            # Its starter (maybe a worker that died) had STARTUP_TIMEOUT; allow slack.
-            if now - record.created_at > settings["STARTUP_TIMEOUT"] + 30:
+            # Its starter (maybe a worker that died) had its own deadlines; allow slack.
+            if now - record.created_at > startup_grace(settings):
                 return self._end(record, "startup_failed")
             return None
         if record.status == TERMINATING:
-            # Left behind by a worker that died mid-delete: finish the job.
-            if not record.process or self.launcher.poll(record.process):
+            # Left behind by a worker that died mid-delete (or still being ended
+            # by a live one, which has STOP_GRACE_PERIOD for it): finish the job.
+            stalled = now - (record.ended_at or 0) > settings["STOP_GRACE_PERIOD"] + 10
+            if not record.process or self.launcher.poll(record.process) or stalled:
                 self.service.finish_termination(record)
             return None
         if record.status != ACTIVE:
@@ -69,7 +91,13 @@ class Sweeper:
             return self._end(record, "idle_timeout")
         if now >= record.created_at + record.max_lifetime:
             return self._end(record, "max_lifetime")
-        healthy = chimerax_client.ping(self.launcher.channel(record.process), settings["HEALTH_CHECK_TIMEOUT"])
+        report = chimerax_client.health(self.launcher.channel(record.process), settings["HEALTH_CHECK_TIMEOUT"])
+        # Busy is not hung: the agent answers from its own thread while a command runs.
+        if report and report.get("busy") and report.get("seconds", 0) > settings["COMMAND_MAX_RUNTIME"]:
+            log.warning("session %s: command %r still running after %.0f s (COMMAND_MAX_RUNTIME)",
+                        record.id, report.get("command"), report["seconds"])
+            return self._end(record, "command_timeout")
+        healthy = report is not None
         failures = self.store.record_health(record.id, healthy)
         if not healthy:
             log.warning("session %s failed health check %d/%d", record.id, failures,

@@ -9,7 +9,7 @@ STATUSES = (STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED)
 LIVE_STATUSES = (STARTING, ACTIVE, TERMINATING)
 
 END_REASONS = ("deleted", "idle_timeout", "max_lifetime", "crashed", "unhealthy",
-               "startup_failed", "server_restart", "server_shutdown", "memory_limit")
+               "startup_failed", "server_restart", "server_shutdown", "memory_limit", "command_timeout")
 
 ROLES = ("user", "admin")
 

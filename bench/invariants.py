@@ -1,0 +1,36 @@
+"""What must hold of a service once traffic (or chaos) stops: shared by the
+chaos test and `make soak`. Reads the store and the host's processes directly."""
+
+
+def broken_invariants(runtime, pool_size):
+    """A list of what does not hold (empty: all is well).
+
+    - no session stuck in `starting` or `terminating`;
+    - every active session's ChimeraX alive, and no process of this service
+      that neither a session nor the pool accounts for;
+    - the warm pool at its size, every entry ready and alive.
+    """
+    launcher = runtime.launcher
+    store = runtime.new_store()
+    try:
+        live = store.live_sessions()
+        pool = store.pool_entries()
+    finally:
+        store.close()
+    broken = ["%s stuck %s" % (r.id, r.status) for r in live if r.status != "active"]
+    broken += ["%s active without its process" % r.id for r in live
+               if r.status == "active" and launcher.poll(r.process)]
+    known = [r.process for r in live if r.process] + [e["process"] for e in pool if e["process"]]
+    broken += ["process %s without a session" % s["pid"] for s in launcher.orphans(known)]
+    ready = [e for e in pool if e["status"] == "ready" and not launcher.poll(e["process"])]
+    if len(ready) != pool_size:
+        broken.append("pool has %d ready of %d" % (len(ready), pool_size))
+    return broken
+
+
+def runtime_for(env):
+    """The service's own runtime (store, launcher) for a server started with `env`."""
+    from app import create_app
+    app = create_app({"DATABASE_PATH": env["DATABASE_PATH"], "WORKSPACE_ROOT": env["WORKSPACE_ROOT"],
+                      "CHIMERAX_PATH": env["CHIMERAX_PATH"]}, config_name="testing")
+    return app.extensions["chimerax_sessions"]

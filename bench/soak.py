@@ -1,0 +1,122 @@
+"""`make soak`: 20 clients of mixed traffic for SOAK_MINUTES (default 10), then the invariants.
+
+Real gunicorn with `make run`'s configuration (4 workers, gunicorn.conf.py's
+worker class), the real runtime, a warm pool; loopback only. Reports the
+responses by status (every 5xx must be a 502/503/504 with a reason), the
+invariants after two sweeps, and each worker's resident memory at the start
+and the end. Exits non-zero if anything failed. Everything it starts is
+stopped before it exits.
+"""
+import argparse
+import collections
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.invariants import broken_invariants, runtime_for  # noqa: E402
+from bench.run import Server, end_all  # noqa: E402
+
+POOL_SIZE, SWEEP_INTERVAL = 2, 5
+
+
+def worker_rss(server):
+    master = psutil.Process(server.proc.pid)
+    return {p.pid: round(p.memory_info().rss / 2**20, 1) for p in master.children()}
+
+
+def client(server, headers, seed, stop_at, counts, bad):
+    rng, mine = random.Random(seed), []
+    api = server.url + "/api/sessions"
+    while time.monotonic() < stop_at:
+        try:
+            if not mine or (len(mine) < 2 and rng.random() < 0.1):
+                reply = requests.post(api, json={"idle_timeout": 120}, headers=headers, timeout=120)
+                if reply.status_code == 201:
+                    mine.append(reply.json()["id"])
+            else:
+                sid = rng.choice(mine)
+                kind = rng.choice(["command", "command", "command", "get", "list", "beat", "snapshot", "delete"])
+                if kind == "command":
+                    text = rng.choice(["pwd", "version", "view", "turn y 10", "foo", "cd /"])
+                    reply = requests.post(api + "/%s/commands" % sid, json={"command": text}, headers=headers,
+                                          timeout=60)
+                elif kind == "get":
+                    reply = requests.get(api + "/" + sid, headers=headers, timeout=30)
+                elif kind == "list":
+                    reply = requests.get(api, headers=headers, timeout=30)
+                elif kind == "beat":
+                    reply = requests.put(api + "/%s/heartbeat" % sid, headers=headers, timeout=30)
+                elif kind == "snapshot":
+                    reply = requests.get(api + "/%s/snapshot?width=64&height=48" % sid, headers=headers, timeout=60)
+                else:
+                    reply = requests.delete(api + "/" + sid, headers=headers, timeout=60)
+                    mine.remove(sid)
+            counts[reply.status_code] += 1
+            if reply.status_code >= 500:
+                reason = reply.json().get("error", {}).get("code") if reply.content else None
+                if reply.status_code not in (502, 503, 504) or not reason:
+                    bad.append((reply.status_code, reply.text[:200]))
+                time.sleep(0.2)
+        except requests.RequestException as err:
+            bad.append(("connection", repr(err)[:200]))
+            time.sleep(0.2)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", "10")))
+    parser.add_argument("--clients", type=int, default=20)
+    opts = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="cxs-soak-")
+    server = Server(workdir, 4, POOL_SIZE=POOL_SIZE, SWEEP_INTERVAL=SWEEP_INTERVAL, MAX_SESSIONS=30,
+                    MAX_SESSIONS_PER_USER=3, SHUTDOWN_TERMINATES_SESSIONS="true")
+    failed = False
+    try:
+        server.start()
+        users = [server.token("soak%d" % i) for i in range(opts.clients)]
+        admin = server.token("root", "admin")
+        rss_start = worker_rss(server)
+        counts, bad = collections.Counter(), []
+        stop_at = time.monotonic() + opts.minutes * 60
+        threads = [threading.Thread(target=client, args=(server, users[i], i, stop_at, counts, bad))
+                   for i in range(opts.clients)]
+        began = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        rss_end = worker_rss(server)
+        time.sleep(2 * SWEEP_INTERVAL + 1)       # two sweeps: the invariants are theirs to restore
+        runtime = runtime_for(server.env)
+        broken = broken_invariants(runtime, POOL_SIZE)
+        total = sum(counts.values())
+        print("\nChimeraX session service soak: %d clients, %.1f min, %d requests (%.1f/s)\n"
+              % (opts.clients, (time.monotonic() - began) / 60, total, total / max(1, time.monotonic() - began)))
+        print("| status | responses |\n|---|---|")
+        for status, count in sorted(counts.items(), key=lambda item: str(item[0])):
+            print("| %s | %d |" % (status, count))
+        print("\n| check | result |\n|---|---|")
+        print("| 5xx without a reason, 500s, dropped connections | %d %s |" % (len(bad), bad[:3] if bad else ""))
+        print("| invariants after two sweeps | %s |" % ("hold" if not broken else "BROKEN: %s" % broken))
+        print("| worker RSS at start (MiB) | %s |" % sorted(rss_start.values()))
+        print("| worker RSS at end (MiB) | %s |" % sorted(rss_end.values()))
+        failed = bool(bad or broken)
+        end_all(server, admin)
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
