@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 from bench.invariants import broken_invariants, runtime_for  # noqa: E402
 from bench.run import Server, end_all  # noqa: E402
 
-POOL_SIZE, SWEEP_INTERVAL = 2, 5
+POOL_SIZE, SWEEP_INTERVAL, MAX_SESSIONS = 2, 5, 30
 
 
 def worker_rss(server):
@@ -78,7 +78,7 @@ def main():
     parser.add_argument("--clients", type=int, default=20)
     opts = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="cxs-soak-")
-    server = Server(workdir, 4, POOL_SIZE=POOL_SIZE, SWEEP_INTERVAL=SWEEP_INTERVAL, MAX_SESSIONS=30,
+    server = Server(workdir, 4, POOL_SIZE=POOL_SIZE, SWEEP_INTERVAL=SWEEP_INTERVAL, MAX_SESSIONS=MAX_SESSIONS,
                     MAX_SESSIONS_PER_USER=3, SHUTDOWN_TERMINATES_SESSIONS="true")
     failed = False
     try:
@@ -93,12 +93,16 @@ def main():
         began = time.monotonic()
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        samples = []            # total worker RSS once a minute: flat, or growing?
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=max(0.1, 60 / len(threads)))
+            if time.monotonic() - began >= 60 * (len(samples) + 1):
+                samples.append(round(sum(worker_rss(server).values()), 1))
         rss_end = worker_rss(server)
         time.sleep(2 * SWEEP_INTERVAL + 1)       # two sweeps: the invariants are theirs to restore
         runtime = runtime_for(server.env)
-        broken = broken_invariants(runtime, POOL_SIZE)
+        broken = broken_invariants(runtime, POOL_SIZE, MAX_SESSIONS)
         total = sum(counts.values())
         print("\nChimeraX session service soak: %d clients, %.1f min, %d requests (%.1f/s)\n"
               % (opts.clients, (time.monotonic() - began) / 60, total, total / max(1, time.monotonic() - began)))
@@ -110,6 +114,7 @@ def main():
         print("| invariants after two sweeps | %s |" % ("hold" if not broken else "BROKEN: %s" % broken))
         print("| worker RSS at start (MiB) | %s |" % sorted(rss_start.values()))
         print("| worker RSS at end (MiB) | %s |" % sorted(rss_end.values()))
+        print("| all workers' RSS, once a minute (MiB) | %s |" % samples)
         failed = bool(bad or broken)
         end_all(server, admin)
     finally:

@@ -154,9 +154,13 @@ def check_file(command, arg, value, kind, profile):
 def check_bounds(command, arg, value, profile):
     bounds = dict(profile["bounds"].get("*", {}))
     bounds.update(profile["bounds"].get(command, {}))
-    if arg not in bounds or value is None or isinstance(value, bool):
+    if arg not in bounds or value is None:
         return
     low, high = bounds[arg]
+    if isinstance(value, bool):     # a switch bounded to (0, 0) may not be turned on
+        if value and high < 1:
+            raise Refused(command, "%s is not allowed" % arg)
+        return
     for item in _flat(value):
         if isinstance(item, (int, float)) and not (low <= item <= high):
             raise Refused(command, "%s must be between %g and %g" % (arg, low, high))

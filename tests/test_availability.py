@@ -197,7 +197,7 @@ def test_chaos_killing_workers_and_the_master_leaves_nothing_astray(gunicorn_ser
     broken = []
 
     def hold():
-        broken[:] = broken_invariants(runtime, settings["POOL_SIZE"])
+        broken[:] = broken_invariants(runtime, settings["POOL_SIZE"], settings["MAX_SESSIONS"])
         return not broken
     try:
         wait_until(hold, grace + 5, interval=0.5, message="the invariants")

@@ -61,6 +61,7 @@ CORPUS = [
     # commands that would run for minutes or take gigabytes
     "save x.png width 20000 height 20000 supersample 4", "save x.png width 100 supersample 64",
     "windowsize 30000 30000", "turn y 1 frames 100000", "wait 100000", "roll y 1 100000",
+    "sym #1 group i copies true", "lighting shadows true multiShadow 100000", "surface gridSpacing 0.001",
 ]
 
 SPY = """

@@ -122,8 +122,10 @@ def snapshot(session_id):
         403: ErrorResponse
         404: ErrorResponse
         409: ErrorResponse
+        413: ErrorResponse
         502: ErrorResponse
         503: ErrorResponse
+        504: ErrorResponse
     """
     args = query_args(_snapshot_schema)
     png = get_session_service().snapshot(g.principal, session_id_arg(session_id),

@@ -57,6 +57,8 @@ def viewer_bounds(max_pixels, max_supersample):
                      "multi_shadow_map_size": (16, 4096)},
         "surface": {"grid_spacing": (0.1, 10), "resolution": (0.5, 100)},
         "molmap": {"grid_spacing": (0.1, 10)},
+        # sym ... copies true: up to 60 copies of a structure (an icosahedral group)
+        "sym": {"copies": (0, 0)},
     }
 
 
@@ -110,8 +112,9 @@ def markdown(profile):
                                              else "never (ALLOW_FETCH=true allows `open` of database ids)")]
     for command, limits in sorted(profile.bounds.items()):
         for argument, (low, high) in sorted(limits.items()):
-            lines.append("| `%s` of %s | %g to %g |" % (argument, "every command" if command == "*"
-                                                       else "`%s`" % command, low, high))
+            allowed = "off only" if (low, high) == (0, 0) else "%g to %g" % (low, high)
+            lines.append("| `%s` of %s | %s |" % (argument, "every command" if command == "*"
+                                                 else "`%s`" % command, allowed))
     lines += ["", "| denied | why |", "|---|---|"]
     lines += ["| %s | %s |" % (what, why) for what, why in WHY_DENIED.items()]
     return "\n".join(lines)
