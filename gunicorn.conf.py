@@ -21,6 +21,11 @@ worker_class = os.environ.get("WORKER_CLASS", "app.gunicorn_worker.Worker")
 threads = int(os.environ.get("THREADS", "16"))
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", str(threads)))
 keepalive = 2
+# Workers are recycled after this many requests (sessions are not tied to a
+# worker, and the sweeper's lock moves on): a bound on the slow growth of
+# worker memory `make soak` measured (RELIABILITY.md). 0 disables.
+max_requests = int(os.environ.get("MAX_REQUESTS", "20000"))
+max_requests_jitter = max_requests // 10
 # The worker timeout is the worker's own heartbeat (its main thread), not a
 # request's: a create waiting STARTUP_TIMEOUT on a thread does not trip it.
 # It must still exceed STARTUP_TIMEOUT for WORKER_CLASS=sync.
