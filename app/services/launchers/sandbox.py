@@ -97,6 +97,10 @@ class Bubblewrap:
                      "--cap-add", "CAP_SETPCAP", "--cap-add", "CAP_DAC_READ_SEARCH"]
         else:
             args += ["--unshare-user", "--disable-userns"]
+        # The private mounts first: binds below may lie under one of them (an
+        # installation in /tmp/...) and must be mounted on top, not hidden.
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--size", str(tmp_mb * 2**20), "--tmpfs", "/tmp"]
         for root in SYSTEM_ROOTS:
             args += ["--ro-bind", root, root]
         for link in MERGED_USR:
@@ -104,7 +108,7 @@ class Bubblewrap:
                 args += ["--symlink", os.readlink(link), link]
             elif os.path.isdir(link):
                 args += ["--ro-bind", link, link]
-        made = set()
+        made = {"/tmp", "/proc", "/dev"}      # mounted above: never re-created or re-permissioned
         for path in [p for p in ETC_FILES if os.path.exists(p)] + readonly + [AGENT_DIR]:
             args += _parents(path, made)
         for path in ETC_FILES:
@@ -115,9 +119,7 @@ class Bubblewrap:
         if not any(_under(executable, root) for root in readonly + list(SYSTEM_ROOTS)):
             args += ["--ro-bind", executable, executable]
         args += ["--ro-bind", agent_dir, AGENT_DIR]
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--perms", "1777", "--size", str(tmp_mb * 2**20), "--tmpfs", "/tmp",
-                 "--setenv", "HOME", HOME, "--setenv", "TMPDIR", "/tmp"]
+        args += ["--setenv", "HOME", HOME, "--setenv", "TMPDIR", "/tmp"]
         return args
 
     def wrap(self, command, workspace):
