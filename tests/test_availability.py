@@ -17,6 +17,7 @@ import psutil
 import pytest
 import requests
 
+from app.services import chimerax_client
 from bench.invariants import broken_invariants, runtime_for
 
 from .conftest import alive, wait_until
@@ -46,14 +47,26 @@ def place_sleeper(server, session_id, seconds):
     os.chmod(path, 0o644)
 
 
+def agent_channel(server, session_id):
+    from app.services.launchers.local import channel_of
+    from app.store import Store
+    store = Store(server.env["DATABASE_PATH"])
+    try:
+        return channel_of(store.get_session(session_id).process)
+    finally:
+        store.close()
+
+
 def start_long_command(server, headers, session_id, seconds):
-    """Run `sleep seconds` in the session; returns once ChimeraX is busy with it."""
+    """Run `sleep seconds` in the session; returns once ChimeraX is busy with it (asked of
+    the agent's health, not with another command, which would race it for the session)."""
     place_sleeper(server, session_id, seconds)
     done = {}
     thread = threading.Thread(target=lambda: done.update(reply=command(server, headers, session_id,
                                                                          "runscript sleep.py", timeout=120)))
     thread.start()
-    wait_until(lambda: command(server, headers, session_id, "version").status_code == 409, 10,
+    channel = agent_channel(server, session_id)
+    wait_until(lambda: (chimerax_client.health(channel, 5) or {}).get("busy"), 10,
                message="the long command to be running")
     return thread, done
 
