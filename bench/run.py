@@ -60,7 +60,9 @@ class Server:
         self.env = dict(os.environ, DATABASE_PATH=os.path.join(workdir, "store.sqlite3"),
                         WORKSPACE_ROOT=os.path.join(workdir, "ws"), CHIMERAX_PATH=RUNTIME,
                         CHIMERAX_PORT_RANGE="0", LOG_LEVEL="WARNING", SWEEP_INTERVAL="60",
-                        MAX_SESSIONS="50", MAX_SESSIONS_PER_USER="50", GUNICORN_TIMEOUT="300")
+                        MAX_SESSIONS="50", MAX_SESSIONS_PER_USER="50", GUNICORN_TIMEOUT="300",
+                        # whatever happens to the benchmark, nothing it started outlives its server
+                        SHUTDOWN_TERMINATES_SESSIONS="true")
         self.env.update({k: str(v) for k, v in env.items()})
         self.workers = workers
         self.log = open(os.path.join(workdir, "gunicorn-%d.log" % self.port), "ab")

@@ -79,7 +79,7 @@ def main():
     opts = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="cxs-soak-")
     server = Server(workdir, 4, POOL_SIZE=POOL_SIZE, SWEEP_INTERVAL=SWEEP_INTERVAL, MAX_SESSIONS=MAX_SESSIONS,
-                    MAX_SESSIONS_PER_USER=3, SHUTDOWN_TERMINATES_SESSIONS="true")
+                    MAX_SESSIONS_PER_USER=3)
     failed = False
     try:
         server.start()
