@@ -100,37 +100,26 @@ def run_command(channel, command, timeout, connect_timeout=2.0, profile=None):
     # http.client, not requests, on this hot path: the agent speaks HTTP/1.0
     # and closes every connection, so a pooling client only adds overhead
     # (~0.5 ms a call, measured: BENCHMARKS.md figure 3).
-    path = "/run?" + urlencode({"command": command})
     started = time.perf_counter()
-    conn = None
     try:
-        conn = channel.connect(connect_timeout)
-        conn.sock.settimeout(timeout)
-        headers = {"Authorization": "Bearer " + channel.secret}
-        if profile is not None:
-            headers["X-CXS-Profile"] = profile.wire
-        conn.request("GET", path, headers=headers)
-        reply = conn.getresponse()
-        body = reply.read()
+        status, body = _get(channel, "/run?" + urlencode({"command": command}), timeout, connect_timeout,
+                            {"X-CXS-Profile": profile.wire} if profile is not None else {})
     except (socket.timeout, TimeoutError) as err:
         raise CommandTimeout("ChimeraX did not answer within %g s" % timeout) from err
     except (OSError, http.client.HTTPException) as err:
         raise ChimeraXDied("ChimeraX closed the connection or is not listening") from err
-    finally:
-        if conn is not None:
-            conn.close()
     duration_ms = (time.perf_counter() - started) * 1000
-    if reply.status == 409:
+    if status == 409:
         busy = _json(body).get("busy") or {}
         raise SessionBusy("the session is busy with %r for %.1f s; one command at a time"
                           % (busy.get("command", "?"), busy.get("seconds", 0)), retry_after=1)
-    if reply.status == 403:
+    if status == 403:
         refused = _json(body).get("refused") or {}
         raise CommandDenied("command denied: %s" % refused.get("reason", "not allowed"),
                             refused.get("command", ""))
-    if reply.status != 200:
+    if status != 200:
         # Only a wrong secret gets here: the channel is not the one we started.
-        raise ChimeraXDied("the session's channel refused the request (HTTP %d)" % reply.status)
+        raise ChimeraXDied("the session's channel refused the request (HTTP %d)" % status)
     if not body:
         # `exit` ends the process before it replies
         raise ChimeraXDied("ChimeraX ended without replying")
@@ -138,6 +127,20 @@ def run_command(channel, command, timeout, connect_timeout=2.0, profile=None):
         return parse_reply(command, body, duration_ms)
     except (ValueError, AttributeError) as err:
         raise ChimeraXDied("ChimeraX sent a reply that is not its JSON format") from err
+
+
+def _get(channel, path, timeout, connect_timeout, headers):
+    """(status, body) of one authenticated GET on the channel; transport errors propagate."""
+    conn = None
+    try:
+        conn = channel.connect(connect_timeout)
+        conn.sock.settimeout(timeout)
+        conn.request("GET", path, headers=dict(headers, Authorization="Bearer " + channel.secret))
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        if conn is not None:
+            conn.close()
 
 
 def _json(body):
@@ -151,19 +154,11 @@ def _json(body):
 def health(channel, timeout):
     """The agent's own report: {"busy": False} (idle, its main thread answered),
     {"busy": True, "command", "since", "seconds"}, or None (no answer: hung or gone)."""
-    conn = None
     try:
-        conn = channel.connect(min(timeout, 2.0))
-        conn.sock.settimeout(timeout)
-        conn.request("GET", "/health", headers={"Authorization": "Bearer " + channel.secret})
-        reply = conn.getresponse()
-        body = reply.read()
+        status, body = _get(channel, "/health", timeout, min(timeout, 2.0), {})
     except (OSError, http.client.HTTPException):
         return None
-    finally:
-        if conn is not None:
-            conn.close()
-    return _json(body) if reply.status == 200 else None
+    return _json(body) if status == 200 else None
 
 
 def ping(channel, timeout):

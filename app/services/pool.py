@@ -13,7 +13,7 @@ import time
 import uuid
 
 from . import chimerax_client
-from .sessions import parse_port_range, port_is_free, startup_grace
+from .sessions import port_is_free, reserved_ports, startup_grace
 
 log = logging.getLogger("cxs.pool")
 POOL_PREFIX = ".pool-"
@@ -41,8 +41,7 @@ class WarmPool:
             directory = os.path.join(self.settings["WORKSPACE_ROOT"], POOL_PREFIX + entry_id)
             reserved = self.store.add_pool_entry(
                 entry_id, directory, self.settings["MAX_SESSIONS"], self.size,
-                ports=parse_port_range(self.settings["CHIMERAX_PORT_RANGE"]) if self.launcher.uses_ports else None,
-                port_is_free=port_is_free)
+                ports=reserved_ports(self.settings, self.launcher), port_is_free=port_is_free)
             if reserved is False:
                 break
             self._spawn(entry_id, directory, reserved)

@@ -36,9 +36,12 @@ def recover(service, adopt=True):
     return {"adopted": adopted, "ended": ended, "orphans": orphans}
 
 
-def reap_orphans(service, known):
-    """Stop processes carrying this service's marker that none of the `known` states accounts for."""
-    orphans = service.launcher.orphans(known)
+def reap_orphans(service, known, now=None, min_age=0):
+    """Stop processes carrying this service's marker that none of the `known` states
+    accounts for, and (with `now`) older than `min_age` s: a younger one may be a
+    live worker's, not yet recorded."""
+    orphans = [state for state in service.launcher.orphans(known)
+               if now is None or now - (state.get("create_time") or now) > min_age]
     for state in orphans:
         log.warning("killing ChimeraX pid %s: marked as ours but unknown to the store", state["pid"])
         service.launcher.stop(state, service.settings["STOP_GRACE_PERIOD"])

@@ -47,6 +47,11 @@ def parse_port_range(text):
     return range(low, high + 1)
 
 
+def reserved_ports(settings, launcher):
+    """The TCP ports the store hands out, when the launcher's channels use them."""
+    return parse_port_range(settings["CHIMERAX_PORT_RANGE"]) if launcher.uses_ports else None
+
+
 def port_is_free(port, host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -67,10 +72,6 @@ class SessionService:
     def profile_for(self, principal):
         name = self.settings["ROLE_PROFILES"].get(principal.role, "viewer")
         return self.profiles.get(name, self.profiles["viewer"])
-
-    def _ports(self):
-        """The TCP ports to reserve, when the launcher's channels use them."""
-        return parse_port_range(self.settings["CHIMERAX_PORT_RANGE"]) if self.launcher.uses_ports else None
 
     # Lookups
 
@@ -110,7 +111,7 @@ class SessionService:
         try:
             claimed = self.store.insert_session(
                 record, self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
-                ports=self._ports(), port_is_free=port_is_free, claim_pool=self.settings["POOL_SIZE"] > 0)
+                ports=reserved_ports(self.settings, self.launcher), port_is_free=port_is_free, claim_pool=self.settings["POOL_SIZE"] > 0)
         except LimitReached as err:
             if err.scope == "user":
                 raise UserLimit("you already have %d live sessions (the limit)" % err.limit,

@@ -13,6 +13,7 @@ import time
 
 from ..store import ACTIVE, STARTING, TERMINATING
 from . import chimerax_client
+from .recovery import reap_orphans
 from .sessions import startup_grace
 
 log = logging.getLogger("cxs.sweeper")
@@ -54,13 +55,7 @@ class Sweeper:
         may be a live worker's, not yet recorded."""
         known = [r.process for r in self.store.live_sessions() if r.process]
         known += [e["process"] for e in self.store.pool_entries() if e["process"]]
-        stopped = []
-        for state in self.launcher.orphans(known):
-            if now - (state.get("create_time") or now) > startup_grace(self.settings):
-                log.warning("sweeper: stopping pid %s, marked as ours but unknown to the store", state["pid"])
-                self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
-                stopped.append(state["pid"])
-        return stopped
+        return reap_orphans(self.service, known, now, startup_grace(self.settings))
 
     def _check(self, record, now):
         settings = self.settings
