@@ -31,9 +31,12 @@ sandbox:
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } || echo "bubblewrap unavailable: sudo apt-get install bubblewrap"
 	@id -u $(SANDBOX_USER) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $(SANDBOX_USER) && echo "created the sandbox user $(SANDBOX_USER)"; } || echo "no sandbox user: sudo useradd --system --shell /usr/sbin/nologin $(SANDBOX_USER)"
 
-# Debian packages the tests use beyond the runtime's: nginx (deploy/nginx.conf is run for real).
+# Debian packages the tests use beyond the runtime's: nginx (deploy/nginx.conf is
+# run for real) and PostgreSQL's server binaries (tests start throwaway servers
+# of their own; no cluster of the machine is created or started).
 test-deps:
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } || echo "nginx unavailable: its test will be skipped (sudo apt-get install nginx-light)"
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common >/dev/null && sed -i 's/^#* *create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || echo "PostgreSQL unavailable: its tests will be skipped (sudo apt-get install postgresql)"
 
 test: install chimerax sandbox test-deps
 	$(PY) -m pytest
@@ -42,10 +45,11 @@ test-fast: install sandbox
 	$(PY) -m pytest -m "not slow"
 
 run: install chimerax sandbox which-chimerax
+	$(VENV)/bin/flask --app wsgi db upgrade
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 # Performance figures with their targets and same-run baselines (BENCHMARKS.md).
-bench: install chimerax sandbox
+bench: install chimerax sandbox test-deps
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || echo "wrk unavailable: using the Python load client"
 	$(PY) bench/run.py
 

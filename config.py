@@ -4,8 +4,15 @@
 production) and then a mapping of overrides; tests pass a mapping.
 """
 import os
+import socket
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True,
+            "0": False, "false": False, "no": False, "off": False}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the variable."""
 
 
 def _env(name, default, cast=str):
@@ -13,8 +20,26 @@ def _env(name, default, cast=str):
     if raw is None or raw == "":
         return default
     if cast is bool:
-        return raw.strip().lower() in ("1", "true", "yes", "on")
-    return cast(raw)
+        value = BOOLEANS.get(raw.strip().lower())
+        if value is None:
+            raise ConfigError("%s=%r is not a boolean (use one of: %s)" % (name, raw, ", ".join(BOOLEANS)))
+        return value
+    try:
+        return cast(raw.strip())
+    except ValueError:
+        raise ConfigError("%s=%r is not %s" % (name, raw, "an integer" if cast is int else "a number")) \
+            from None
+
+
+def _pairs(name, default):
+    raw = _env(name, default)
+    pairs = {}
+    for part in _list(raw):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError("%s: %r is not of the form name=value" % (name, part))
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 def _list(raw):
@@ -22,8 +47,11 @@ def _list(raw):
 
 
 class Config:
-    # Store and files
+    # Store and files (README "Operating"): a SQLAlchemy URL; DATABASE_PATH is
+    # the shorthand for a SQLite file, used when DATABASE_URL is empty.
+    DATABASE_URL = _env("DATABASE_URL", "")
     DATABASE_PATH = _env("DATABASE_PATH", os.path.join(HERE, "instance", "sessions.sqlite3"))
+    HOST_ID = _env("HOST_ID", socket.gethostname())    # this instance, among those sharing the store
     WORKSPACE_ROOT = _env("WORKSPACE_ROOT", os.path.join(HERE, "instance", "workspaces"))
 
     # ChimeraX processes
@@ -84,8 +112,7 @@ class Config:
 
     # Command policy (see README "Command policy"): role -> profile; the
     # viewer profile's allowlist can be widened or narrowed by name.
-    ROLE_PROFILES = dict(pair.split("=", 1) for pair in _list(
-        _env("ROLE_PROFILES", "user=viewer,admin=trusted")))
+    ROLE_PROFILES = _pairs("ROLE_PROFILES", "user=viewer,admin=trusted")
     VIEWER_ALLOW_EXTRA = _list(_env("VIEWER_ALLOW_EXTRA", ""))
     VIEWER_DENY = _list(_env("VIEWER_DENY", ""))
     ALLOW_FETCH = _env("ALLOW_FETCH", False, bool)

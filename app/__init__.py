@@ -1,5 +1,4 @@
 """ChimeraX session service: the application factory."""
-import hashlib
 import logging
 import os
 import sys
@@ -11,12 +10,14 @@ from flask import Flask
 from . import logs
 from .services import policy, recovery
 from .services.launchers import Launcher, LocalLauncher, choose_sandbox
-from .services.launchers.local import Limits
+from .services.launchers.local import Limits, machine_domain
 from .services.locate import Executable, find_chimerax
 from .services.pool import WarmPool
 from .services.sessions import SessionService, parse_port_range
 from .services.sweeper import Sweeper, SweeperSchedule
-from .store import Store
+from .settings import check_settings
+from .store import Store, database, database_url, leader_lock, schema
+from .store.database import dispose_all
 
 log = logging.getLogger("cxs")
 
@@ -28,6 +29,8 @@ class Runtime:
     executable: Executable
     launcher: Launcher
     profiles: dict
+    url: str
+    schema_problem: str = None       # set when the database is not at this code's revision
     schedule: SweeperSchedule = None
     _local: threading.local = field(default_factory=threading.local)
 
@@ -36,17 +39,24 @@ class Runtime:
                               profiles=self.profiles)
 
     def new_store(self):
-        return Store(self.config["DATABASE_PATH"], self.config["STORE_BUSY_TIMEOUT"])
+        return Store(self.url, self.config["STORE_BUSY_TIMEOUT"])
 
     def thread_store(self):
-        """One connection per thread for request handling (a thread never shares it)."""
+        """This thread's store handle; its connection goes back to the pool after each request."""
         store = getattr(self._local, "store", None)
-        if store is not None and store.broken:
-            store.close()
-            store = None
         if store is None or store.pid != os.getpid():
             store = self._local.store = self.new_store()
         return store
+
+    def release_thread_store(self):
+        store = getattr(self._local, "store", None)
+        if store is not None:
+            store.release()
+
+    def require_schema(self):
+        """Refuse to serve a database this code was not written for (gunicorn's start)."""
+        if self.schema_problem:
+            raise schema.SchemaMismatch(self.schema_problem)
 
     def make_sweeper(self):
         store = self.new_store()
@@ -65,7 +75,11 @@ class Runtime:
 
     def recover(self):
         """Once per server start (gunicorn master, before workers): adopt or reap."""
-        return self._with_service(recovery.recover, self.config["ADOPT_ON_START"])
+        self.require_schema()
+        try:
+            return self._with_service(recovery.recover, self.config["ADOPT_ON_START"])
+        finally:
+            dispose_all()       # no pooled connection may cross the fork into the workers
 
     def shutdown(self):
         """Once per server stop: drain the pool; end every session if
@@ -73,9 +87,11 @@ class Runtime:
         return self._with_service(recovery.shutdown, self.config["SHUTDOWN_TERMINATES_SESSIONS"])
 
     def start_sweeper(self):
-        """Called in each gunicorn worker after fork (gunicorn.conf.py); one of them leads."""
+        """Called in each gunicorn worker after fork (gunicorn.conf.py); one process
+        per launcher domain leads, across every instance sharing the store."""
         if self.schedule is None and self.config["SWEEPER_ENABLED"]:
-            self.schedule = SweeperSchedule(self.make_sweeper, self.config, self.make_pool)
+            self.schedule = SweeperSchedule(self.make_sweeper, self.config,
+                                            leader_lock(self.url, self.launcher.domain), self.make_pool)
             self.schedule.start()
         return self.schedule
 
@@ -93,16 +109,11 @@ def _configure_logging(level, fmt):
     root.setLevel(level)
 
 
-def service_id(database_path):
-    """One service = one store: its processes carry this id in their environment."""
-    return hashlib.sha256(os.path.realpath(database_path).encode()).hexdigest()[:16]
-
-
 AGENT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "chimerax_agent", "agent.py")
 
 
-def make_launcher(config, executable):
+def make_launcher(config, executable, service_id):
     path = executable.path if executable else None
     sandbox = choose_sandbox(config["SANDBOX"], path, AGENT_SCRIPT, config["SANDBOX_USER"],
                              config["SANDBOX_READONLY_PATHS"], config["SANDBOX_TMP_MB"])
@@ -112,7 +123,23 @@ def make_launcher(config, executable):
                     processes=config["SANDBOX_MAX_PROCESSES"] if sandbox.owner else None)
     control = config["CONTROL_DIR"] or os.path.join(config["WORKSPACE_ROOT"], ".control")
     return LocalLauncher(path, sandbox, control, offscreen=config["CHIMERAX_OFFSCREEN"],
-                         service_id=service_id(config["DATABASE_PATH"]), limits=limits)
+                         service_id=service_id, limits=limits, host_id=config["HOST_ID"])
+
+
+def _open_database(url, host_id):
+    """Create the schema on an empty database; anything but the head is
+    reported (and refused at server start), so `flask db upgrade` still runs."""
+    schema.prepare(url, host_id=host_id, domain=machine_domain())
+    try:
+        schema.check(url)
+    except schema.SchemaMismatch as err:
+        log.error("%s", err)
+        return str(err), None
+    store = Store(url)
+    try:
+        return None, store.service_id()
+    finally:
+        store.close()
 
 
 def create_app(config=None, config_name=None):
@@ -123,12 +150,14 @@ def create_app(config=None, config_name=None):
     if config:
         app.config.update(config)
     _configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
-    parse_port_range(app.config["CHIMERAX_PORT_RANGE"])   # fail at start, not at first create
+    profiles = policy.default_profiles(app.config["VIEWER_ALLOW_EXTRA"], app.config["VIEWER_DENY"],
+                                       app.config["ALLOW_FETCH"], app.config["SNAPSHOT_MAX_PIXELS"],
+                                       app.config["SNAPSHOT_MAX_SUPERSAMPLE"])
+    check_settings(app.config, profiles)     # fail at start, naming the setting
 
     os.makedirs(app.config["WORKSPACE_ROOT"], mode=0o700, exist_ok=True)
-    store = Store(app.config["DATABASE_PATH"])
-    store.init_schema()
-    store.close()
+    url = database_url(app.config)
+    schema_problem, service_id = _open_database(url, app.config["HOST_ID"])
 
     executable = find_chimerax(app.config["CHIMERAX_PATH"])
     if executable is None:
@@ -136,12 +165,12 @@ def create_app(config=None, config_name=None):
                     "(set CHIMERAX_PATH or run `make chimerax`)")
     else:
         log.info("ChimeraX: %s (%s)", executable.path, executable.kind)
-    launcher = make_launcher(app.config, executable)
-    log.info("launcher: %s", launcher.describe())
-    profiles = policy.default_profiles(app.config["VIEWER_ALLOW_EXTRA"], app.config["VIEWER_DENY"],
-                                       app.config["ALLOW_FETCH"], app.config["SNAPSHOT_MAX_PIXELS"],
-                                       app.config["SNAPSHOT_MAX_SUPERSAMPLE"])
-    app.extensions["chimerax_sessions"] = Runtime(app.config, executable, launcher, profiles)
+    launcher = make_launcher(app.config, executable, service_id)
+    log.info("launcher: %s; host id %s; store %s", launcher.describe(), app.config["HOST_ID"],
+             database.describe(url))
+    runtime = Runtime(app.config, executable, launcher, profiles, url, schema_problem)
+    app.extensions["chimerax_sessions"] = runtime
+    app.teardown_appcontext(lambda _exc: runtime.release_thread_store())
 
     from . import cli
     from .middleware import auth, errors, request_log

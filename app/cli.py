@@ -1,11 +1,45 @@
-"""Operator commands: `flask --app wsgi tokens create|list|revoke`, `sessions list|sweep`."""
+"""Operator commands: `flask --app wsgi tokens create|list|revoke`, `sessions list|sweep`,
+`db current|upgrade|downgrade`."""
 import click
 from flask.cli import AppGroup
 
 from .context import get_store, get_token_service, runtime
+from .services.launchers.local import machine_domain
+from .store import database, schema
 
 tokens = AppGroup("tokens", help="Manage API tokens.")
 sessions = AppGroup("sessions", help="Inspect and sweep sessions.")
+db = AppGroup("db", help="The store's schema version (Alembic).")
+
+
+@db.command("current")
+def db_current():
+    """The database's revision and this code's."""
+    url = runtime().url
+    click.echo("%s: revision %s; this release: %s" % (
+        database.describe(url), schema.current(url) or "none (empty)", schema.head()))
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision):
+    """Upgrade to REVISION (default: this release's); a SQLite file is backed up first."""
+    url = runtime().url
+    before = schema.current(url)
+    backup = schema.upgrade(url, revision, host_id=runtime().config["HOST_ID"], domain=machine_domain())
+    if backup:
+        click.echo("backed up %s to %s" % (database.sqlite_path(url), backup))
+    click.echo("%s: %s -> %s" % (database.describe(url), before or "empty", schema.current(url)))
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision):
+    """Downgrade to REVISION (back up first: columns of later revisions are dropped)."""
+    url = runtime().url
+    before = schema.current(url)
+    schema.downgrade(url, revision)
+    click.echo("%s: %s -> %s" % (database.describe(url), before, schema.current(url) or "empty"))
 
 
 @tokens.command("create")
@@ -55,3 +89,4 @@ def sweep_once():
 def init_app(app):
     app.cli.add_command(tokens)
     app.cli.add_command(sessions)
+    app.cli.add_command(db)

@@ -1,7 +1,8 @@
 """`make bench`: the five performance figures, each beside its target and its
 baseline measured in the same run, for gunicorn -w 2 and -w 4.
 
-Real gunicorn, real ChimeraX runtime, real SQLite, loopback only. Every
+Real gunicorn, real ChimeraX runtime, real SQLite and (figures 3 and 4 a
+second time) a real PostgreSQL server of its own, loopback only. Every
 server and process it starts is stopped before it exits. Medians and
 ratios, not single timings: the machine is shared and noisy.
 """
@@ -64,6 +65,7 @@ class Server:
                         # whatever happens to the benchmark, nothing it started outlives its server
                         SHUTDOWN_TERMINATES_SESSIONS="true")
         self.env.update({k: str(v) for k, v in env.items()})
+        self.database = self.env.get("DATABASE_URL") or "sqlite:///" + self.env["DATABASE_PATH"]
         self.workers = workers
         self.log = open(os.path.join(workdir, "gunicorn-%d.log" % self.port), "ab")
         self.proc = None
@@ -126,14 +128,9 @@ def warm_create(workdir, workers, runs):
     server = Server(workdir, workers, POOL_SIZE=2).start()
     try:
         user, admin = server.token("bench"), server.token("root", "admin")
-        import sqlite3
 
         def ready():
-            db = sqlite3.connect(server.env["DATABASE_PATH"])
-            try:
-                return db.execute("SELECT COUNT(*) FROM pool WHERE status = 'ready'").fetchone()[0]
-            finally:
-                db.close()
+            return stored(server, lambda store: sum(e["status"] == "ready" for e in store.pool_entries()))
         times = []
         for _ in range(runs):
             deadline = time.monotonic() + 60
@@ -149,17 +146,19 @@ def warm_create(workdir, workers, runs):
         server.stop()
 
 
+def stored(server, read):
+    from app.store import Store
+    store = Store(server.database)
+    try:
+        return read(store)
+    finally:
+        store.close()
+
+
 def channel_of(server, sid):
     """The session's agent channel, as the service reads it from the store."""
-    import json
-    import sqlite3
     from app.services.launchers.local import channel_of
-    db = sqlite3.connect(server.env["DATABASE_PATH"])
-    try:
-        state = json.loads(db.execute("SELECT process FROM sessions WHERE id = ?", (sid,)).fetchone()[0])
-    finally:
-        db.close()
-    return channel_of(state)
+    return channel_of(stored(server, lambda store: store.get_session(sid).process))
 
 
 def command_overhead(server, user, admin, runs):
@@ -266,11 +265,63 @@ def main():
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=40)
+    parser.add_argument("--api-only", action="store_true", help="figures 3-5 only, on both stores")
     opts = parser.parse_args()
     rows = []
+    from tests.postgres import PostgresServer
+    postgres = PostgresServer().start()
+    try:
+        return report(opts, rows, postgres)
+    finally:
+        postgres.stop()
+
+
+def api_figures(workdir, workers, opts, postgres, backend):
+    """Figures 3 and 4 on one store backend; 5 on SQLite only (the store is not its subject)."""
+    rows, tag = [], " [%s]" % backend
+    database = {"DATABASE_URL": postgres.url(postgres.create_database())} if backend == "postgresql" else {}
+    server = Server(workdir, workers, POOL_SIZE=0, **database).start()
+    try:
+        users = [server.token("user%d" % i) for i in range(4)]
+        admin = server.token("root", "admin")
+        sid, api, direct = command_overhead(server, users[0], admin, opts.runs * 40)
+        diff = pct(api, 50) - pct(direct, 50)
+        rows.append((workers, "3. command via API vs straight to the agent, p50 / p99" + tag,
+                     "%.2f / %.2f ms vs %.2f / %.2f ms" % (pct(api, 50) * 1e3, pct(api, 99) * 1e3,
+                                                           pct(direct, 50) * 1e3, pct(direct, 99) * 1e3),
+                     "p50 +%.2f ms" % (diff * 1e3), "<= 1.5 ms at p50", diff <= 0.0015))
+
+        rps, tool = throughput(server.url + "/api/sessions/" + sid, users[0], opts.seconds)
+        bare = Server(workdir, workers)
+        bare.start(app="bench.bare_app:app", config="/dev/null")
+        try:
+            bare_rps, _ = throughput(bare.url + "/bare", {}, opts.seconds)
+        finally:
+            bare.stop()
+        rows.append((workers, "4. GET session req/s vs bare Flask (%s)%s" % (tool, tag),
+                     "%.0f vs %.0f req/s" % (rps, bare_rps), "ratio %.2f" % (rps / bare_rps), ">= 0.6",
+                     rps / bare_rps >= 0.6))
+
+        if backend == "sqlite":
+            ids, latencies, per_session = many_sessions(server, users, admin, opts.sessions, 500)
+            rows.append((workers, "5. API p99 with %d idle sessions; service memory per session" % len(ids),
+                         "p99 %.1f ms; %.0f KiB/session" % (pct(latencies, 99) * 1e3, per_session / 1024),
+                         "p50 %.1f ms" % (pct(latencies, 50) * 1e3), "p99 < 50 ms",
+                         pct(latencies, 99) < 0.050))
+        end_all(server, admin)
+    finally:
+        server.stop()
+    return rows
+
+
+def report(opts, rows, postgres):
     for workers in [int(w) for w in opts.workers.split(",")]:
         workdir = tempfile.mkdtemp(prefix="cxs-bench-")
         try:
+            if opts.api_only:
+                for backend in ("sqlite", "postgresql"):
+                    rows += api_figures(os.path.join(workdir, "main-" + backend), workers, opts, postgres, backend)
+                continue
             cold, raw = cold_create(os.path.join(workdir, "cold"), workers, opts.runs)
             rows.append((workers, "1. cold create vs raw spawn->ready (median)",
                          "%.0f ms vs %.0f ms" % (statistics.median(cold) * 1000, statistics.median(raw) * 1000),
@@ -288,36 +339,8 @@ def main():
                 pct(warm, 50) * 1000, pct(warm, 95) * 1000), "vs cold x%.0f faster" % (
                 statistics.median(cold) / pct(warm, 50)), "p50 <= 30 ms", pct(warm, 50) <= 0.030))
 
-            server = Server(os.path.join(workdir, "main"), workers, POOL_SIZE=0).start()
-            try:
-                users = [server.token("user%d" % i) for i in range(4)]
-                admin = server.token("root", "admin")
-                sid, api, direct = command_overhead(server, users[0], admin, opts.runs * 40)
-                diff = pct(api, 50) - pct(direct, 50)
-                rows.append((workers, "3. command via API vs straight to the agent, p50 / p99",
-                             "%.2f / %.2f ms vs %.2f / %.2f ms" % (pct(api, 50) * 1e3, pct(api, 99) * 1e3,
-                                                                   pct(direct, 50) * 1e3, pct(direct, 99) * 1e3),
-                             "p50 +%.2f ms" % (diff * 1e3), "<= 1.5 ms at p50", diff <= 0.0015))
-
-                rps, tool = throughput(server.url + "/api/sessions/" + sid, users[0], opts.seconds)
-                bare = Server(os.path.join(workdir, "main"), workers)
-                bare.start(app="bench.bare_app:app", config="/dev/null")
-                try:
-                    bare_rps, _ = throughput(bare.url + "/bare", {}, opts.seconds)
-                finally:
-                    bare.stop()
-                rows.append((workers, "4. GET session req/s vs bare Flask (%s)" % tool,
-                             "%.0f vs %.0f req/s" % (rps, bare_rps), "ratio %.2f" % (rps / bare_rps), ">= 0.6",
-                             rps / bare_rps >= 0.6))
-
-                ids, latencies, per_session = many_sessions(server, users, admin, opts.sessions, 500)
-                rows.append((workers, "5. API p99 with %d idle sessions; service memory per session" % len(ids),
-                             "p99 %.1f ms; %.0f KiB/session" % (pct(latencies, 99) * 1e3, per_session / 1024),
-                             "p50 %.1f ms" % (pct(latencies, 50) * 1e3), "p99 < 50 ms",
-                             pct(latencies, 99) < 0.050))
-                end_all(server, admin)
-            finally:
-                server.stop()
+            for backend in ("sqlite", "postgresql"):
+                rows += api_figures(os.path.join(workdir, "main-" + backend), workers, opts, postgres, backend)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 

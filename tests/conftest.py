@@ -255,17 +255,21 @@ def free_port():
 class Gunicorn:
     """A real gunicorn serving the app, with tokens made by the real CLI."""
 
-    def __init__(self, tmp_path, workers=4, **env):
+    def __init__(self, tmp_path, workers=4, database_url=None, **env):
         self.tmp_path = tmp_path
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
-        self.log_path = tmp_path / "gunicorn.log"
+        self.log_path = tmp_path / ("gunicorn-%d.log" % self.port)
         self.env = dict(os.environ, APP_ENV="testing", SWEEPER_ENABLED="true",
                         DATABASE_PATH=str(tmp_path / "store.sqlite3"),
                         WORKSPACE_ROOT=str(tmp_path / "workspaces"),
                         CHIMERAX_PATH=TEST_RUNTIME, CHIMERAX_PORT_RANGE="0",
                         STARTUP_TIMEOUT="30", LOG_LEVEL="INFO", POOL_SIZE="0")
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
         self.env.update({k: str(v) for k, v in env.items()})
+        # What the tests open to look at the store the server uses.
+        self.database = self.env.get("DATABASE_URL") or "sqlite:///" + self.env["DATABASE_PATH"]
         self.workers = workers
         self.proc = None
 
@@ -278,6 +282,9 @@ class Gunicorn:
         args = ["tokens", "create", "--user", user] + (["--role", "admin"] if role == "admin" else [])
         token = self.cli(*args).strip().splitlines()[-1]
         return {"Authorization": "Bearer " + token}
+
+    def store(self):
+        return Store(self.database)
 
     def start(self):
         self.log = open(self.log_path, "ab")
@@ -331,16 +338,55 @@ def gunicorn_server(tmp_path):
         servers.append(server)
         return server.start()
     yield start
+    failures = []
     for server in servers:
         try:
-            if server.proc.poll() is not None:
-                server.start()      # a test that stopped it: start again to clean up
-            admin = server.token("cleanup", "admin")
-            listing = requests.get(server.url + "/api/sessions", headers=admin, timeout=10)
-            assert listing.status_code == 200, listing.text
-            for s in listing.json()["sessions"]:
-                if s["status"] in ("starting", "active"):
-                    deleted = requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=30)
-                    assert deleted.status_code == 204, deleted.text    # a failed cleanup must not pass silently
+            _end_sessions_of(server)
+        except Exception as err:        # every server is still stopped; the first failure is raised
+            failures.append(err)
         finally:
             server.stop()
+    if failures:
+        raise failures[0]
+
+
+def _end_sessions_of(server):
+    if server.proc.poll() is not None:
+        server.start()      # a test that stopped it: start again to clean up
+    admin = server.token("cleanup", "admin")
+    listing = requests.get(server.url + "/api/sessions", headers=admin, timeout=10)
+    assert listing.status_code == 200, listing.text
+    for s in listing.json()["sessions"]:
+        if s["status"] in ("starting", "active"):
+            deleted = requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=30)
+            assert deleted.status_code == 204, deleted.text    # a failed cleanup must not pass silently
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from . import postgres
+    if not postgres.available():
+        pytest.skip("PostgreSQL is not installed (make test-deps installs Debian's postgresql)")
+    server = postgres.PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh database of its own on the run's PostgreSQL server (dropped after the
+    test: request it before the fixtures that use it)."""
+    name = postgres_server.create_database()
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path):
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        return "sqlite:///" + str(tmp_path / "store.sqlite3")
+    return request.getfixturevalue("postgres_url")

@@ -1,6 +1,6 @@
-"""End to end under real `gunicorn -w 4` with the real ChimeraX runtime."""
+"""End to end under real `gunicorn -w 4` with the real ChimeraX runtime, on
+each store backend (SQLite and a real PostgreSQL)."""
 import os
-import sqlite3
 import time
 
 import psutil
@@ -12,8 +12,8 @@ from .conftest import alive, sandbox_tree, wait_until
 pytestmark = pytest.mark.slow
 
 
-def test_users_admin_and_delete_under_four_workers(gunicorn_server):
-    server = gunicorn_server(workers=4, SWEEP_INTERVAL=60)
+def test_users_admin_and_delete_under_four_workers(database_url, gunicorn_server):
+    server = gunicorn_server(workers=4, SWEEP_INTERVAL=60, database_url=database_url)
     alice, bob, admin = server.token("alice"), server.token("bob"), server.token("boss", "admin")
     api = server.url + "/api/sessions"
 
@@ -49,9 +49,10 @@ def test_users_admin_and_delete_under_four_workers(gunicorn_server):
     assert requests.get(url, headers=alice, timeout=10).json()["status"] == "terminated"
 
 
-def test_idle_timeout_ends_session_with_one_sweeper(gunicorn_server):
+def test_idle_timeout_ends_session_with_one_sweeper(database_url, gunicorn_server):
     interval, idle = 1.0, 3
-    server = gunicorn_server(workers=4, SWEEP_INTERVAL=interval, SESSION_IDLE_TIMEOUT_MIN=1)
+    server = gunicorn_server(workers=4, SWEEP_INTERVAL=interval, SESSION_IDLE_TIMEOUT_MIN=1,
+                             database_url=database_url)
     alice = server.token("alice")
     session = requests.post(server.url + "/api/sessions", json={"idle_timeout": idle},
                             headers=alice, timeout=60).json()
@@ -74,20 +75,20 @@ def test_idle_timeout_ends_session_with_one_sweeper(gunicorn_server):
     assert len(sweeps) == 1, sweeps
     assert list(sweeps.values())[0] >= 2
     worker_pids = {p.pid for p in psutil.Process(server.proc.pid).children()}
-    assert len(worker_pids) == 4 and set(sweeps) <= worker_pids
+    assert len(worker_pids) == 4 and {pid for _host, pid in sweeps} <= worker_pids
     assert server.log_text().count("runs the sweeps every") == 1
 
 
 def _sweeps(server):
-    db = sqlite3.connect(server.env["DATABASE_PATH"])
+    store = server.store()
     try:
-        return dict(db.execute("SELECT pid, runs FROM sweeps").fetchall())
+        return store.sweep_counts()
     finally:
-        db.close()
+        store.close()
 
 
-def test_cli_tokens_list_and_revoke(gunicorn_server):
-    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+def test_cli_tokens_list_and_revoke(database_url, gunicorn_server):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60, database_url=database_url)
     alice = server.token("alice")
     assert requests.get(server.url + "/api/sessions", headers=alice, timeout=10).status_code == 200
     listing = server.cli("tokens", "list")

@@ -1,32 +1,43 @@
-"""Store invariants under concurrency: real SQLite, one connection per thread."""
+"""The store on both backends: invariants under concurrency, precision, and which
+errors are the database's fault (503) and which are ours (500)."""
 import threading
 import time
 
-from app.store import LimitReached, SessionRecord, Store
+import pytest
+import sqlalchemy as sa
+
+from app.store import LimitReached, SessionRecord, Store, StoreUnavailable
 
 
-def record(i, user):
+def record(i, user, domain="local:test", host="h1"):
     now = time.time()
     return SessionRecord(id="s%03d" % i, user=user, label=None, status="starting", created_at=now,
-                         last_activity=now, idle_timeout=60, max_lifetime=600, workspace="/nowhere/%d" % i)
+                         last_activity=now, idle_timeout=60, max_lifetime=600, workspace="/nowhere/%d" % i,
+                         host_id=host, domain=domain)
 
 
-def test_concurrent_inserts_never_exceed_limits_or_share_ports(tmp_path):
-    path = str(tmp_path / "store.sqlite3")
-    Store(path).init_schema()
+@pytest.fixture
+def store(database_url):
+    Store(database_url).init_schema()
+    handle = Store(database_url)
+    yield handle
+    handle.close()
+
+
+def test_concurrent_inserts_never_exceed_limits_or_share_ports(database_url, store):
     results, barrier = [], threading.Barrier(30)
 
     def attempt(i):
-        store = Store(path)
+        mine = Store(database_url)
         barrier.wait()
         try:
             rec = record(i, "u%d" % (i % 6))
-            store.insert_session(rec, max_total=10, max_per_user=3, ports=range(7000, 7100))
+            mine.insert_session(rec, max_total=10, max_per_user=3, ports=range(7000, 7100))
             results.append(rec.port)
         except LimitReached as err:
             results.append(err.scope)
         finally:
-            store.close()
+            mine.close()
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(30)]
     for t in threads:
         t.start()
@@ -35,15 +46,68 @@ def test_concurrent_inserts_never_exceed_limits_or_share_ports(tmp_path):
     ports = [r for r in results if isinstance(r, int)]
     assert len(ports) == 10 and len(set(ports)) == 10
     assert len(results) == 30
-    live = Store(path).live_sessions()
+    live = store.live_sessions()
     assert len(live) == 10
     assert max(sum(1 for r in live if r.user == u) for u in {r.user for r in live}) <= 3
 
 
-def test_transition_is_compare_and_set(tmp_path):
-    store = Store(str(tmp_path / "s.sqlite3"))
-    store.init_schema()
+def test_capacity_and_ports_are_counted_per_domain(store):
+    store.insert_session(record(1, "a", domain="one"), max_total=1, max_per_user=9, ports=range(7000, 7002))
+    with pytest.raises(LimitReached) as full:
+        store.insert_session(record(2, "b", domain="one"), max_total=1, max_per_user=9, ports=range(7000, 7002))
+    assert full.value.scope == "global"
+    other = record(3, "c", domain="two")
+    store.insert_session(other, max_total=1, max_per_user=9, ports=range(7000, 7002))
+    assert other.port == 7000          # the same port on another machine is free
+    assert [r.id for r in store.live_sessions(domain="two")] == ["s003"]
+
+
+def test_pool_claim_takes_each_entry_once_and_only_in_its_domain(store):
+    assert store.add_pool_entry("p1", "/d1", 10, 2, "h1", "one") is None
+    store.set_pool_entry("p1", "ready", {"pid": 1}, 7001)
+    assert store.insert_session(record(1, "a", domain="two"), 10, 10, claim_pool=True) is None
+    claimed = store.insert_session(record(2, "a", domain="one"), 10, 10, claim_pool=True)
+    assert claimed["id"] == "p1" and claimed["process"] == {"pid": 1}
+    assert store.get_session("s002").port == 7001
+    assert store.insert_session(record(3, "a", domain="one"), 10, 10, claim_pool=True) is None
+
+
+def test_transition_is_compare_and_set(store):
     store.insert_session(record(1, "a"), 10, 10)
     assert store.transition("s001", ["starting"], "active")
     assert not store.transition("s001", ["starting"], "failed")
     assert store.get_session("s001").status == "active"
+
+
+def test_timestamps_keep_microseconds(store):
+    rec = record(1, "a")
+    rec.created_at = rec.last_activity = 1764000000.123456
+    store.insert_session(rec, 10, 10)
+    assert store.get_session("s001").created_at == 1764000000.123456
+
+
+def test_health_failures_count_up_and_reset(store):
+    store.insert_session(record(1, "a"), 10, 10)
+    assert [store.record_health("s001", False) for _ in range(3)] == [1, 2, 3]
+    assert store.record_health("s001", True) == 0
+    assert store.get_session("s001").health_failures == 0
+
+
+def test_a_constraint_violation_is_our_bug_not_an_outage(store):
+    store.insert_session(record(1, "a"), 10, 10)
+    with pytest.raises(sa.exc.IntegrityError):
+        store.insert_session(record(1, "a"), 10, 10)        # the same id twice
+    assert store.get_session("s001").status == "starting"   # and the handle still works
+
+
+def test_an_unreachable_database_is_unavailable(tmp_path, postgres_server):
+    gone = "postgresql+psycopg://cxs@/nothing?host=%s" % (tmp_path / "no-server-here")
+    with pytest.raises(StoreUnavailable):
+        Store(gone).ping()
+
+
+def test_sweep_records_are_per_host_and_pid(store):
+    store.record_sweep("a", 10)
+    store.record_sweep("a", 10)
+    store.record_sweep("b", 10)
+    assert store.sweep_counts() == {("a", 10): 2, ("b", 10): 1}

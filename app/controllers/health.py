@@ -17,7 +17,7 @@ def health():
     checks = {}
     try:
         get_store().ping()
-        checks["store"] = "ok"
+        checks["store"] = "schema_mismatch" if runtime().schema_problem else "ok"
     except StoreUnavailable:
         checks["store"] = "unavailable"
     executable = runtime().executable

@@ -26,6 +26,7 @@ STATUS_BY_CODE = {
     service_errors.ChimeraXUnavailable.code: 503,
     service_errors.StartupFailed.code: 503,
     service_errors.StoreDown.code: 503,
+    service_errors.Unreachable.code: 503,
     service_errors.ChimeraXDied.code: 502,
     service_errors.CommandTimeout.code: 504,
     service_errors.UnreadableStructure.code: 400,

@@ -80,6 +80,7 @@ class AdminSessionSchema(SessionSchema):
     pid = fields.Integer(allow_none=True)
     port = fields.Integer(allow_none=True)
     memory_mb = fields.Float(allow_none=True)
+    host_id = fields.String(allow_none=True)     # the service instance that started it
 
 
 class HeartbeatSchema(Schema):

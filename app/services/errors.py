@@ -51,6 +51,11 @@ class StoreDown(ServiceError):
     code = "store_unavailable"
 
 
+class Unreachable(ServiceError):
+    """The session's process runs where this instance's launcher cannot reach."""
+    code = "session_unreachable"
+
+
 class SessionBusy(ServiceError):
     """The session's ChimeraX is running another command: one at a time."""
     code = "session_busy"

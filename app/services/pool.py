@@ -41,7 +41,7 @@ class WarmPool:
             directory = os.path.join(self.settings["WORKSPACE_ROOT"], POOL_PREFIX + entry_id)
             reserved = self.store.add_pool_entry(
                 entry_id, directory, self.settings["MAX_SESSIONS"], self.size,
-                ports=reserved_ports(self.settings, self.launcher), port_is_free=port_is_free)
+                self.settings["HOST_ID"], self.launcher.domain, ports=reserved_ports(self.settings, self.launcher), port_is_free=port_is_free)
             if reserved is False:
                 break
             self._spawn(entry_id, directory, reserved)
@@ -80,7 +80,7 @@ class WarmPool:
         """Drop dead, stale, too old (POOL_MAX_AGE) and, with `ping`, unresponsive entries."""
         now = now or time.time()
         dropped = 0
-        for entry in self.store.pool_entries():
+        for entry in self.store.pool_entries(domain=self.launcher.domain):
             state = entry["process"]
             if entry["status"] == "starting":
                 stale = now - entry["created_at"] > startup_grace(self.settings)
@@ -97,13 +97,17 @@ class WarmPool:
                 dropped += 1
         return dropped
 
+    def _own_entries(self):
+        # Start-up and shutdown of one instance touch only what it started.
+        return self.store.pool_entries(domain=self.launcher.domain, host_id=self.settings["HOST_ID"])
+
     def drain(self):
-        return sum(1 for entry in self.store.pool_entries() if self.remove(entry))
+        return sum(1 for entry in self._own_entries() if self.remove(entry))
 
     def adopt_or_reap(self):
         """After a restart: keep entries whose process is verifiably theirs; their states."""
         kept = []
-        for entry in self.store.pool_entries():
+        for entry in self._own_entries():
             if entry["status"] == "ready" and self.launcher.adoptable(entry["process"], marker(entry["id"])):
                 kept.append(entry["process"])
             else:

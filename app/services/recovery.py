@@ -2,7 +2,9 @@
 
 Runs in gunicorn's master: at start (`on_starting`) before any worker
 exists, at stop (`on_exit`) after the last one ended, so no request or sweep
-can race it.
+of this instance can race it. Other instances may share the store: one
+instance's start and stop touch only the sessions, pool entries and
+processes it started (HOST_ID); the sweeper's leader looks after the rest.
 """
 import logging
 
@@ -21,7 +23,7 @@ def recover(service, adopt=True):
     known = pool.adopt_or_reap() if adopt else []
     if not adopt:
         pool.drain()
-    for record in service.store.live_sessions():
+    for record in _own_sessions(service):
         if adopt and record.status == ACTIVE and launcher.adoptable(record.process, record.id):
             adopted.append(record.id)
             known.append(record.process)
@@ -30,17 +32,21 @@ def recover(service, adopt=True):
             ended.append(record.id)
         elif service.end(record, "server_restart"):
             ended.append(record.id)
-    orphans = reap_orphans(service, known)
+    orphans = reap_orphans(service, known, host_id=service.settings["HOST_ID"])
     log.info("recovery: adopted %d session(s), ended %d, killed %d orphan(s)%s",
              len(adopted), len(ended), len(orphans), "" if adopt else " (ADOPT_ON_START=false)")
     return {"adopted": adopted, "ended": ended, "orphans": orphans}
 
 
-def reap_orphans(service, known, now=None, min_age=0):
-    """Stop processes carrying this service's marker that none of the `known` states
-    accounts for, and (with `now`) older than `min_age` s: a younger one may be a
-    live worker's, not yet recorded."""
-    orphans = [state for state in service.launcher.orphans(known)
+def _own_sessions(service):
+    return service.store.live_sessions(domain=service.launcher.domain, host_id=service.settings["HOST_ID"])
+
+
+def reap_orphans(service, known, now=None, min_age=0, host_id=None):
+    """Stop processes carrying this service's marker (and `host_id`'s, if given)
+    that none of the `known` states accounts for, and (with `now`) older than
+    `min_age` s: a younger one may be a live worker's, not yet recorded."""
+    orphans = [state for state in service.launcher.orphans(known, host_id=host_id)
                if now is None or now - (state.get("create_time") or now) > min_age]
     for state in orphans:
         log.warning("killing ChimeraX pid %s: marked as ours but unknown to the store", state["pid"])
@@ -54,8 +60,8 @@ def shutdown(service, end_sessions=False):
     WarmPool(service.store, service.launcher, service.settings).drain()
     ended = []
     if end_sessions:
-        ended = [r.id for r in service.store.live_sessions() if service.end(r, "server_shutdown")]
+        ended = [r.id for r in _own_sessions(service) if service.end(r, "server_shutdown")]
     known = [r.process for r in service.store.live_sessions() if r.process]
-    orphans = reap_orphans(service, known)
+    orphans = reap_orphans(service, known, host_id=service.settings["HOST_ID"])
     log.info("shutdown: ended %d session(s), stopped %d unrecorded process(es)", len(ended), len(orphans))
     return ended

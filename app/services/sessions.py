@@ -17,7 +17,7 @@ from ..store import (ACTIVE, FAILED, STARTING, TERMINATED, TERMINATING,
 from . import chimerax_client, metrics, policy
 from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Forbidden,
                      NotActive, NotFound, RenderingUnavailable, ServiceError, SnapshotFailed,
-                     StartupFailed, StoreDown, UnreadableStructure, UserLimit)
+                     StartupFailed, StoreDown, Unreachable, UnreadableStructure, UserLimit)
 from .workspace import QuotaExceeded, Workspace, check_name
 
 log = logging.getLogger("cxs.sessions")
@@ -107,7 +107,8 @@ class SessionService:
             created_at=now, last_activity=now,
             idle_timeout=idle_timeout or self.settings["SESSION_IDLE_TIMEOUT"],
             max_lifetime=self.settings["SESSION_MAX_LIFETIME"],
-            workspace=os.path.join(self.settings["WORKSPACE_ROOT"], session_id))
+            workspace=os.path.join(self.settings["WORKSPACE_ROOT"], session_id),
+            host_id=self.settings["HOST_ID"], domain=self.launcher.domain)
         try:
             claimed = self.store.insert_session(
                 record, self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
@@ -248,6 +249,7 @@ class SessionService:
         record = self.get_for(principal, session_id)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        self._require_reach(record)
         profile = self.profile_for(principal)
         refused = policy.forbidden_characters(command)
         try:
@@ -307,7 +309,8 @@ class SessionService:
     def remove_expired_workspaces(self, now):
         """Files of failed sessions go FAILED_RETENTION s after the failure."""
         removed = 0
-        for record in self.store.expired_failed_workspaces(now - self.settings["FAILED_RETENTION"]):
+        for record in self.store.expired_failed_workspaces(now - self.settings["FAILED_RETENTION"],
+                                                           domain=self.launcher.domain):
             shutil.rmtree(record.workspace, ignore_errors=True)
             self.store.mark_workspace_removed(record.id)
             removed += 1
@@ -317,6 +320,7 @@ class SessionService:
         record = self.get_for(principal, session_id)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        self._require_reach(record)
         name = ".snapshot-%s.png" % uuid.uuid4().hex
         scratch = os.path.join(record.workspace, name)
         inside = os.path.join(self.launcher.chimerax_path(record.process, record.workspace), name)
@@ -352,10 +356,24 @@ class SessionService:
     def terminate(self, principal, session_id):
         record = self.get_for(principal, session_id)
         if record.is_live:
+            self._require_reach(record)
             self.end(record, "deleted")
 
+    def _require_reach(self, record):
+        # Never guess about a process another host runs: the caller may retry
+        # through an instance that reaches it.
+        if not self.launcher.reaches(record.domain):
+            raise Unreachable("session %s runs on %s (started by %s), which this instance (%s) "
+                              "cannot reach" % (record.id, record.domain, record.host_id,
+                                                self.settings["HOST_ID"]), retry_after=5)
+
     def end(self, record, reason):
-        """End a live session for `reason`; returns False if someone else already is."""
+        """End a live session for `reason`; returns False if someone else already is
+        (or its process is out of this instance's reach: then nobody here may)."""
+        if not self.launcher.reaches(record.domain):
+            log.warning("session %s not ended (%s): its process runs on %s", record.id, reason,
+                        record.domain)
+            return False
         # ended_at marks when ending began: the sweeper finishes what a dead worker left.
         if not self.store.transition(record.id, [STARTING, ACTIVE], TERMINATING, ended_at=time.time()):
             return False
@@ -375,6 +393,8 @@ class SessionService:
 
     def finish_termination(self, record):
         """Complete a delete whose worker died midway (status stuck at terminating)."""
+        if not self.launcher.reaches(record.domain):
+            return
         if record.process:
             self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
         shutil.rmtree(record.workspace, ignore_errors=True)

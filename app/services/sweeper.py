@@ -1,11 +1,12 @@
 """The sweeper: ends dead, stuck, idle, too old and unresponsive sessions.
 
-Every gunicorn worker schedules the job, but a sweep runs only in the worker
-holding an exclusive flock on `<database>.sweeper.lock`. The kernel drops the
-lock when its holder dies, so another worker takes over at its next tick;
-there is never more than one sweeper, and never none for long.
+Every gunicorn worker of every instance schedules the job, but a sweep runs
+only in the one process holding the leader lock of its launcher's domain
+(`store.leader_lock`: a flock beside a SQLite file, an advisory lock on
+PostgreSQL). The lock goes with its holder's death, so another process takes
+over at its next tick; there is never more than one sweeper per domain, and
+never none for long. A sweeper touches only sessions its launcher reaches.
 """
-import fcntl
 from datetime import datetime
 import logging
 import os
@@ -34,7 +35,7 @@ class Sweeper:
             self.service.remove_expired_workspaces(now)
         except Exception:
             log.exception("sweeper: removing expired workspaces failed")
-        for record in self.store.live_sessions():
+        for record in self.store.live_sessions(domain=self.launcher.domain):
             try:
                 reason = self._check(record, now)
                 if reason:
@@ -105,38 +106,14 @@ class Sweeper:
         return reason if self.service.end(record, reason) else None
 
 
-class SweeperLock:
-    """An exclusive, non-blocking flock held for the life of the process."""
-
-    def __init__(self, path):
-        self.path = path
-        self._fd = None
-
-    @property
-    def held(self):
-        return self._fd is not None
-
-    def try_acquire(self):
-        if self._fd is not None:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-
 class SweeperSchedule:
     """The APScheduler jobs of one worker; they run only while it holds the lock."""
 
-    def __init__(self, make_sweeper, settings, make_pool=None):
+    def __init__(self, make_sweeper, settings, lock, make_pool=None):
         self.make_sweeper = make_sweeper     # () -> (Sweeper, close callable)
         self.make_pool = make_pool           # () -> (WarmPool, close callable)
         self.settings = settings
-        self.lock = SweeperLock(settings["DATABASE_PATH"] + ".sweeper.lock")
+        self.lock = lock
         self.scheduler = None
 
     def start(self):
@@ -171,6 +148,7 @@ class SweeperSchedule:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        self.lock.release()
 
     def tick(self):
         was_leader = self.lock.held
@@ -178,9 +156,9 @@ class SweeperSchedule:
             return
         if not was_leader:
             s = self.settings
-            log.info("sweeper: pid %d runs the sweeps every %gs (idle timeout default %ss, "
+            log.info("sweeper: %s pid %d runs the sweeps every %gs (idle timeout default %ss, "
                      "max lifetime %ss, health check timeout %gs x %d failures)",
-                     os.getpid(), s["SWEEP_INTERVAL"], s["SESSION_IDLE_TIMEOUT"],
+                     s["HOST_ID"], os.getpid(), s["SWEEP_INTERVAL"], s["SESSION_IDLE_TIMEOUT"],
                      s["SESSION_MAX_LIFETIME"], s["HEALTH_CHECK_TIMEOUT"], s["HEALTH_CHECK_FAILURES"])
         sweeper, close = self.make_sweeper()
         try:
@@ -191,7 +169,7 @@ class SweeperSchedule:
                 finally:
                     close_pool()
             ended = sweeper.sweep()
-            sweeper.store.record_sweep(os.getpid())
+            sweeper.store.record_sweep(self.settings["HOST_ID"], os.getpid())
             if ended:
                 log.info("sweeper ended sessions: %s", ended)
         except Exception:

@@ -1,5 +1,4 @@
 """Plain records the store hands out; no behaviour beyond derived values."""
-import json
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -41,12 +40,12 @@ class SessionRecord:
     process: dict = field(default_factory=dict)
     health_failures: int = 0
     workspace_removed: int = 0
+    host_id: Optional[str] = None    # the service instance that started it
+    domain: Optional[str] = None     # where its process runs, as its launcher names it
 
     @classmethod
     def from_row(cls, row):
-        data = dict(row)
-        data["process"] = json.loads(data["process"]) if data.get("process") else {}
-        return cls(**data)
+        return cls(**dict(row))
 
     @property
     def is_live(self):

@@ -11,6 +11,13 @@ import os
 class Launcher(abc.ABC):
     """Another host or a cluster scheduler implements the same calls."""
     uses_ports = False      # True: channels are TCP ports the store reserves (CHIMERAX_PORT_RANGE)
+    # Where its processes run, as a name sessions record: every instance whose
+    # launcher has the same domain can reach them (ports, capacity and the
+    # sweeper are counted per domain); no other instance ever touches them.
+    domain = "unknown"
+
+    def reaches(self, domain):
+        return domain == self.domain
 
     @property
     def available(self):
@@ -56,6 +63,7 @@ class Launcher(abc.ABC):
         """After a restart: is this still the very process started for `marker`?"""
         return False
 
-    def orphans(self, known_states):
-        """States of processes this service started that none of `known_states` accounts for."""
+    def orphans(self, known_states, host_id=None):
+        """States of processes this service started (those `host_id` started, if given)
+        that none of `known_states` accounts for."""
         return []

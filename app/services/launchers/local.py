@@ -34,16 +34,23 @@ CHILD_ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPD
                        "USER", "LOGNAME", "DISPLAY", "XDG_RUNTIME_DIR")
 MARKER_VARIABLE = "CXS_SESSION_ID"
 SERVICE_VARIABLE = "CXS_SERVICE_ID"
+HOST_VARIABLE = "CXS_HOST_ID"
 SECRET_VARIABLE = "CXS_AGENT_SECRET"
 TOKEN_VARIABLE = "CXS_CONTROL_TOKEN"
 
 
-def _child_env(marker, service_id, secret, token):
+def machine_domain():
+    """Processes on this machine, reachable from every service instance running here."""
+    return "local:" + socket.gethostname()
+
+
+def _child_env(marker, service_id, host_id, secret, token):
     env = {name: os.environ[name] for name in CHILD_ENV_ALLOWLIST if name in os.environ}
     env["PYTHONUNBUFFERED"] = "1"      # the readiness line must reach the log at once
     # Markers a restarted service reads back (psutil) to recognise its children.
     env[MARKER_VARIABLE] = marker
     env[SERVICE_VARIABLE] = service_id
+    env[HOST_VARIABLE] = host_id        # which instance started it (its own start-up reaps only those)
     env[SECRET_VARIABLE] = secret
     env[TOKEN_VARIABLE] = token     # so that an orphan's control files can be removed too
     return env
@@ -77,12 +84,14 @@ class Limits:
 
 class LocalLauncher(Launcher):
     def __init__(self, executable, sandbox, control_dir, offscreen=True, service_id="cxs",
-                 limits=None, host="127.0.0.1"):
+                 limits=None, host="127.0.0.1", host_id="local"):
         self.executable = executable
         self.sandbox = sandbox
         self.control_dir = control_dir
         self.offscreen = offscreen
         self.service_id = service_id    # tells this service's processes from another's
+        self.host_id = host_id
+        self.domain = machine_domain()
         self.limits = limits or Limits()
         self.host = host
 
@@ -118,7 +127,7 @@ class LocalLauncher(Launcher):
         token = uuid.uuid4().hex
         files = self._control_paths(token)
         secret = secrets.token_urlsafe(32)
-        env = _child_env(marker, self.service_id, secret, token)
+        env = _child_env(marker, self.service_id, self.host_id, secret, token)
         listener = None
         if self.sandbox.unix_channel:
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -250,7 +259,7 @@ class LocalLauncher(Launcher):
         expected = state.get("marker", marker)
         return env.get(MARKER_VARIABLE) == expected and env.get(SERVICE_VARIABLE) == self.service_id
 
-    def orphans(self, known_states):
+    def orphans(self, known_states, host_id=None):
         known = set()
         for state in known_states:
             known.update(p for p in (state.get("pid"), state.get("leader")) if p)
@@ -258,7 +267,8 @@ class LocalLauncher(Launcher):
         for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
             try:
                 env = proc.environ()
-                if env.get(SERVICE_VARIABLE) == self.service_id and proc.status() != psutil.STATUS_ZOMBIE:
+                if (env.get(SERVICE_VARIABLE) == self.service_id and proc.status() != psutil.STATUS_ZOMBIE
+                        and (host_id is None or env.get(HOST_VARIABLE) == host_id)):
                     marked[proc.pid], tokens[proc.pid] = proc, env.get(TOKEN_VARIABLE)
             except (psutil.Error, OSError):
                 continue

@@ -1,0 +1,48 @@
+"""Checks of the configuration as a whole, at start: a value that cannot be
+used stops the service with a message naming its variable (config.py checks
+the types of values read from the environment)."""
+import sqlalchemy as sa
+
+from config import ConfigError
+from .services.sessions import parse_port_range
+from .store.models import ROLES
+
+CHOICES = {"SANDBOX": ("auto", "bwrap", "none"), "LOG_FORMAT": ("text", "json")}
+BACKENDS = ("sqlite", "postgresql")
+POSITIVE = ("MAX_SESSIONS", "MAX_SESSIONS_PER_USER", "SESSION_IDLE_TIMEOUT", "SESSION_MAX_LIFETIME",
+            "STARTUP_TIMEOUT", "COMMAND_TIMEOUT", "COMMAND_MAX_RUNTIME", "HEALTH_CHECK_TIMEOUT",
+            "HEALTH_CHECK_FAILURES", "STORE_BUSY_TIMEOUT")
+NOT_NEGATIVE = ("POOL_SIZE", "MAX_RSS_MB", "FAILED_RETENTION", "STOP_GRACE_PERIOD", "WORKSPACE_QUOTA_MB")
+
+
+def check_settings(config, profiles):
+    for name, allowed in CHOICES.items():
+        if config[name] not in allowed:
+            raise ConfigError("%s=%r: use one of %s" % (name, config[name], ", ".join(allowed)))
+    for name in POSITIVE:
+        if not config[name] > 0:
+            raise ConfigError("%s=%r must be greater than 0" % (name, config[name]))
+    for name in NOT_NEGATIVE:
+        if config[name] < 0:
+            raise ConfigError("%s=%r must not be negative" % (name, config[name]))
+    for role, profile in config["ROLE_PROFILES"].items():
+        if role not in ROLES:
+            raise ConfigError("ROLE_PROFILES: unknown role %r (roles: %s)" % (role, ", ".join(ROLES)))
+        if profile not in profiles:
+            raise ConfigError("ROLE_PROFILES: unknown profile %r for role %s (profiles: %s)"
+                              % (profile, role, ", ".join(sorted(profiles))))
+    try:
+        parse_port_range(config["CHIMERAX_PORT_RANGE"])
+    except ValueError as err:
+        raise ConfigError("CHIMERAX_PORT_RANGE=%r: %s" % (config["CHIMERAX_PORT_RANGE"], err)) from None
+    if config.get("DATABASE_URL"):
+        try:
+            backend = sa.engine.make_url(config["DATABASE_URL"]).get_backend_name()
+        except sa.exc.ArgumentError:
+            raise ConfigError("DATABASE_URL is not a SQLAlchemy URL (e.g. "
+                              "postgresql+psycopg://user@host/db)") from None
+        if backend not in BACKENDS:
+            raise ConfigError("DATABASE_URL: backend %r is not supported (use %s)"
+                              % (backend, " or ".join(BACKENDS)))
+    if not str(config["HOST_ID"]).strip():
+        raise ConfigError("HOST_ID must not be empty")

@@ -1,0 +1,136 @@
+"""Engines, and what differs between SQLite and PostgreSQL.
+
+Every connection runs in autocommit: the store's decisions are single
+compare-and-set statements, except the few that read before they write
+(capacity, ports, the pool claim). Those run in `decision()`, which
+serialises them across processes and hosts:
+
+- SQLite: `BEGIN IMMEDIATE` takes the file's write lock up front.
+- PostgreSQL: a transaction-scoped advisory lock per launcher domain
+  (`pg_advisory_xact_lock`). Row locks (`FOR UPDATE SKIP LOCKED`) would do
+  for taking one pool entry, but a capacity check counts rows, and the rows
+  that would break it are the ones not inserted yet: no row lock covers
+  them under READ COMMITTED. One lock per domain makes count-then-insert
+  atomic, costs one round trip, and is released by COMMIT or by the
+  server when the connection dies.
+"""
+import os
+import sqlite3
+import threading
+import zlib
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+
+# Two-key advisory locks: (class, crc32 of the domain); classes keep the uses apart.
+CAPACITY_LOCK, LEADER_LOCK = 7301, 7302
+
+
+class StoreUnavailable(Exception):
+    """An operational fault of the database: locked, read-only, unreachable, gone."""
+
+
+def database_url(config):
+    """DATABASE_URL, else DATABASE_PATH as a SQLite file."""
+    url = config.get("DATABASE_URL") or ""
+    if url:
+        return url
+    return "sqlite:///" + os.path.abspath(config["DATABASE_PATH"])
+
+
+def as_url(target):
+    """A URL from a URL or a SQLite file path (tests and tools pass paths)."""
+    return target if "://" in str(target) else "sqlite:///" + os.path.abspath(target)
+
+
+def is_sqlite(url):
+    return sa.engine.make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url):
+    return sa.engine.make_url(url).database if is_sqlite(url) else None
+
+
+def describe(url):
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def operational(err):
+    """Whether a database error is a fault of the database (503), not of our code (500)."""
+    if isinstance(err, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
+        return True
+    if isinstance(err, exc.DBAPIError):
+        if err.connection_invalidated:
+            return True
+        # A damaged or foreign SQLite file is sqlite3.DatabaseError itself, not a subclass.
+        return type(err.orig) is sqlite3.DatabaseError
+    return False
+
+
+_engines = {}
+_engines_lock = threading.Lock()
+
+
+def engine_for(url, busy_timeout=5.0):
+    """One engine (and connection pool) per URL and process: a pool must not cross a fork."""
+    key = (url, os.getpid())
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = _create_engine(url, busy_timeout)
+        return engine
+
+
+def _create_engine(url, busy_timeout):
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=64,
+                                  pool_reset_on_return=None,
+                                  connect_args={"timeout": busy_timeout, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record):
+            # WAL is a property of the file (set when the schema is made); this is per connection.
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        return engine
+    # The pool outlives a restart of the server: pre-ping replaces dead connections
+    # instead of failing one request per pooled connection.
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=64,
+                            pool_pre_ping=True, pool_reset_on_return=None,
+                            connect_args={"connect_timeout": max(1, int(busy_timeout))})
+
+
+def dispose_all():
+    with _engines_lock:
+        for (_url, pid), engine in list(_engines.items()):
+            if pid == os.getpid():
+                engine.dispose()
+            del _engines[(_url, pid)]
+
+
+def lock_key(domain):
+    # pg advisory keys are signed int4 pairs.
+    return zlib.crc32(domain.encode()) - 2**31
+
+
+@contextmanager
+def decision(connection, domain):
+    """A transaction no other process or host can interleave with, for `domain`."""
+    sqlite = connection.dialect.name == "sqlite"
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite else "BEGIN")
+    try:
+        if not sqlite:
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:c, :k)"),
+                               {"c": CAPACITY_LOCK, "k": lock_key(domain)})
+        yield
+    except BaseException:
+        try:
+            connection.exec_driver_sql("ROLLBACK")
+        except exc.DBAPIError:
+            pass        # the connection is gone; so is its transaction
+        raise
+    else:
+        connection.exec_driver_sql("COMMIT")

@@ -1,0 +1,93 @@
+"""Electing the one process that sweeps a launcher domain.
+
+SQLite (one host): an exclusive flock on `<database>.sweeper.lock`.
+PostgreSQL (any number of hosts): a session-level advisory lock held by a
+connection kept open for that purpose. Either way the holder keeps the role
+for its life and loses it when it dies: the kernel drops the flock, the
+server ends the dead process's connection and with it the lock, and the
+next tick of another process takes over.
+"""
+import fcntl
+import logging
+import os
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from .database import LEADER_LOCK, engine_for, is_sqlite, lock_key, sqlite_path
+
+log = logging.getLogger("cxs.store")
+
+
+def leader_lock(url, domain):
+    if is_sqlite(url):
+        return FileLock(sqlite_path(url) + ".sweeper.lock")
+    return AdvisoryLock(url, domain)
+
+
+class FileLock:
+    def __init__(self, path):
+        self.path = path
+        self._fd = None
+
+    @property
+    def held(self):
+        return self._fd is not None
+
+    def try_acquire(self):
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class AdvisoryLock:
+    def __init__(self, url, domain):
+        self.url = url
+        self.key = lock_key(domain)
+        self._connection = None
+
+    @property
+    def held(self):
+        return self._connection is not None
+
+    def try_acquire(self):
+        """True while this process holds the role; checks the holding connection is alive."""
+        try:
+            if self._connection is not None:
+                self._connection.execute(sa.text("SELECT 1"))
+                return True
+            connection = engine_for(self.url).connect()
+            got = connection.execute(sa.text("SELECT pg_try_advisory_lock(:c, :k)"),
+                                     {"c": LEADER_LOCK, "k": self.key}).scalar()
+            if not got:
+                connection.close()
+                return False
+            # Kept out of the pool for good: returning it would hand the lock to a request.
+            connection.detach()
+            self._connection = connection
+            return True
+        except exc.DBAPIError as err:
+            # Lost the server, and with it the lock (it may already be another's).
+            log.warning("sweeper lock: database unreachable (%s)", err.__class__.__name__)
+            self.release()
+            return False
+
+    def release(self):
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except exc.DBAPIError:
+                pass
+            self._connection = None

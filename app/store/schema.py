@@ -1,0 +1,136 @@
+"""Schema versions: create, check, upgrade and downgrade a database (Alembic).
+
+A database is *empty* (no tables: the first start creates the head),
+*legacy* (the tables of the releases before migrations, no version: treated
+as revision 0001), or at a revision. The service runs only at the head its
+code knows; `flask --app wsgi db upgrade` moves an older database there,
+backing a SQLite file up first.
+"""
+import os
+import shutil
+import sqlite3
+import time
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from . import database
+
+MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+LEGACY = "0001"
+UPGRADE_HINT = "run `flask --app wsgi db upgrade` (SQLite files are backed up first)"
+
+
+class SchemaMismatch(Exception):
+    """The database is not at the revision this code was written for."""
+
+
+def _config(connection=None, **attributes):
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.attributes.update(attributes, connection=connection)
+    return config
+
+
+def head():
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def known_revisions():
+    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def _engine(url):
+    # Migrations run in transactions of their own, not on the store's autocommit pool.
+    return sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+
+def current(url):
+    """None (empty), LEGACY (tables without a version) or the stored revision."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+            if revision is None and sa.inspect(connection).has_table("sessions"):
+                return LEGACY
+            return revision
+    finally:
+        engine.dispose()
+
+
+def check(url):
+    """Raise SchemaMismatch, saying what to do, unless the database is at the head."""
+    found, expected = current(url), head()
+    if found == expected:
+        return
+    where = database.describe(url)
+    if found is None:
+        raise SchemaMismatch("%s has no schema yet: %s" % (where, UPGRADE_HINT))
+    if found not in known_revisions():
+        raise SchemaMismatch(
+            "%s is at schema revision %s, newer than this release knows (%s): run the release "
+            "that upgraded it, or downgrade it with that release's `flask --app wsgi db downgrade %s`"
+            % (where, found, expected, expected))
+    raise SchemaMismatch("%s is at schema revision %s, older than this release's %s: %s"
+                         % (where, found, expected, UPGRADE_HINT))
+
+
+def prepare(url, host_id=None, domain=None):
+    """On start: create the head on an empty database; leave any other as it is."""
+    if database.is_sqlite(url):
+        _enable_wal(url)
+    if current(url) is None:
+        upgrade(url, host_id=host_id, domain=domain, backup=False)
+
+
+def _enable_wal(url):
+    path = database.sqlite_path(url)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+
+
+def backup_sqlite(url):
+    """A consistent copy of the SQLite file beside it (sqlite3's online backup)."""
+    path = database.sqlite_path(url)
+    if not path or not os.path.exists(path):
+        return None
+    target = "%s.backup-%s" % (path, time.strftime("%Y%m%d-%H%M%S"))
+    source, copy = sqlite3.connect(path), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+    shutil.copymode(path, target)
+    return target
+
+
+def _run(url, action, revision, **attributes):
+    legacy = current(url) == LEGACY
+    engine = _engine(url)
+    try:
+        with engine.begin() as connection:
+            config = _config(connection, **attributes)
+            if legacy:
+                command.stamp(config, LEGACY)
+            action(config, revision)
+    finally:
+        engine.dispose()
+
+
+def upgrade(url, revision="head", host_id=None, domain=None, backup=True):
+    """Returns the backup's path (SQLite), if one was made."""
+    copy = backup_sqlite(url) if backup and database.is_sqlite(url) else None
+    _run(url, command.upgrade, revision, host_id=host_id, domain=domain)
+    return copy
+
+
+def downgrade(url, revision):
+    _run(url, command.downgrade, revision)

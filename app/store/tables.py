@@ -1,0 +1,92 @@
+"""The schema at the newest revision, as SQLAlchemy Core tables.
+
+The store's statements are built from these; the Alembic revisions in
+`migrations/versions` are what creates and changes a real database, and a
+test checks that upgrading an empty database to the head gives exactly this.
+"""
+import json
+
+import sqlalchemy as sa
+
+# Seconds since the epoch as a double: sub-millisecond on both backends
+# (PostgreSQL's REAL is 4 bytes, about 2 minutes of resolution today).
+Timestamp = sa.Double().with_variant(sa.REAL(), "sqlite")
+
+
+class JsonText(sa.types.TypeDecorator):
+    """A launcher's state: JSON in a TEXT column ({} and NULL read back as {})."""
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return json.dumps(value) if value else None
+
+    def process_result_value(self, value, dialect):
+        return json.loads(value) if value else {}
+
+
+metadata = sa.MetaData()
+
+service = sa.Table(
+    "service", metadata,
+    # One row: the id every process of this service carries, whichever host started it.
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("user", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, sa.CheckConstraint("role IN ('user', 'admin')"), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp),
+)
+
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("user", sa.Text, nullable=False),
+    sa.Column("label", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_activity", Timestamp, nullable=False),
+    sa.Column("idle_timeout", sa.Integer, nullable=False),
+    sa.Column("max_lifetime", sa.Integer, nullable=False),
+    sa.Column("workspace", sa.Text, nullable=False),
+    sa.Column("ended_at", Timestamp),
+    sa.Column("end_reason", sa.Text),
+    sa.Column("port", sa.Integer),
+    sa.Column("process", JsonText),
+    sa.Column("health_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("workspace_removed", sa.Integer, nullable=False, server_default="0"),
+    # The service instance that started it, and where its process runs as the
+    # launcher names it: who can reach the process, whose capacity it uses.
+    sa.Column("host_id", sa.Text, nullable=False),
+    sa.Column("domain", sa.Text, nullable=False),
+    sa.Index("sessions_by_status", "status"),
+    sa.Index("sessions_by_user", "user", "status"),
+    sa.Index("sessions_by_domain", "domain", "status"),
+)
+
+pool = sa.Table(
+    "pool", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("status", sa.Text, sa.CheckConstraint("status IN ('starting', 'ready')"), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("directory", sa.Text, nullable=False),
+    sa.Column("port", sa.Integer),
+    sa.Column("process", JsonText),
+    sa.Column("host_id", sa.Text, nullable=False),
+    sa.Column("domain", sa.Text, nullable=False),
+)
+
+sweeps = sa.Table(
+    "sweeps", metadata,
+    # Which process swept, how often: the proof that one sweeper ran.
+    sa.Column("host_id", sa.Text, primary_key=True),
+    sa.Column("pid", sa.Integer, primary_key=True),
+    sa.Column("runs", sa.Integer, nullable=False),
+    sa.Column("last_run_at", Timestamp, nullable=False),
+)
