@@ -13,7 +13,7 @@ from .services.launchers import Launcher, LocalLauncher, choose_sandbox
 from .services.launchers.local import Limits, machine_domain
 from .services.locate import Executable, find_chimerax
 from .services.pool import WarmPool
-from .services.sessions import SessionService, parse_port_range
+from .services.sessions import SessionService
 from .services.sweeper import Sweeper, SweeperSchedule
 from .settings import check_settings
 from .store import Store, database, database_url, leader_lock, schema

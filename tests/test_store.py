@@ -111,3 +111,30 @@ def test_sweep_records_are_per_host_and_pid(store):
     store.record_sweep("a", 10)
     store.record_sweep("b", 10)
     assert store.sweep_counts() == {("a", 10): 2, ("b", 10): 1}
+
+
+def test_connections_the_server_dropped_are_replaced(postgres_url):
+    """A restart of PostgreSQL (here: every backend of the database terminated)
+    leaves the pool full of dead connections: a read is retried once on a fresh
+    one; a write, which may have been applied, is a 503 and the next one works."""
+    import psycopg
+    Store(postgres_url).init_schema()
+    store = Store(postgres_url)
+    store.insert_session(record(1, "a"), 10, 10)
+
+    def drop_all_connections():
+        plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(plain, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    try:
+        drop_all_connections()
+        assert store.get_session("s001").status == "starting"                  # prepared read
+        drop_all_connections()
+        assert [r.id for r in store.live_sessions()] == ["s001"]               # Core read
+        drop_all_connections()
+        with pytest.raises(StoreUnavailable):
+            store.transition("s001", ["starting"], "active")
+        assert store.transition("s001", ["starting"], "active")
+    finally:
+        store.close()

@@ -16,6 +16,7 @@ serialises them across processes and hosts:
 """
 import os
 import sqlite3
+import sys
 import threading
 import zlib
 from contextlib import contextmanager
@@ -57,15 +58,76 @@ def describe(url):
 
 
 def operational(err):
-    """Whether a database error is a fault of the database (503), not of our code (500)."""
+    """Whether a database error is a fault of the database (503), not of our code (500).
+    Takes SQLAlchemy's wrapped errors and the drivers' own (from `Prepared`)."""
     if isinstance(err, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
         return True
     if isinstance(err, exc.DBAPIError):
+        return err.connection_invalidated or operational(err.orig)
+    if isinstance(err, (sqlite3.OperationalError, sqlite3.InterfaceError)):
+        return True
+    # A damaged or foreign SQLite file is sqlite3.DatabaseError itself, not a subclass.
+    if type(err) is sqlite3.DatabaseError:
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def disconnected(engine, err, connection):
+    """Whether the error means the connection (or the server) is gone."""
+    if isinstance(err, exc.DBAPIError):
         if err.connection_invalidated:
             return True
-        # A damaged or foreign SQLite file is sqlite3.DatabaseError itself, not a subclass.
-        return type(err.orig) is sqlite3.DatabaseError
-    return False
+        err = err.orig
+    try:
+        raw = connection.connection.dbapi_connection if connection is not None else None
+    except exc.SQLAlchemyError:
+        return True     # SQLAlchemy already found it dead and invalidated it
+    return isinstance(err, engine.dialect.dbapi.Error) and engine.dialect.is_disconnect(err, raw, None)
+
+
+class Prepared:
+    """A Core SELECT compiled once per dialect and run on the driver's own cursor.
+
+    For the reads every request makes (its token, its session): SQLAlchemy's
+    execution machinery costs several times the query itself on SQLite, which
+    was most of the API's overhead (BENCHMARKS.md, figure 4). The statement is
+    still Core, and values still pass through the columns' own result
+    processors; errors are the driver's (see `operational`).
+    """
+
+    def __init__(self, statement):
+        self.statement = statement
+        self._compiled = {}
+
+    def _for(self, dialect):
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            c = self.statement.compile(dialect=dialect)
+            compiled = self._compiled[dialect.name] = [c.string, list(c.positiontup) if c.positional else None,
+                                                       None]
+        return compiled
+
+    def _columns(self, dialect, description):
+        # The processors depend on the types the driver reports: known after a first run.
+        return [(column.key, column.type.dialect_impl(dialect).result_processor(dialect, described[1]))
+                for column, described in zip(self.statement.selected_columns, description)]
+
+    def first(self, connection, **params):
+        """The first row as a dict, or None."""
+        compiled = self._for(connection.dialect)
+        sql, names, columns = compiled
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, [params[n] for n in names] if names is not None else params)
+            row = cursor.fetchone()
+            if columns is None:
+                columns = compiled[2] = self._columns(connection.dialect, cursor.description)
+        finally:
+            cursor.close()
+        if row is None:
+            return None
+        return {key: process(value) if process else value for (key, process), value in zip(columns, row)}
 
 
 _engines = {}
@@ -96,10 +158,10 @@ def _create_engine(url, busy_timeout):
             # WAL is a property of the file (set when the schema is made); this is per connection.
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
         return engine
-    # The pool outlives a restart of the server: pre-ping replaces dead connections
-    # instead of failing one request per pooled connection.
+    # No pre-ping (a round trip per checkout): Store._run replaces the pool
+    # when it finds a connection the server dropped.
     return sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=64,
-                            pool_pre_ping=True, pool_reset_on_return=None,
+                            pool_reset_on_return=None,
                             connect_args={"connect_timeout": max(1, int(busy_timeout))})
 
 

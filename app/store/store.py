@@ -12,12 +12,16 @@ import time
 from contextlib import contextmanager
 
 import sqlalchemy as sa
-from sqlalchemy import exc
 
 from . import database
 from .database import StoreUnavailable
 from .models import LIVE_STATUSES, SessionRecord, TokenRecord
 from .tables import pool, service, sessions, sweeps, tokens
+
+# On every request's path: compiled once (see database.Prepared).
+FIND_TOKEN = database.Prepared(tokens.select().where(
+    tokens.c.token_hash == sa.bindparam("token_hash"), tokens.c.revoked_at.is_(None)))
+GET_SESSION = database.Prepared(sessions.select().where(sessions.c.id == sa.bindparam("id")))
 
 TRANSITION_FIELDS = ("ended_at", "end_reason", "port", "process", "last_activity", "workspace_removed")
 
@@ -44,52 +48,73 @@ class Store:
 
     def _conn(self):
         if self._connection is None:
-            try:
-                self._connection = self.engine.connect()
-            except exc.DBAPIError as err:
-                raise self._classified(err) from err
+            self._connection = self.engine.connect()
         return self._connection
 
     def release(self):
         """Give the connection back to the pool (end of a request, of a job)."""
         if self._connection is not None:
-            self._connection.close()
+            try:
+                self._connection.close()
+            except Exception:
+                self._drop_connection()     # it died since its last use: not the caller's concern
             self._connection = None
 
     close = release
 
-    def _classified(self, err):
-        if not database.operational(err):
-            return err          # our bug: a 500 with its traceback
+    def _drop_connection(self):
+        # Whatever state the fault left it in, the next call starts afresh.
         if self._connection is not None:
-            # Whatever state the fault left it in, the next call starts afresh.
             try:
                 self._connection.invalidate()
                 self._connection.close()
-            except exc.DBAPIError:
+            except Exception:       # already broken: dropping it is all that matters
                 pass
             self._connection = None
-        return StoreUnavailable(str(err.orig if isinstance(err, exc.DBAPIError) else err))
+
+    def _run(self, action, read=False):
+        """Run `action(connection)`; operational faults become StoreUnavailable.
+
+        No ping before each use (a round trip per request): a pooled
+        connection the server dropped (a restart, an idle timeout) is found
+        when used. Then the process's pool is replaced, and a read is tried
+        once more on a fresh connection; a write is not (it may have been
+        applied), its caller gets a 503 with Retry-After.
+        """
+        for attempt in (1, 2):
+            try:
+                return action(self._conn())
+            except Exception as err:
+                if not database.operational(err):
+                    raise           # our bug: a 500 with its traceback
+                lost = database.disconnected(self.engine, err, self._connection)
+                self._drop_connection()
+                if lost:
+                    self.engine.dispose(close=False)
+                if not (lost and read and attempt == 1):
+                    raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
 
     def _execute(self, statement, params=None):
-        try:
-            return self._conn().execute(statement, params)
-        except exc.DBAPIError as err:
-            classified = self._classified(err)
-            if classified is err:
-                raise
-            raise classified from err
+        return self._run(lambda connection: connection.execute(statement, params),
+                         read=getattr(statement, "is_select", False))
+
+    def _first(self, prepared, **params):
+        return self._run(lambda connection: prepared.first(connection, **params), read=True)
 
     @contextmanager
     def _decision(self, domain):
+        connection = self._run(lambda connection: connection)
         try:
-            with database.decision(self._conn(), domain):
+            with database.decision(connection, domain):
                 yield
-        except exc.DBAPIError as err:
-            classified = self._classified(err)
-            if classified is err:
+        except Exception as err:
+            if not database.operational(err):
                 raise
-            raise classified from err
+            lost = database.disconnected(self.engine, err, self._connection)
+            self._drop_connection()
+            if lost:
+                self.engine.dispose(close=False)
+            raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
 
     def init_schema(self):
         """Create the schema on an empty database (tests, first start); see `schema`."""
@@ -110,8 +135,7 @@ class Store:
             .returning(tokens.c.id)).scalar()
 
     def find_token(self, token_hash):
-        row = self._execute(tokens.select().where(
-            tokens.c.token_hash == token_hash, tokens.c.revoked_at.is_(None))).mappings().first()
+        row = self._first(FIND_TOKEN, token_hash=token_hash)
         return TokenRecord.from_row(row) if row else None
 
     def list_tokens(self):
@@ -217,7 +241,7 @@ class Store:
         return [dict(row) for row in self._execute(query).mappings()]
 
     def get_session(self, session_id):
-        row = self._execute(sessions.select().where(sessions.c.id == session_id)).mappings().first()
+        row = self._first(GET_SESSION, id=session_id)
         return SessionRecord.from_row(row) if row else None
 
     def list_sessions(self, user=None, status=None):

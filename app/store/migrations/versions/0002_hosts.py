@@ -58,7 +58,11 @@ def upgrade():
         with op.batch_alter_table(table, table_args=CHECKS[table]) as batch:
             batch.alter_column("host_id", existing_type=sa.Text, nullable=False)
             batch.alter_column("domain", existing_type=sa.Text, nullable=False)
+            # The old release's tables let SQLite store a NULL id (a TEXT primary key allows it).
+            batch.alter_column("id", existing_type=sa.Text, nullable=False)
     op.create_index("sessions_by_domain", "sessions", ["domain", "status"])
+    with op.batch_alter_table("tokens", table_args=(sa.CheckConstraint("role IN ('user', 'admin')"),)) as batch:
+        batch.alter_column("id", existing_type=sa.Integer, nullable=False)
 
     op.create_table(
         "sweeps_by_host",
