@@ -1,5 +1,6 @@
 """What must hold of a service once traffic (or chaos) stops: shared by the
 chaos test and `make soak`. Reads the store and the host's processes directly."""
+import socket
 
 
 def broken_invariants(runtime, pool_size, max_sessions=None):
@@ -33,6 +34,7 @@ def broken_invariants(runtime, pool_size, max_sessions=None):
 def runtime_for(env):
     """The service's own runtime (store, launcher) for a server started with `env`."""
     from app import create_app
-    app = create_app({"DATABASE_PATH": env["DATABASE_PATH"], "WORKSPACE_ROOT": env["WORKSPACE_ROOT"],
-                      "CHIMERAX_PATH": env["CHIMERAX_PATH"]}, config_name="testing")
+    app = create_app({"DATABASE_PATH": env["DATABASE_PATH"], "DATABASE_URL": env.get("DATABASE_URL", ""),
+                      "WORKSPACE_ROOT": env["WORKSPACE_ROOT"], "CHIMERAX_PATH": env["CHIMERAX_PATH"],
+                      "HOST_ID": env.get("HOST_ID") or socket.gethostname()}, config_name="testing")
     return app.extensions["chimerax_sessions"]
