@@ -223,7 +223,7 @@ def client(app):
 
 
 def token_header(app, user, role="user"):
-    store = Store(app.config["DATABASE_PATH"])
+    store = Store(app.extensions[EXTENSION].url)
     try:
         _, token = TokenService(store).create(user, role)
     finally:

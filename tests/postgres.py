@@ -39,6 +39,9 @@ class PostgresServer:
 
     def start(self):
         self._run("initdb", "-D", self.data, "-U", "cxs", "--auth=trust", "-E", "UTF8", "--no-sync")
+        return self.start_again()
+
+    def start_again(self):
         options = ("-k %s -c listen_addresses='' -c fsync=off -c synchronous_commit=off "
                    "-c full_page_writes=off -c max_connections=400" % self.base)
         self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.base, "log"), "-o", options,

@@ -57,18 +57,23 @@ def describe(url):
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
+# SQLite's primary result codes for faults of the file or its host: busy or
+# locked, read-only, permission, I/O, damaged, full, cannot open, not a
+# database. Its OperationalError also carries SQLITE_ERROR (1: a syntax
+# error, a missing table), which is our bug.
+SQLITE_FAULTS = {3, 5, 6, 8, 10, 11, 13, 14, 15, 26}
+
+
 def operational(err):
     """Whether a database error is a fault of the database (503), not of our code (500).
     Takes SQLAlchemy's wrapped errors and the drivers' own (from `Prepared`)."""
-    if isinstance(err, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
+    if isinstance(err, exc.TimeoutError):       # no connection free in the pool
         return True
     if isinstance(err, exc.DBAPIError):
         return err.connection_invalidated or operational(err.orig)
-    if isinstance(err, (sqlite3.OperationalError, sqlite3.InterfaceError)):
-        return True
-    # A damaged or foreign SQLite file is sqlite3.DatabaseError itself, not a subclass.
-    if type(err) is sqlite3.DatabaseError:
-        return True
+    if isinstance(err, sqlite3.Error):
+        code = getattr(err, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in SQLITE_FAULTS
     psycopg = sys.modules.get("psycopg")
     return psycopg is not None and isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError))
 
