@@ -27,6 +27,12 @@ from bench.invariants import broken_invariants, runtime_for  # noqa: E402
 from bench.run import Server, end_all  # noqa: E402
 
 POOL_SIZE, SWEEP_INTERVAL, MAX_SESSIONS = 2, 5, 30
+# A worker's resident memory climbs for the first minutes of traffic (its
+# threads' stacks and malloc arenas are touched, pools of connections and
+# caches fill) and then stays: flat means no growth after that warm-up.
+# tracemalloc in a worker showed the Python heap flat from the first minute
+# (RELIABILITY.md).
+WARMUP_FRACTION, FLAT_TOLERANCE = 0.3, 0.05
 
 
 def worker_rss(server):
@@ -94,12 +100,19 @@ def main():
         for thread in threads:
             thread.start()
         samples = []            # total worker RSS once a minute: flat, or growing?
+        rss_warm = None
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(timeout=max(0.1, 60 / len(threads)))
+            if rss_warm is None and time.monotonic() - began >= WARMUP_FRACTION * opts.minutes * 60:
+                rss_warm = worker_rss(server)
             if time.monotonic() - began >= 60 * (len(samples) + 1):
                 samples.append(round(sum(worker_rss(server).values()), 1))
         rss_end = worker_rss(server)
+        # Workers recycled by MAX_REQUESTS have new pids: compare the ones present at both times.
+        common = set(rss_warm or {}) & set(rss_end)
+        warm_total, end_total = sum(rss_warm[p] for p in common), sum(rss_end[p] for p in common)
+        flat = not common or end_total <= warm_total * (1 + FLAT_TOLERANCE)
         time.sleep(2 * SWEEP_INTERVAL + 1)       # two sweeps: the invariants are theirs to restore
         runtime = runtime_for(server.env)
         broken = broken_invariants(runtime, POOL_SIZE, MAX_SESSIONS)
@@ -112,10 +125,14 @@ def main():
         print("\n| check | result |\n|---|---|")
         print("| 5xx without a reason, 500s, dropped connections | %d %s |" % (len(bad), bad[:3] if bad else ""))
         print("| invariants after two sweeps | %s |" % ("hold" if not broken else "BROKEN: %s" % broken))
-        print("| worker RSS at start (MiB) | %s |" % sorted(rss_start.values()))
+        print("| worker RSS at start, idle (MiB) | %s |" % sorted(rss_start.values()))
+        print("| worker RSS after the warm-up (%d%% of the run) (MiB) | %s |"
+              % (WARMUP_FRACTION * 100, sorted((rss_warm or {}).values())))
         print("| worker RSS at end (MiB) | %s |" % sorted(rss_end.values()))
         print("| all workers' RSS, once a minute (MiB) | %s |" % samples)
-        failed = bool(bad or broken)
+        print("| memory after the warm-up | %s (%.1f -> %.1f MiB, tolerance %d%%) |" % (
+            "flat" if flat else "GROWING", warm_total, end_total, FLAT_TOLERANCE * 100))
+        failed = bool(bad or broken or not flat)
         end_all(server, admin)
     finally:
         server.stop()
