@@ -139,3 +139,25 @@ def test_a_schema_newer_than_the_code_is_refused(tmp_path):
     refused = _start(_env(tmp_path, path), "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", "1",
                      "--bind", "127.0.0.1:0", "wsgi:app")
     assert refused.returncode != 0 and "9999, newer than this release knows" in refused.stderr
+
+
+def test_instances_starting_together_on_an_empty_database_create_it_once(database_url):
+    import threading
+    errors, barrier = [], threading.Barrier(4)
+
+    def start():
+        barrier.wait()
+        try:
+            schema.prepare(database_url, host_id="h", domain="d")
+        except Exception as err:
+            errors.append(err)
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert schema.current(database_url) == schema.head()
+    store = Store(database_url)
+    assert store.service_id()
+    store.close()

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 # Two-key advisory locks: (class, crc32 of the domain); classes keep the uses apart.
-CAPACITY_LOCK, LEADER_LOCK = 7301, 7302
+CAPACITY_LOCK, LEADER_LOCK, MIGRATION_LOCK = 7301, 7302, 7303
 
 
 class StoreUnavailable(Exception):

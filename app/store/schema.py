@@ -6,10 +6,12 @@ as revision 0001), or at a revision. The service runs only at the head its
 code knows; `flask --app wsgi db upgrade` moves an older database there,
 backing a SQLite file up first.
 """
+import fcntl
 import os
 import shutil
 import sqlite3
 import time
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from alembic import command
@@ -53,12 +55,16 @@ def current(url):
     engine = _engine(url)
     try:
         with engine.connect() as connection:
-            revision = MigrationContext.configure(connection).get_current_revision()
-            if revision is None and sa.inspect(connection).has_table("sessions"):
-                return LEGACY
-            return revision
+            return _current(connection)
     finally:
         engine.dispose()
+
+
+def _current(connection):
+    revision = MigrationContext.configure(connection).get_current_revision()
+    if revision is None and sa.inspect(connection).has_table("sessions"):
+        return LEGACY
+    return revision
 
 
 def check(url):
@@ -79,11 +85,12 @@ def check(url):
 
 
 def prepare(url, host_id=None, domain=None):
-    """On start: create the head on an empty database; leave any other as it is."""
+    """On start: create the head on an empty database; leave any other as it is.
+    Instances starting together on one empty database create it once."""
     if database.is_sqlite(url):
         _enable_wal(url)
     if current(url) is None:
-        upgrade(url, host_id=host_id, domain=domain, backup=False)
+        _run(url, command.upgrade, "head", only_if_empty=True, host_id=host_id, domain=domain)
 
 
 def _enable_wal(url):
@@ -112,13 +119,38 @@ def backup_sqlite(url):
     return target
 
 
-def _run(url, action, revision, **attributes):
-    legacy = current(url) == LEGACY
+@contextmanager
+def _file_lock(url):
+    """SQLite: one migration at a time on this host (its DDL is not transactional here)."""
+    if not database.is_sqlite(url):
+        yield
+        return
+    fd = os.open(database.sqlite_path(url) + ".migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run(url, action, revision, only_if_empty=False, **attributes):
+    with _file_lock(url):
+        _run_locked(url, action, revision, only_if_empty, **attributes)
+
+
+def _run_locked(url, action, revision, only_if_empty, **attributes):
     engine = _engine(url)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # One migration at a time across hosts, until this transaction ends.
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:c, 0)"),
+                                   {"c": database.MIGRATION_LOCK})
+            found = _current(connection)
+            if only_if_empty and found is not None:
+                return          # another instance made it meanwhile
             config = _config(connection, **attributes)
-            if legacy:
+            if found == LEGACY:
                 command.stamp(config, LEGACY)
             action(config, revision)
     finally:
