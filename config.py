@@ -55,6 +55,7 @@ class Config:
     WORKSPACE_ROOT = _env("WORKSPACE_ROOT", os.path.join(HERE, "instance", "workspaces"))
 
     # ChimeraX processes
+    LAUNCHER = _env("LAUNCHER", "local")               # where they run: local (this machine)
     CHIMERAX_PATH = _env("CHIMERAX_PATH", "")          # empty: search the usual places
     CHIMERAX_PORT_RANGE = _env("CHIMERAX_PORT_RANGE", "6100-6199")  # or "0": ChimeraX picks
     CHIMERAX_OFFSCREEN = _env("CHIMERAX_OFFSCREEN", True, bool)

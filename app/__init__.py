@@ -9,9 +9,7 @@ from flask import Flask
 
 from . import logs
 from .services import policy, recovery
-from .services.launchers import Launcher, LocalLauncher, choose_sandbox
-from .services.launchers.local import Limits, machine_domain
-from .services.locate import Executable, find_chimerax
+from .services.launchers import Launcher, build_launcher, launcher_domain
 from .services.pool import WarmPool
 from .services.sessions import SessionService
 from .services.sweeper import Sweeper, SweeperSchedule
@@ -26,7 +24,6 @@ log = logging.getLogger("cxs")
 class Runtime:
     """What the app builds once and every request shares."""
     config: dict
-    executable: Executable
     launcher: Launcher
     profiles: dict
     url: str
@@ -109,27 +106,10 @@ def _configure_logging(level, fmt):
     root.setLevel(level)
 
 
-AGENT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "chimerax_agent", "agent.py")
-
-
-def make_launcher(config, executable, service_id):
-    path = executable.path if executable else None
-    sandbox = choose_sandbox(config["SANDBOX"], path, AGENT_SCRIPT, config["SANDBOX_USER"],
-                             config["SANDBOX_READONLY_PATHS"], config["SANDBOX_TMP_MB"])
-    # RLIMIT_NPROC counts every process of a uid: only set for a uid of ChimeraX's own.
-    limits = Limits(memory_mb=config["SESSION_MEMORY_MB"], file_mb=config["WORKSPACE_QUOTA_MB"],
-                    open_files=config["SESSION_MAX_OPEN_FILES"],
-                    processes=config["SANDBOX_MAX_PROCESSES"] if sandbox.owner else None)
-    control = config["CONTROL_DIR"] or os.path.join(config["WORKSPACE_ROOT"], ".control")
-    return LocalLauncher(path, sandbox, control, offscreen=config["CHIMERAX_OFFSCREEN"],
-                         service_id=service_id, limits=limits, host_id=config["HOST_ID"])
-
-
-def _open_database(url, host_id):
+def _open_database(url, host_id, domain):
     """Create the schema on an empty database; anything but the head is
     reported (and refused at server start), so `flask db upgrade` still runs."""
-    schema.prepare(url, host_id=host_id, domain=machine_domain())
+    schema.prepare(url, host_id=host_id, domain=domain)
     try:
         schema.check(url)
     except schema.SchemaMismatch as err:
@@ -157,18 +137,15 @@ def create_app(config=None, config_name=None):
 
     os.makedirs(app.config["WORKSPACE_ROOT"], mode=0o700, exist_ok=True)
     url = database_url(app.config)
-    schema_problem, service_id = _open_database(url, app.config["HOST_ID"])
+    schema_problem, service_id = _open_database(url, app.config["HOST_ID"], launcher_domain(app.config))
 
-    executable = find_chimerax(app.config["CHIMERAX_PATH"])
-    if executable is None:
+    launcher = build_launcher(app.config, service_id)
+    if not launcher.available:
         log.warning("no ChimeraX executable found: sessions cannot start "
                     "(set CHIMERAX_PATH or run `make chimerax`)")
-    else:
-        log.info("ChimeraX: %s (%s)", executable.path, executable.kind)
-    launcher = make_launcher(app.config, executable, service_id)
-    log.info("launcher: %s; host id %s; store %s", launcher.describe(), app.config["HOST_ID"],
+    log.info("launcher %s; host id %s; store %s", launcher.describe(), app.config["HOST_ID"],
              database.describe(url))
-    runtime = Runtime(app.config, executable, launcher, profiles, url, schema_problem)
+    runtime = Runtime(app.config, launcher, profiles, url, schema_problem)
     app.extensions["chimerax_sessions"] = runtime
     app.teardown_appcontext(lambda _exc: runtime.release_thread_store())
 

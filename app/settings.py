@@ -4,10 +4,11 @@ the types of values read from the environment)."""
 import sqlalchemy as sa
 
 from config import ConfigError
-from .services.sessions import parse_port_range
+from .services.launchers import LAUNCHERS
+from .services.launchers.ports import parse_port_range
 from .store.models import ROLES
 
-CHOICES = {"SANDBOX": ("auto", "bwrap", "none"), "LOG_FORMAT": ("text", "json")}
+CHOICES = {"SANDBOX": ("auto", "bwrap", "none"), "LOG_FORMAT": ("text", "json"), "LAUNCHER": tuple(LAUNCHERS)}
 BACKENDS = ("sqlite", "postgresql")
 POSITIVE = ("MAX_SESSIONS", "MAX_SESSIONS_PER_USER", "SESSION_IDLE_TIMEOUT", "SESSION_MAX_LIFETIME",
             "STARTUP_TIMEOUT", "COMMAND_TIMEOUT", "COMMAND_MAX_RUNTIME", "HEALTH_CHECK_TIMEOUT",

@@ -8,6 +8,7 @@ import pytest
 
 from app.services.errors import StartupFailed
 from app.services.launchers import LocalLauncher, NoSandbox
+from app.services.locate import Executable
 
 from .conftest import FAKE_CHIMERAX, token_header, workspaces
 
@@ -20,7 +21,8 @@ def fake_executable(tmp_path, mode):
 
 
 def fake_launcher(tmp_path, mode):
-    return LocalLauncher(fake_executable(tmp_path, mode), NoSandbox("agent.py"), str(tmp_path / "control"))
+    return LocalLauncher(Executable(fake_executable(tmp_path, mode), "configured"), NoSandbox("agent.py"),
+                         str(tmp_path / "control"))
 
 
 def live_fakes():

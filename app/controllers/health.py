@@ -20,8 +20,6 @@ def health():
         checks["store"] = "schema_mismatch" if runtime().schema_problem else "ok"
     except StoreUnavailable:
         checks["store"] = "unavailable"
-    executable = runtime().executable
-    checks["chimerax"] = {"found": executable is not None,
-                          "kind": executable.kind if executable else None}
-    healthy = checks["store"] == "ok" and executable is not None
+    checks["chimerax"] = runtime().launcher.runtime_info()
+    healthy = checks["store"] == "ok" and checks["chimerax"]["found"]
     return {"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503

@@ -34,7 +34,7 @@ def _dump(record, service):
     if not g.principal.is_admin:
         return _session_schema.dump(record)
     data = _admin_schema.dump(record)
-    data["pid"] = record.process.get("pid")
+    data["pid"] = service.process_id(record)
     data["port"] = record.port
     memory = service.memory_bytes(record) if record.is_live else None
     data["memory_mb"] = round(memory / 2**20, 1) if memory else None

@@ -13,7 +13,7 @@ import time
 import uuid
 
 from . import chimerax_client
-from .sessions import port_is_free, reserved_ports, startup_grace
+from .sessions import startup_grace
 
 log = logging.getLogger("cxs.pool")
 POOL_PREFIX = ".pool-"
@@ -41,7 +41,8 @@ class WarmPool:
             directory = os.path.join(self.settings["WORKSPACE_ROOT"], POOL_PREFIX + entry_id)
             reserved = self.store.add_pool_entry(
                 entry_id, directory, self.settings["MAX_SESSIONS"], self.size,
-                self.settings["HOST_ID"], self.launcher.domain, ports=reserved_ports(self.settings, self.launcher), port_is_free=port_is_free)
+                self.settings["HOST_ID"], self.launcher.domain, ports=self.launcher.port_range,
+                port_is_free=self.launcher.port_is_free)
             if reserved is False:
                 break
             self._spawn(entry_id, directory, reserved)
@@ -56,7 +57,7 @@ class WarmPool:
             self.store.set_pool_entry(entry_id, "starting", state, port)
             state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
             if self.store.set_pool_entry(entry_id, "ready", state, state["port"]):
-                log.info("pool: process %s ready on port %s", state["pid"], state["port"])
+                log.info("pool: %s ready", self.launcher.process_id(state))
                 return
             log.info("pool: entry %s was dropped while starting", entry_id)
         except Exception:

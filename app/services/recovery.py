@@ -49,9 +49,10 @@ def reap_orphans(service, known, now=None, min_age=0, host_id=None):
     orphans = [state for state in service.launcher.orphans(known, host_id=host_id)
                if now is None or now - (state.get("create_time") or now) > min_age]
     for state in orphans:
-        log.warning("killing ChimeraX pid %s: marked as ours but unknown to the store", state["pid"])
+        log.warning("stopping ChimeraX %s: marked as ours but unknown to the store",
+                    service.launcher.process_id(state))
         service.launcher.stop(state, service.settings["STOP_GRACE_PERIOD"])
-    return [state["pid"] for state in orphans]
+    return [service.launcher.process_id(state) for state in orphans]
 
 
 def shutdown(service, end_sessions=False):

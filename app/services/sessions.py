@@ -7,7 +7,6 @@ whoever loses a transition cleans up what it alone created.
 import logging
 import os
 import shutil
-import socket
 import threading
 import time
 import uuid
@@ -33,32 +32,6 @@ def startup_grace(settings):
     deadlines included (ready, then the initial file opened), plus slack:
     past it a `starting` row or an unrecorded process has lost its starter."""
     return settings["STARTUP_TIMEOUT"] + settings["COMMAND_TIMEOUT"] + 5
-
-
-def parse_port_range(text):
-    """"6100-6199" -> range; "0" -> None (ChimeraX picks and announces the port)."""
-    text = str(text).strip()
-    if text in ("", "0"):
-        return None
-    low, _, high = text.partition("-")
-    low, high = int(low), int(high or low)
-    if not (1024 <= low <= high <= 65535):
-        raise ValueError("CHIMERAX_PORT_RANGE must be 0 or LOW-HIGH within 1024-65535")
-    return range(low, high + 1)
-
-
-def reserved_ports(settings, launcher):
-    """The TCP ports the store hands out, when the launcher's channels use them."""
-    return parse_port_range(settings["CHIMERAX_PORT_RANGE"]) if launcher.uses_ports else None
-
-
-def port_is_free(port, host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class SessionService:
@@ -99,7 +72,8 @@ class SessionService:
         if initial_file is not None:
             check_name(initial_file[0])         # before anything is reserved
         if not self.launcher.available:
-            raise ChimeraXUnavailable("no ChimeraX executable was found on this host", retry_after=60)
+            raise ChimeraXUnavailable("ChimeraX cannot be started: %s" % self.launcher.describe(),
+                                      retry_after=60)
         now = time.time()
         session_id = str(uuid.uuid4())
         record = SessionRecord(
@@ -112,7 +86,8 @@ class SessionService:
         try:
             claimed = self.store.insert_session(
                 record, self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
-                ports=reserved_ports(self.settings, self.launcher), port_is_free=port_is_free, claim_pool=self.settings["POOL_SIZE"] > 0)
+                ports=self.launcher.port_range, port_is_free=self.launcher.port_is_free,
+                claim_pool=self.settings["POOL_SIZE"] > 0)
         except LimitReached as err:
             if err.scope == "user":
                 raise UserLimit("you already have %d live sessions (the limit)" % err.limit,
@@ -124,9 +99,7 @@ class SessionService:
         opening = None
         try:
             if claimed:
-                # The pooled process moves along with its directory: its cwd
-                # (or the sandbox's bind of it) follows the rename.
-                os.rename(claimed["directory"], record.workspace)
+                self.launcher.adopt_workspace(claimed["process"], claimed["directory"], record.workspace)
             else:
                 self.launcher.make_workspace(record.workspace)
             if initial_file is not None:
@@ -174,7 +147,7 @@ class SessionService:
                                      port=state["port"], last_activity=time.time()):
             self._discard(record, state)
             return True
-        log.info("session %s active from the warm pool: pid %s", record.id, state["pid"])
+        log.info("session %s active from the warm pool: %s", record.id, self.launcher.process_id(state))
         return True
 
     def _start_in_background(self, record, opening):
@@ -202,7 +175,7 @@ class SessionService:
             if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state["port"],
                                     last_activity=time.time()):
                 raise _Cancelled()
-            log.info("session %s active: pid %s port %s", record.id, state.get("pid"), state["port"])
+            log.info("session %s active: %s", record.id, self.launcher.process_id(state))
         except _Cancelled:
             # Deleted while starting: whoever deleted it could not see this process yet.
             log.info("session %s was ended during start-up; stopping its process", record.id)
@@ -400,6 +373,9 @@ class SessionService:
         shutil.rmtree(record.workspace, ignore_errors=True)
         self.store.transition(record.id, [TERMINATING], TERMINATED, ended_at=time.time(),
                               end_reason=record.end_reason or "deleted", workspace_removed=1)
+
+    def process_id(self, record):
+        return self.launcher.process_id(record.process) if record.process else None
 
     def memory_bytes(self, record):
         return self.launcher.memory_bytes(record.process) if record.process else None

@@ -1,6 +1,46 @@
-"""Where and how ChimeraX processes run: the launcher contract and its implementations."""
-from .base import Launcher
-from .local import LocalLauncher
-from .sandbox import Bubblewrap, NoSandbox, SandboxUnavailable, choose_sandbox
+"""Where and how ChimeraX processes run: the launcher contract, its
+implementations, and the one place that picks one (`LAUNCHER`). Nothing
+outside this package knows where a process runs."""
+import os
 
-__all__ = ["Launcher", "LocalLauncher", "Bubblewrap", "NoSandbox", "SandboxUnavailable", "choose_sandbox"]
+from .base import Launcher
+from .local import Limits, LocalLauncher, machine_domain
+from .ports import parse_port_range
+from .sandbox import Bubblewrap, NoSandbox, SandboxUnavailable, choose_sandbox
+from ..locate import find_chimerax
+
+AGENT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "chimerax_agent", "agent.py")
+
+
+def local_launcher(config, service_id):
+    executable = find_chimerax(config["CHIMERAX_PATH"])
+    path = executable.path if executable else None
+    sandbox = choose_sandbox(config["SANDBOX"], path, AGENT_SCRIPT, config["SANDBOX_USER"],
+                             config["SANDBOX_READONLY_PATHS"], config["SANDBOX_TMP_MB"])
+    # RLIMIT_NPROC counts every process of a uid: only set for a uid of ChimeraX's own.
+    limits = Limits(memory_mb=config["SESSION_MEMORY_MB"], file_mb=config["WORKSPACE_QUOTA_MB"],
+                    open_files=config["SESSION_MAX_OPEN_FILES"],
+                    processes=config["SANDBOX_MAX_PROCESSES"] if sandbox.owner else None)
+    control = config["CONTROL_DIR"] or os.path.join(config["WORKSPACE_ROOT"], ".control")
+    return LocalLauncher(executable, sandbox, control, offscreen=config["CHIMERAX_OFFSCREEN"],
+                         service_id=service_id, limits=limits, host_id=config["HOST_ID"],
+                         port_range=parse_port_range(config["CHIMERAX_PORT_RANGE"]))
+
+
+# LAUNCHER's values: (config, service id) -> Launcher, and the domain its
+# processes would have (known before the launcher is built: the store needs
+# it to upgrade rows of older releases).
+LAUNCHERS = {"local": (local_launcher, machine_domain)}
+
+
+def build_launcher(config, service_id):
+    return LAUNCHERS[config["LAUNCHER"]][0](config, service_id)
+
+
+def launcher_domain(config):
+    return LAUNCHERS[config["LAUNCHER"]][1]()
+
+
+__all__ = ["Launcher", "LocalLauncher", "Bubblewrap", "NoSandbox", "SandboxUnavailable", "choose_sandbox",
+           "LAUNCHERS", "build_launcher", "launcher_domain", "AGENT_SCRIPT"]

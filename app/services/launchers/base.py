@@ -10,14 +10,33 @@ import os
 
 class Launcher(abc.ABC):
     """Another host or a cluster scheduler implements the same calls."""
-    uses_ports = False      # True: channels are TCP ports the store reserves (CHIMERAX_PORT_RANGE)
     # Where its processes run, as a name sessions record: every instance whose
     # launcher has the same domain can reach them (ports, capacity and the
     # sweeper are counted per domain); no other instance ever touches them.
     domain = "unknown"
+    # TCP ports the store reserves for channels (None: the launcher's channels need none).
+    port_range = None
 
     def reaches(self, domain):
         return domain == self.domain
+
+    def port_is_free(self, port):
+        """Whether a port of `port_range` is free where processes run (checked at reservation)."""
+        return True
+
+    def process_id(self, state):
+        """A short name of the process for logs and admins (a pid, a job id)."""
+        return state.get("pid")
+
+    def runtime_info(self):
+        """What health reports of the ChimeraX it starts: {"found": bool, "kind": str or None}."""
+        return {"found": self.available, "kind": None}
+
+    def adopt_workspace(self, state, source, target):
+        """Move a pooled process's directory to a session's workspace. Workspaces
+        are on a file system shared with the processes, so a rename moves it for
+        both: its cwd (or the sandbox's bind of it) follows."""
+        os.rename(source, target)
 
     @property
     def available(self):

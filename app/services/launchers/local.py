@@ -26,7 +26,7 @@ import psutil
 
 from ..chimerax_client import Channel, unix_address
 from ..errors import StartupFailed
-from . import processes
+from . import ports, processes
 from .base import Launcher
 
 READY_LINE = re.compile(rb"CXS agent ready: (unix|tcp (\S+) (\d+))")
@@ -84,8 +84,9 @@ class Limits:
 
 class LocalLauncher(Launcher):
     def __init__(self, executable, sandbox, control_dir, offscreen=True, service_id="cxs",
-                 limits=None, host="127.0.0.1", host_id="local"):
-        self.executable = executable
+                 limits=None, host="127.0.0.1", host_id="local", port_range=None):
+        self.found = executable         # locate.Executable or None
+        self.executable = executable.path if executable else None
         self.sandbox = sandbox
         self.control_dir = control_dir
         self.offscreen = offscreen
@@ -94,17 +95,23 @@ class LocalLauncher(Launcher):
         self.domain = machine_domain()
         self.limits = limits or Limits()
         self.host = host
+        # Unsandboxed, agents listen on loopback TCP: ports from the range, or
+        # (None) whichever the agent picks and announces.
+        self.port_range = None if sandbox.unix_channel else port_range
 
     @property
     def available(self):
         return bool(self.executable)
 
-    @property
-    def uses_ports(self):
-        return not self.sandbox.unix_channel
+    def port_is_free(self, port):
+        return ports.port_is_free(port, self.host)
+
+    def runtime_info(self):
+        return {"found": self.found is not None, "kind": self.found.kind if self.found else None}
 
     def describe(self):
-        return "local, sandbox: %s" % self.sandbox.describe()
+        chimerax = "%s (%s)" % (self.found.path, self.found.kind) if self.found else "no ChimeraX found"
+        return "local: %s, sandbox: %s" % (chimerax, self.sandbox.describe())
 
     def command_line(self):
         args = [self.executable, "--nogui"]
