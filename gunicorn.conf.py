@@ -1,8 +1,10 @@
 """gunicorn settings; every value can be overridden on the command line.
 
-No preload: each worker builds its own app after fork, so no SQLite
-connection, thread or scheduler is ever shared across a fork. Each worker
-then schedules the sweeper; a file lock lets exactly one of them sweep.
+No preload: each worker builds its own app after fork, so no database
+connection, thread or scheduler is ever shared across a fork (the master's
+own, from recovery, are disposed before it forks). Each worker then
+schedules the sweeper; a leader lock (a file lock with SQLite, an advisory
+lock with PostgreSQL) lets exactly one process sweep, across instances too.
 """
 import os
 
