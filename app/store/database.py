@@ -164,8 +164,10 @@ def _create_engine(url, busy_timeout):
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
         return engine
     # No pre-ping (a round trip per checkout): Store._run replaces the pool
-    # when it finds a connection the server dropped.
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=64,
+    # when it finds a connection the server dropped. A server connection costs
+    # a backend process to open: kept for each of a worker's busy threads (16
+    # by default) rather than opened and closed per request above 4.
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=16, max_overflow=32,
                             pool_reset_on_return=None,
                             connect_args={"connect_timeout": max(1, int(busy_timeout))})
 
