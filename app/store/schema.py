@@ -88,15 +88,17 @@ def prepare(url, host_id=None, domain=None):
     """On start: create the head on an empty database; leave any other as it is.
     Instances starting together on one empty database create it once."""
     if database.is_sqlite(url):
-        _enable_wal(url)
-    if current(url) is None:
-        _run(url, command.upgrade, "head", only_if_empty=True, host_id=host_id, domain=domain)
+        os.makedirs(os.path.dirname(os.path.abspath(database.sqlite_path(url))), exist_ok=True)
+    with _file_lock(url):
+        # Switching a file to WAL takes its exclusive lock: one process at a time.
+        if database.is_sqlite(url):
+            _enable_wal(url)
+        if current(url) is None:
+            _run_locked(url, command.upgrade, "head", True, host_id=host_id, domain=domain)
 
 
 def _enable_wal(url):
-    path = database.sqlite_path(url)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    connection = sqlite3.connect(path)
+    connection = sqlite3.connect(database.sqlite_path(url))
     try:
         connection.execute("PRAGMA journal_mode=WAL")
     finally:
