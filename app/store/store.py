@@ -37,6 +37,11 @@ def _live(table=sessions):
     return table.c.status.in_(LIVE_STATUSES)
 
 
+def _filtered(query, table, **equal):
+    """`query` narrowed to the columns given a value (None: any)."""
+    return query.where(*(table.c[name] == value for name, value in equal.items() if value is not None))
+
+
 class Store:
     def __init__(self, target, busy_timeout=5.0):
         self.url = database.as_url(target)
@@ -85,14 +90,19 @@ class Store:
             try:
                 return action(self._conn())
             except Exception as err:
-                if not database.operational(err):
-                    raise           # our bug: a 500 with its traceback
-                lost = database.disconnected(self.engine, err, self._connection)
-                self._drop_connection()
-                if lost:
-                    self.engine.dispose(close=False)
-                if not (lost and read and attempt == 1):
+                if not (self._fault(err) and read and attempt == 1):
                     raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
+
+    def _fault(self, err):
+        """Re-raise our bugs (a 500 with its traceback); after an outage drop the
+        connection, and the whole pool if the server dropped it. True: it did."""
+        if not database.operational(err):
+            raise err
+        lost = database.disconnected(self.engine, err, self._connection)
+        self._drop_connection()
+        if lost:
+            self.engine.dispose(close=False)
+        return lost
 
     def _execute(self, statement, params=None):
         return self._run(lambda connection: connection.execute(statement, params),
@@ -108,12 +118,7 @@ class Store:
             with database.decision(connection, domain):
                 yield
         except Exception as err:
-            if not database.operational(err):
-                raise
-            lost = database.disconnected(self.engine, err, self._connection)
-            self._drop_connection()
-            if lost:
-                self.engine.dispose(close=False)
+            self._fault(err)
             raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
 
     def init_schema(self):
@@ -233,11 +238,7 @@ class Store:
         return self._execute(pool.delete().where(pool.c.id == entry_id)).rowcount == 1
 
     def pool_entries(self, domain=None, host_id=None):
-        query = pool.select().order_by(pool.c.created_at)
-        if domain is not None:
-            query = query.where(pool.c.domain == domain)
-        if host_id is not None:
-            query = query.where(pool.c.host_id == host_id)
+        query = _filtered(pool.select().order_by(pool.c.created_at), pool, domain=domain, host_id=host_id)
         return [dict(row) for row in self._execute(query).mappings()]
 
     def get_session(self, session_id):
@@ -245,19 +246,12 @@ class Store:
         return SessionRecord.from_row(row) if row else None
 
     def list_sessions(self, user=None, status=None):
-        query = sessions.select().order_by(sessions.c.created_at)
-        if user is not None:
-            query = query.where(sessions.c.user == user)
-        if status is not None:
-            query = query.where(sessions.c.status == status)
+        query = _filtered(sessions.select().order_by(sessions.c.created_at), sessions, user=user, status=status)
         return [SessionRecord.from_row(r) for r in self._execute(query).mappings()]
 
     def live_sessions(self, domain=None, host_id=None):
-        query = sessions.select().where(_live()).order_by(sessions.c.created_at)
-        if domain is not None:
-            query = query.where(sessions.c.domain == domain)
-        if host_id is not None:
-            query = query.where(sessions.c.host_id == host_id)
+        query = _filtered(sessions.select().where(_live()).order_by(sessions.c.created_at), sessions,
+                          domain=domain, host_id=host_id)
         return [SessionRecord.from_row(r) for r in self._execute(query).mappings()]
 
     def transition(self, session_id, from_statuses, to_status, **fields):
@@ -277,9 +271,8 @@ class Store:
     def expired_failed_workspaces(self, ended_before, domain=None):
         query = sessions.select().where(sessions.c.status == "failed", sessions.c.workspace_removed == 0,
                                         sessions.c.ended_at < ended_before)
-        if domain is not None:
-            query = query.where(sessions.c.domain == domain)
-        return [SessionRecord.from_row(r) for r in self._execute(query).mappings()]
+        return [SessionRecord.from_row(r) for r in self._execute(_filtered(query, sessions, domain=domain))
+                .mappings()]
 
     def mark_workspace_removed(self, session_id):
         self._execute(sessions.update().where(sessions.c.id == session_id).values(workspace_removed=1))
