@@ -32,11 +32,13 @@ sandbox:
 	@id -u $(SANDBOX_USER) >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $(SANDBOX_USER) && echo "created the sandbox user $(SANDBOX_USER)"; } || echo "no sandbox user: sudo useradd --system --shell /usr/sbin/nologin $(SANDBOX_USER)"
 
 # Debian packages the tests use beyond the runtime's: nginx (deploy/nginx.conf is
-# run for real) and PostgreSQL's server binaries (tests start throwaway servers
-# of their own; no cluster of the machine is created or started).
+# run for real), PostgreSQL's server binaries (tests start throwaway servers
+# of their own; no cluster of the machine is created or started), and Slurm
+# with munge (tests/slurm.py starts a private single-node cluster).
 test-deps:
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } || echo "nginx unavailable: its test will be skipped (sudo apt-get install nginx-light)"
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common >/dev/null && sed -i 's/^#* *create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || echo "PostgreSQL unavailable: its tests will be skipped (sudo apt-get install postgresql)"
+	@command -v slurmctld >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; } || echo "Slurm unavailable: its tests will be skipped (sudo apt-get install slurm-wlm munge)"
 
 test: install chimerax sandbox test-deps
 	$(PY) -m pytest

@@ -55,7 +55,7 @@ class Config:
     WORKSPACE_ROOT = _env("WORKSPACE_ROOT", os.path.join(HERE, "instance", "workspaces"))
 
     # ChimeraX processes
-    LAUNCHER = _env("LAUNCHER", "local")               # where they run: local (this machine)
+    LAUNCHER = _env("LAUNCHER", "local")               # where they run: local (this machine) | slurm
     CHIMERAX_PATH = _env("CHIMERAX_PATH", "")          # empty: search the usual places
     CHIMERAX_PORT_RANGE = _env("CHIMERAX_PORT_RANGE", "6100-6199")  # or "0": ChimeraX picks
     CHIMERAX_OFFSCREEN = _env("CHIMERAX_OFFSCREEN", True, bool)
@@ -73,6 +73,18 @@ class Config:
     SESSION_MEMORY_MB = _env("SESSION_MEMORY_MB", 4096, int)   # address space of each ChimeraX process
     SESSION_MAX_OPEN_FILES = _env("SESSION_MAX_OPEN_FILES", 1024, int)
     CONTROL_DIR = _env("CONTROL_DIR", "")      # empty: <WORKSPACE_ROOT>/.control
+
+    # LAUNCHER=slurm (docs/scaling.md): one job per session; WORKSPACE_ROOT
+    # and CONTROL_DIR on a file system the nodes share.
+    SLURM_PARTITION = _env("SLURM_PARTITION", "")      # empty: the cluster's default
+    SLURM_ACCOUNT = _env("SLURM_ACCOUNT", "")
+    SLURM_EXTRA_ARGS = _env("SLURM_EXTRA_ARGS", "")    # more sbatch options, shell-quoted
+    SLURM_PENDING_TIMEOUT = _env("SLURM_PENDING_TIMEOUT", 300.0, float)  # s a job may wait in the queue
+    SLURM_POLL_INTERVAL = _env("SLURM_POLL_INTERVAL", 5.0, float)  # s between squeue calls of a process
+    SLURM_SCRIPT_TEMPLATE = _env("SLURM_SCRIPT_TEMPLATE", "")   # empty: the shipped session.sbatch
+    SLURM_CONF = _env("SLURM_CONF", "")                # empty: Slurm's own default
+    SLURM_CLUSTER = _env("SLURM_CLUSTER", "default")   # names the cluster's sessions in the store
+    SLURM_BIND_ADDRESS = _env("SLURM_BIND_ADDRESS", "")  # empty: each node's NodeAddr
 
     # Sessions and limits
     MAX_SESSIONS = _env("MAX_SESSIONS", 10, int)

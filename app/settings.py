@@ -1,6 +1,9 @@
 """Checks of the configuration as a whole, at start: a value that cannot be
 used stops the service with a message naming its variable (config.py checks
 the types of values read from the environment)."""
+import os
+import shlex
+
 import sqlalchemy as sa
 
 from config import ConfigError
@@ -47,3 +50,18 @@ def check_settings(config, profiles):
                               % (backend, " or ".join(BACKENDS)))
     if not str(config["HOST_ID"]).strip():
         raise ConfigError("HOST_ID must not be empty")
+    if config["LAUNCHER"] == "slurm":
+        _check_slurm(config)
+
+
+def _check_slurm(config):
+    for name in ("SLURM_PENDING_TIMEOUT", "SLURM_POLL_INTERVAL"):
+        if not config[name] > 0:
+            raise ConfigError("%s=%r must be greater than 0" % (name, config[name]))
+    try:
+        shlex.split(config["SLURM_EXTRA_ARGS"])
+    except ValueError as err:
+        raise ConfigError("SLURM_EXTRA_ARGS=%r: %s" % (config["SLURM_EXTRA_ARGS"], err)) from None
+    template = config["SLURM_SCRIPT_TEMPLATE"]
+    if template and not os.path.isfile(template):
+        raise ConfigError("SLURM_SCRIPT_TEMPLATE=%r is not a file" % template)

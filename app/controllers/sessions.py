@@ -34,7 +34,9 @@ def _dump(record, service):
     if not g.principal.is_admin:
         return _session_schema.dump(record)
     data = _admin_schema.dump(record)
-    data["pid"] = service.process_id(record)
+    name = service.process_id(record)
+    data["process"] = None if name is None else str(name)   # a pid, "job 12" on a cluster...
+    data["pid"] = name if isinstance(name, int) else None
     data["port"] = record.port
     memory = service.memory_bytes(record) if record.is_live else None
     data["memory_mb"] = round(memory / 2**20, 1) if memory else None

@@ -74,10 +74,12 @@ class SessionSchema(Schema):
     expires_at = Timestamp()
     ended_at = Timestamp()
     end_reason = fields.String(allow_none=True)
+    pending_reason = fields.String(allow_none=True)     # starting: why its job waits in a queue
 
 
 class AdminSessionSchema(SessionSchema):
-    pid = fields.Integer(allow_none=True)
+    pid = fields.Integer(allow_none=True)       # a process on this host
+    process = fields.String(allow_none=True)    # its launcher's name for it: a pid, a job
     port = fields.Integer(allow_none=True)
     memory_mb = fields.Float(allow_none=True)
     host_id = fields.String(allow_none=True)     # the service instance that started it

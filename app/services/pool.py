@@ -84,7 +84,7 @@ class WarmPool:
         for entry in self.store.pool_entries(domain=self.launcher.domain):
             state = entry["process"]
             if entry["status"] == "starting":
-                stale = now - entry["created_at"] > startup_grace(self.settings)
+                stale = now - entry["created_at"] > startup_grace(self.settings, self.launcher)
                 drop = stale and (not state or self.launcher.poll(state))
             elif self.launcher.poll(state):
                 drop = True

@@ -27,11 +27,12 @@ FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit", "com
 RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit", "command_timeout"}
 
 
-def startup_grace(settings):
+def startup_grace(settings, launcher):
     """How long a process may take from spawn to active, its starter's own
-    deadlines included (ready, then the initial file opened), plus slack:
-    past it a `starting` row or an unrecorded process has lost its starter."""
-    return settings["STARTUP_TIMEOUT"] + settings["COMMAND_TIMEOUT"] + 5
+    deadlines included (a scheduler's queue, ready, then the initial file
+    opened), plus slack: past it a `starting` row or an unrecorded process
+    has lost its starter."""
+    return launcher.startup_allowance() + settings["STARTUP_TIMEOUT"] + settings["COMMAND_TIMEOUT"] + 5
 
 
 class SessionService:
@@ -168,7 +169,9 @@ class SessionService:
             state = self.launcher.start(record.id, record.workspace, record.port)
             if not store.transition(record.id, [STARTING], STARTING, process=state):
                 raise _Cancelled()
-            state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
+            state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"],
+                                             progress=lambda waiting: store.transition(
+                                                 record.id, [STARTING], STARTING, process=waiting))
             metrics.SPAWN_SECONDS.observe(time.perf_counter() - spawned)
             if opening:
                 self._open_initial(state, opening)

@@ -31,6 +31,7 @@ class Sweeper:
         """One pass over a snapshot of the live sessions; returns {reason: count}."""
         now = now or time.time()
         ended = {}
+        self.launcher.refresh()
         try:
             self.service.remove_expired_workspaces(now)
         except Exception:
@@ -56,13 +57,13 @@ class Sweeper:
         may be a live worker's, not yet recorded."""
         known = [r.process for r in self.store.live_sessions() if r.process]
         known += [e["process"] for e in self.store.pool_entries() if e["process"]]
-        return reap_orphans(self.service, known, now, startup_grace(self.settings))
+        return reap_orphans(self.service, known, now, startup_grace(self.settings, self.launcher))
 
     def _check(self, record, now):
         settings = self.settings
         if record.status == STARTING:
             # Its starter (maybe a worker that died) had its own deadlines; allow slack.
-            if now - record.created_at > startup_grace(settings):
+            if now - record.created_at > startup_grace(settings, self.launcher):
                 return self._end(record, "startup_failed")
             return None
         if record.status == TERMINATING:
@@ -74,9 +75,11 @@ class Sweeper:
             return None
         if record.status != ACTIVE:
             return None
-        # A dead process is reaped as crashed before any idle or age rule.
-        if self.launcher.poll(record.process):
-            return self._end(record, "crashed")
+        # A process that ended is reaped (as crashed, unless its launcher knows
+        # better) before any idle or age rule.
+        ended = self.launcher.exit_reason(record.process)
+        if ended:
+            return self._end(record, ended)
         limit = settings["MAX_RSS_MB"]
         if limit > 0:
             rss = self.launcher.memory_bytes(record.process)
@@ -162,13 +165,15 @@ class SweeperSchedule:
                      s["SESSION_MAX_LIFETIME"], s["HEALTH_CHECK_TIMEOUT"], s["HEALTH_CHECK_FAILURES"])
         sweeper, close = self.make_sweeper()
         try:
+            ended = sweeper.sweep()
             if self.make_pool is not None:
                 pool, close_pool = self.make_pool()
                 try:
-                    pool.maintain(ping=True)     # health-check idle pooled processes too
+                    # Idle pooled processes are health-checked too (after the
+                    # sweep: its one scheduler query serves the pool as well).
+                    pool.maintain(ping=True)
                 finally:
                     close_pool()
-            ended = sweeper.sweep()
             sweeper.store.record_sweep(self.settings["HOST_ID"], os.getpid())
             if ended:
                 log.info("sweeper ended sessions: %s", ended)

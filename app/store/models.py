@@ -52,6 +52,11 @@ class SessionRecord:
         return self.status in LIVE_STATUSES
 
     @property
+    def pending_reason(self):
+        """Why a starting session's process waits (a scheduler's reason), else None."""
+        return self.process.get("pending_reason") if self.status == STARTING and self.process else None
+
+    @property
     def expires_at(self):
         if not self.is_live:
             return None

@@ -7,6 +7,8 @@ from .base import Launcher
 from .local import Limits, LocalLauncher, machine_domain
 from .ports import parse_port_range
 from .sandbox import Bubblewrap, NoSandbox, SandboxUnavailable, choose_sandbox
+from .slurm import SlurmLauncher, cluster_domain
+from .slurm_cli import Slurm
 from ..locate import find_chimerax
 
 AGENT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -28,10 +30,16 @@ def local_launcher(config, service_id):
                          port_range=parse_port_range(config["CHIMERAX_PORT_RANGE"]))
 
 
-# LAUNCHER's values: (config, service id) -> Launcher, and the domain its
-# processes would have (known before the launcher is built: the store needs
-# it to upgrade rows of older releases).
-LAUNCHERS = {"local": (local_launcher, machine_domain)}
+def slurm_launcher(config, service_id):
+    slurm = Slurm(conf=config["SLURM_CONF"])
+    return SlurmLauncher(slurm, config, find_chimerax(config["CHIMERAX_PATH"]), service_id)
+
+
+# LAUNCHER's values: (config, service id) -> Launcher, and (config) -> the
+# domain its processes would have (known before the launcher is built: the
+# store needs it to upgrade rows of older releases).
+LAUNCHERS = {"local": (local_launcher, lambda config: machine_domain()),
+             "slurm": (slurm_launcher, cluster_domain)}
 
 
 def build_launcher(config, service_id):
@@ -39,8 +47,8 @@ def build_launcher(config, service_id):
 
 
 def launcher_domain(config):
-    return LAUNCHERS[config["LAUNCHER"]][1]()
+    return LAUNCHERS[config["LAUNCHER"]][1](config)
 
 
-__all__ = ["Launcher", "LocalLauncher", "Bubblewrap", "NoSandbox", "SandboxUnavailable", "choose_sandbox",
+__all__ = ["Launcher", "LocalLauncher", "SlurmLauncher", "Bubblewrap", "NoSandbox", "SandboxUnavailable", "choose_sandbox",
            "LAUNCHERS", "build_launcher", "launcher_domain", "AGENT_SCRIPT"]

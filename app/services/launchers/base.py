@@ -55,9 +55,11 @@ class Launcher(abc.ABC):
         """Launch ChimeraX for `marker` (a session id or pool entry); return its state (not yet ready)."""
 
     @abc.abstractmethod
-    def wait_ready(self, state, timeout):
+    def wait_ready(self, state, timeout, progress=None):
         """Block until its channel answers; return the completed state.
-        Raise StartupFailed if it dies or the timeout passes."""
+        Raise StartupFailed if it dies or the timeout passes. A launcher whose
+        processes may wait for resources (a queue) calls `progress(state)`
+        when the state its owner should see changes (`pending_reason`)."""
 
     @abc.abstractmethod
     def poll(self, state):
@@ -77,6 +79,19 @@ class Launcher(abc.ABC):
 
     def memory_bytes(self, state):
         return None
+
+    def refresh(self):
+        """Learn the state of all its processes at once (a scheduler's one query);
+        called at the start of every sweep, so that `poll` of each session is free."""
+
+    def startup_allowance(self):
+        """Seconds a start may wait before its process even runs (a scheduler's queue)."""
+        return 0
+
+    def exit_reason(self, state):
+        """None while it runs, else the end reason of a session whose process ended
+        on its own ("crashed"; a scheduler may know better, e.g. "max_lifetime")."""
+        return "crashed" if self.poll(state) else None
 
     def adoptable(self, state, marker):
         """After a restart: is this still the very process started for `marker`?"""

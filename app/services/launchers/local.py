@@ -129,11 +129,11 @@ class LocalLauncher(Launcher):
         base = os.path.join(self.control_dir, token)
         return {"log": base + ".log", "stdin": base + ".stdin", "socket": base + ".sock"}
 
-    def start(self, marker, workspace, port):
+    def start(self, marker, workspace, port, secret=None):
         os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
         token = uuid.uuid4().hex
         files = self._control_paths(token)
-        secret = secrets.token_urlsafe(32)
+        secret = secret or secrets.token_urlsafe(32)
         env = _child_env(marker, self.service_id, self.host_id, secret, token)
         listener = None
         if self.sandbox.unix_channel:
@@ -172,7 +172,7 @@ class LocalLauncher(Launcher):
                 "token": token, "marker": marker, "secret": secret, "channel": channel,
                 "sandbox": self.sandbox.name, "port": channel.get("port")}
 
-    def wait_ready(self, state, timeout):
+    def wait_ready(self, state, timeout, progress=None):
         deadline = time.monotonic() + timeout
         while True:
             match = self._ready_line(state)

@@ -1,0 +1,305 @@
+"""ChimeraX as Slurm jobs: one job per session (and per warm-pool process).
+
+A job is named `cxs-<session id>` (pool: `cxs-pool-<entry>`) and carries
+the comment `cxs:<service id>:<host id>`, so this service recognises its own
+jobs (and one instance's start-up only those it submitted) among everything
+the account runs. The batch script (session.sbatch, or SLURM_SCRIPT_TEMPLATE)
+runs slurm_job.py on the node, which starts ChimeraX in the node's sandbox
+and reports the address of its channel in the job's output file. WORKSPACE_ROOT
+and CONTROL_DIR must be on a file system the service and the nodes share.
+
+What the scheduler says is read from one batched `squeue` (slurm_cli.JobTable);
+a controller that does not answer leaves every session as it is.
+"""
+import json
+import logging
+import math
+import os
+import pwd
+import secrets
+import shlex
+import shutil
+import string
+import sys
+import time
+import uuid
+
+from ..chimerax_client import Channel, ping
+from ..errors import StartupFailed
+from ..locate import PROJECT_ROOT
+from .base import Launcher
+from .sandbox import WORKSPACE
+from .slurm_cli import LIVE_STATES, JobTable, SchedulerUnavailable, SlurmError
+from .slurm_job import FAILED, READY
+
+log = logging.getLogger("cxs.slurm")
+
+TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "session.sbatch")
+NAME_PREFIX = "cxs-"
+# Settings the node needs to build the same local launcher there.
+NODE_SETTINGS = ("SANDBOX", "SANDBOX_USER", "SANDBOX_READONLY_PATHS", "SANDBOX_TMP_MB", "SANDBOX_MAX_PROCESSES",
+                 "SESSION_MEMORY_MB", "WORKSPACE_QUOTA_MB", "SESSION_MAX_OPEN_FILES", "CHIMERAX_OFFSCREEN",
+                 "HOST_ID", "WORKSPACE_ROOT")
+# How a job that ended on its own ends its session.
+END_REASONS = {"TIMEOUT": "max_lifetime", "DEADLINE": "max_lifetime", "OUT_OF_MEMORY": "memory_limit"}
+
+
+def job_name(marker):
+    return NAME_PREFIX + marker.replace("pool:", "pool-")
+
+
+def cluster_domain(config):
+    return "slurm:" + (config.get("SLURM_CLUSTER") or "default")
+
+
+class SlurmLauncher(Launcher):
+    def __init__(self, slurm, config, executable, service_id, clock=time.time):
+        self.slurm = slurm
+        self.config = config
+        self.found = executable
+        self.service_id = service_id
+        self.host_id = config["HOST_ID"]
+        self.domain = cluster_domain(config)
+        self.control_dir = config["CONTROL_DIR"] or os.path.join(config["WORKSPACE_ROOT"], ".control")
+        self.pending_timeout = config["SLURM_PENDING_TIMEOUT"]
+        self.clock = clock
+        self.comment = "cxs:%s:%s" % (service_id, self.host_id)
+        self.jobs = JobTable(slurm, NAME_PREFIX, "cxs:%s:" % service_id, max_age=config["SLURM_POLL_INTERVAL"])
+        with open(config["SLURM_SCRIPT_TEMPLATE"] or TEMPLATE) as text:
+            self.template = string.Template(text.read())
+        self.owner = _sandbox_owner(config)
+
+    @property
+    def available(self):
+        return self.found is not None
+
+    def runtime_info(self):
+        return {"found": self.found is not None, "kind": self.found.kind if self.found else None}
+
+    def describe(self):
+        chimerax = "%s (%s)" % (self.found.path, self.found.kind) if self.found else "no ChimeraX found"
+        return "slurm (%s, partition %s): %s, sandbox on the nodes: %s" % (
+            self.domain, self.config["SLURM_PARTITION"] or "default", chimerax, self.config["SANDBOX"])
+
+    def process_id(self, state):
+        return "job %s" % state["job"] if state.get("job") else None
+
+    def refresh(self):
+        try:
+            self.jobs.snapshot(max_age=0)
+        except SchedulerUnavailable:
+            pass        # logged once by the table; sessions stay as they are
+
+    def startup_allowance(self):
+        return self.pending_timeout
+
+    def make_workspace(self, path):
+        os.makedirs(path, mode=0o700)
+        if self.owner:
+            os.chown(path, *self.owner)
+
+    def _paths(self, token):
+        base = os.path.join(self.control_dir, token)
+        return {"spec": base + ".json", "output": base + ".out", "node": base + ".d"}
+
+    def _sbatch_args(self, name, output, workspace):
+        config = self.config
+        minutes = math.ceil(config["SESSION_MAX_LIFETIME"] / 60) + 1    # the sweeper ends it first
+        args = ["--job-name", name, "--comment", self.comment, "--output", output, "--chdir", workspace,
+                "--mem", "%dM" % config["SESSION_MEMORY_MB"], "--time", str(minutes),
+                "--ntasks", "1", "--no-requeue", "--export", "NONE"]
+        if config["SLURM_PARTITION"]:
+            args += ["--partition", config["SLURM_PARTITION"]]
+        if config["SLURM_ACCOUNT"]:
+            args += ["--account", config["SLURM_ACCOUNT"]]
+        return args + shlex.split(config["SLURM_EXTRA_ARGS"])
+
+    def batch_script(self, spec_path):
+        return self.template.substitute(python=shlex.quote(sys.executable), project=shlex.quote(PROJECT_ROOT),
+                                        spec=shlex.quote(spec_path))
+
+    def write_spec(self, marker, workspace, secret, paths):
+        node_config = {name: self.config[name] for name in NODE_SETTINGS}
+        node_config.update(CHIMERAX_PATH=self.found.path, CONTROL_DIR=paths["node"], CHIMERAX_PORT_RANGE="0")
+        spec = {"marker": marker, "workspace": workspace, "secret": secret, "service_id": self.service_id,
+                "config": node_config, "bind": self.config["SLURM_BIND_ADDRESS"],
+                "startup_timeout": self.config["STARTUP_TIMEOUT"],
+                "stop_grace": self.config["STOP_GRACE_PERIOD"]}
+        descriptor = os.open(paths["spec"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            json.dump(spec, out)
+
+    def start(self, marker, workspace, port):
+        os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
+        token = uuid.uuid4().hex
+        paths = self._paths(token)
+        secret = secrets.token_urlsafe(32)
+        self.write_spec(marker, workspace, secret, paths)
+        name = job_name(marker)
+        submitted = self.clock()
+        try:
+            job = self.slurm.submit(self.batch_script(paths["spec"]),
+                                    self._sbatch_args(name, paths["output"], workspace))
+        except (SchedulerUnavailable, SlurmError) as err:
+            self._remove_files(token)
+            raise StartupFailed("Slurm did not accept the job: %s" % err) from err
+        log.info("%s submitted as job %s", name, job)
+        return {"job": job, "name": name, "token": token, "marker": marker, "secret": secret,
+                "submitted": submitted, "channel": None, "port": None, "pending_reason": None}
+
+    def _report(self, state):
+        """The job's own report from its output file: ("ready"|"failed", data) or None."""
+        try:
+            with open(self._paths(state["token"])["output"], errors="replace") as out:
+                text = out.read(256 * 1024)
+        except OSError:
+            return None
+        for line in text.splitlines():
+            for kind, prefix in (("ready", READY), ("failed", FAILED)):
+                if line.startswith(prefix):
+                    try:
+                        return kind, json.loads(line[len(prefix):])
+                    except ValueError:
+                        return "failed", {"message": "unreadable report: %r" % line[:200]}
+        return None
+
+    def wait_ready(self, state, timeout, progress=None):
+        """Ready when the job reports its channel. While the job is pending its
+        scheduler's reason is reported through `progress`; pending longer than
+        SLURM_PENDING_TIMEOUT, or running without a report for `timeout` s, fails."""
+        state = dict(state)
+        running_since, next_check = None, 0.0
+        while True:
+            report = self._report(state)
+            if report and report[0] == "ready":
+                data = report[1]
+                state.update(channel={"host": data["host"], "port": data["port"]}, port=data["port"],
+                             node=data.get("node"), sandbox=data.get("sandbox"), pending_reason=None)
+                return state
+            if report:
+                raise StartupFailed("ChimeraX could not start in job %s: %s"
+                                    % (state["job"], report[1].get("message")))
+            now = self.clock()
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + max(0.2, self.jobs.max_age / 2)
+                job = self._job(state)
+                if job is not None and not job.live:
+                    raise StartupFailed("job %s ended (%s) before ChimeraX was ready" % (state["job"], job.state))
+                if job is not None and job.pending:
+                    if job.reason != state.get("pending_reason"):
+                        state["pending_reason"] = job.reason
+                        if progress:
+                            progress(dict(state))
+                elif job is not None and running_since is None:
+                    running_since = now
+            if running_since is None and now - state["submitted"] > self.pending_timeout:
+                raise StartupFailed("job %s still pending after %g s (%s)"
+                                    % (state["job"], self.pending_timeout, state.get("pending_reason") or "?"))
+            if running_since is not None and now - running_since > timeout:
+                raise StartupFailed("ChimeraX in job %s was not ready within %g s" % (state["job"], timeout))
+            time.sleep(0.02)
+
+    def _job(self, state):
+        """The job as squeue last listed it; None if unknown (controller down);
+        a GONE job if the controller no longer lists it."""
+        try:
+            job = self.jobs.job(state["job"], since=state.get("submitted"))
+        except SchedulerUnavailable:
+            return None
+        return job if job is not None else GONE
+
+    def poll(self, state):
+        if not state.get("job"):
+            return "no job was submitted"
+        job = self._job(state)
+        if job is None or job.live:
+            return None     # running, or unknown: never "gone" for want of an answer
+        return "job %s %s" % (state["job"], job.state.lower())
+
+    def exit_reason(self, state):
+        if not self.poll(state):
+            return None
+        return END_REASONS.get(self._job(state).state, "crashed")
+
+    def stop(self, state, grace):
+        job = state.get("job")
+        if job:
+            self._cancel(job, grace)
+        if state.get("token"):
+            self._remove_files(state["token"])
+
+    def _cancel(self, job, grace):
+        """scancel, then wait until the controller no longer shows the job running:
+        its processes (the job's own SIGTERM handling: `grace`) are gone by then."""
+        deadline = time.monotonic() + grace + 30
+        try:
+            self.slurm.cancel(job)
+        except SlurmError:
+            pass            # already ended
+        except SchedulerUnavailable as err:
+            log.warning("job %s not cancelled (the controller did not answer: %s); "
+                        "the sweeper cancels it as an orphan later", job, err)
+            return
+        while time.monotonic() < deadline:
+            try:
+                if self.slurm.job_state(job) not in LIVE_STATES:
+                    return
+            except (SchedulerUnavailable, SlurmError):
+                return
+            time.sleep(0.1)
+        log.warning("job %s still listed as running %g s after scancel", job, grace + 30)
+
+    def _remove_files(self, token):
+        paths = self._paths(token)
+        for name in ("spec", "output"):
+            try:
+                os.unlink(paths[name])
+            except FileNotFoundError:
+                pass
+        shutil.rmtree(paths["node"], ignore_errors=True)
+
+    def channel(self, state):
+        where = state.get("channel") or {}
+        return Channel(secret=state.get("secret", ""), host=where.get("host"), port=where.get("port"))
+
+    def chimerax_path(self, state, workspace):
+        return WORKSPACE if state.get("sandbox") == "bwrap" else workspace
+
+    def adoptable(self, state, marker):
+        # A pool process keeps the job (and name) it was started with after a
+        # claim: the job id, its name and the secret identify it, not `marker`.
+        if not state.get("job") or not state.get("channel"):
+            return False
+        job = self._job(state)     # None: the controller is down; the channel alone decides
+        if job is not None and (not job.live or job.name != state.get("name")):
+            return False
+        return ping(self.channel(state), self.config["HEALTH_CHECK_TIMEOUT"])
+
+    def orphans(self, known_states, host_id=None):
+        known = {str(s.get("job")) for s in known_states if s.get("job")}
+        try:
+            jobs = self.jobs.snapshot()      # a sweep has just refreshed it
+        except SchedulerUnavailable:
+            return []
+        suffix = ":%s" % host_id if host_id else ""
+        return [{"job": job.id, "name": job.name, "create_time": job.submitted}
+                for job in jobs.values()
+                if job.live and job.id not in known and job.comment.endswith(suffix)]
+
+
+class _Gone:
+    live, pending, state, reason = False, False, "GONE", None
+
+
+GONE = _Gone()
+
+
+def _sandbox_owner(config):
+    """The uid/gid ChimeraX runs as on the nodes (SANDBOX_USER when jobs run as root)."""
+    if os.geteuid() != 0 or config["SANDBOX"] == "none":
+        return None
+    try:
+        entry = pwd.getpwnam(config["SANDBOX_USER"])
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid

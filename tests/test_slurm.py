@@ -1,0 +1,221 @@
+"""LAUNCHER=slurm against a real single-node Slurm (tests/slurm.py): sessions
+as jobs, the scheduler's states, a controller that stops answering, restarts.
+
+The node's address is 127.0.0.2: every channel must be reached there."""
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+
+from app.context import EXTENSION
+
+from . import slurm
+from .conftest import alanin_pdb, token_header, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if not slurm.available():
+        pytest.skip("Slurm is not installed (make test-deps installs slurm-wlm and munge)")
+    if os.geteuid() != 0:
+        pytest.skip("the test cluster runs its daemons as root")
+    running = slurm.SlurmCluster().start()
+    yield running
+    running.stop()
+
+
+def slurm_settings(cluster, **overrides):
+    settings = dict(LAUNCHER="slurm", SLURM_CONF=cluster.conf, SLURM_POLL_INTERVAL=0.5,
+                    SLURM_PENDING_TIMEOUT=60.0, SESSION_MEMORY_MB=3072)
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture
+def slurm_app(app_factory, cluster):
+    def build(**overrides):
+        return app_factory(**slurm_settings(cluster, **overrides))
+    return build
+
+
+def runtime(app):
+    return app.extensions[EXTENSION]
+
+
+def record(app, session_id):
+    sweeper, close = runtime(app).make_sweeper()
+    try:
+        return sweeper.store.get_session(session_id)
+    finally:
+        close()
+
+
+def sweep(app):
+    sweeper, close = runtime(app).make_sweeper()
+    try:
+        return sweeper.sweep()
+    finally:
+        close()
+
+
+def job_of(app, session_id):
+    return record(app, session_id).process["job"]
+
+
+def test_session_is_a_job_reached_at_the_nodes_address(slurm_app, cluster):
+    app = slurm_app()
+    client, alice, admin = app.test_client(), token_header(app, "alice"), token_header(app, "root", "admin")
+    created = client.post("/api/sessions", json={"label": "on slurm"}, headers=alice)
+    assert created.status_code == 201, created.get_json()
+    sid = created.get_json()["id"]
+    state = record(app, sid).process
+    assert state["channel"]["host"] == slurm.NODE_ADDRESS       # reported by the job, not assumed
+    assert cluster.live_jobs()[state["job"]] == ("cxs-" + sid, "RUNNING")
+    assert client.get("/api/sessions/" + sid, headers=admin).get_json()["process"] == "job " + state["job"]
+    with open(alanin_pdb(), "rb") as pdb:
+        assert client.post("/api/sessions/%s/files" % sid, headers=alice, content_type="multipart/form-data",
+                           data={"file": (pdb, "a.pdb")}).status_code == 201
+    opened = client.post("/api/sessions/%s/commands" % sid, json={"command": "open a.pdb"}, headers=alice)
+    assert opened.get_json()["ok"], opened.get_json()
+    saved = client.post("/api/sessions/%s/commands" % sid, json={"command": "save out.pdb"}, headers=alice)
+    assert saved.get_json()["ok"], saved.get_json()
+    names = {f["name"] for f in client.get("/api/sessions/%s/files" % sid, headers=alice).get_json()["files"]}
+    assert names == {"a.pdb", "out.pdb"}
+    assert b"ATOM" in client.get("/api/sessions/%s/files/out.pdb" % sid, headers=alice).data
+    png = client.get("/api/sessions/%s/snapshot?width=64&height=48" % sid, headers=alice)
+    assert png.status_code == 200 and png.data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.delete("/api/sessions/" + sid, headers=alice).status_code == 204
+    assert state["job"] not in cluster.live_jobs()               # scancel waited for the job's end
+    assert not os.path.exists(record(app, sid).workspace)
+
+
+def test_warm_pool_jobs_are_claimed(slurm_app, cluster):
+    app = slurm_app(POOL_SIZE=1)
+    pool, close = runtime(app).make_pool()
+    try:
+        assert pool.fill() == 1
+        entry = pool.store.pool_entries()[0]
+        assert entry["status"] == "ready" and cluster.live_jobs()[entry["process"]["job"]][0].startswith("cxs-pool-")
+        client, alice = app.test_client(), token_header(app, "alice")
+        started = time.perf_counter()
+        created = client.post("/api/sessions", json={}, headers=alice)
+        print("measured: warm create on Slurm %.1f ms in-process" % ((time.perf_counter() - started) * 1000))
+        sid = created.get_json()["id"]
+        assert created.status_code == 201 and job_of(app, sid) == entry["process"]["job"]
+        # The job works in the session's workspace (the pool's directory was
+        # renamed into it): a file uploaded there opens by its relative name.
+        with open(alanin_pdb(), "rb") as pdb:
+            assert client.post("/api/sessions/%s/files" % sid, headers=alice, content_type="multipart/form-data",
+                               data={"file": (pdb, "a.pdb")}).status_code == 201
+        opened = client.post("/api/sessions/%s/commands" % sid, json={"command": "open a.pdb"}, headers=alice)
+        assert opened.get_json()["ok"], opened.get_json()
+    finally:
+        close()
+
+
+def test_job_cancelled_outside_is_crashed_within_one_sweep_of_one_squeue(slurm_app, cluster):
+    app = slurm_app()
+    client, alice = app.test_client(), token_header(app, "alice")
+    sids = [client.post("/api/sessions", json={}, headers=alice).get_json()["id"] for _ in range(2)]
+    victim = job_of(app, sids[0])
+    cluster.run("scancel", victim)
+    wait_until(lambda: victim not in cluster.live_jobs(), 30, message="the job to end")
+    table = runtime(app).launcher.jobs
+    asked = table.queries
+    assert sweep(app) == {"crashed": 1}
+    assert table.queries == asked + 1        # one squeue for all sessions of the sweep
+    assert (record(app, sids[0]).status, record(app, sids[0]).end_reason) == ("failed", "crashed")
+    assert record(app, sids[1]).status == "active"
+
+
+def test_controller_down_is_unknown_not_gone(slurm_app, cluster):
+    app = slurm_app()
+    client, alice = app.test_client(), token_header(app, "alice")
+    sid = client.post("/api/sessions", json={}, headers=alice).get_json()["id"]
+    job = job_of(app, sid)
+    cluster.stop_controller()
+    try:
+        for _ in range(3):
+            assert sweep(app) == {}
+            assert record(app, sid).status == "active"
+            reply = client.post("/api/sessions/%s/commands" % sid, json={"command": "version"}, headers=alice)
+            assert reply.status_code == 200 and reply.get_json()["ok"]      # commands need no slurmctld
+    finally:
+        cluster.start_controller()
+    assert sweep(app) == {} and record(app, sid).status == "active"
+    cluster.run("scancel", job)                  # reconciled once the controller answers again
+    wait_until(lambda: job not in cluster.live_jobs(), 30, message="the job to end")
+    assert sweep(app) == {"crashed": 1}
+
+
+def test_pending_job_shows_its_reason_then_fails_and_is_cancelled(slurm_app, cluster):
+    # The limited partition allows 1 minute; a session asks for its whole lifetime: the job
+    # waits, with a reason about the partition (PartitionConfig or PartitionTimeLimit).
+    app = slurm_app(SLURM_PARTITION=slurm.LIMITED_PARTITION, SESSION_MAX_LIFETIME=3600,
+                    SLURM_PENDING_TIMEOUT=4.0)
+    client, alice = app.test_client(), token_header(app, "alice")
+    created = client.post("/api/sessions", json={"wait": False}, headers=alice)
+    assert created.status_code == 202
+    sid = created.get_json()["id"]
+
+    def shown_reason():
+        return client.get("/api/sessions/" + sid, headers=alice).get_json().get("pending_reason")
+    assert wait_until(shown_reason, 10, message="pending_reason").startswith("Partition")
+    assert client.get("/api/sessions/" + sid, headers=alice).get_json()["status"] == "starting"
+    job = record(app, sid).process["job"]
+
+    def ended():
+        body = client.get("/api/sessions/" + sid, headers=alice).get_json()
+        return body["status"] != "starting" and body
+    body = wait_until(ended, 30, message="the pending session to fail")
+    assert (body["status"], body["end_reason"], body["pending_reason"]) == ("failed", "startup_failed", None)
+    assert job not in cluster.live_jobs()
+
+
+def test_unknown_job_of_this_service_is_cancelled(slurm_app, cluster):
+    app = slurm_app()
+    launcher = runtime(app).launcher
+    stray = cluster.run("sbatch", "--parsable", "--job-name", "cxs-" + str(uuid.uuid4()),
+                        "--comment", launcher.comment, "--output", "/dev/null", "--wrap", "sleep 600"
+                        ).stdout.strip()
+    other = cluster.run("sbatch", "--parsable", "--job-name", "cxs-" + str(uuid.uuid4()),
+                        "--comment", "cxs:another-service:x", "--output", "/dev/null", "--wrap", "sleep 600"
+                        ).stdout.strip()
+    try:
+        wait_until(lambda: cluster.live_jobs().get(stray, ("", ""))[1] == "RUNNING", 30, message="stray job")
+        sweeper, close = runtime(app).make_sweeper()
+        try:
+            sweeper.launcher.refresh()
+            assert sweeper.reap_orphans(time.time() + 3600) == ["job " + stray]
+        finally:
+            close()
+        assert stray not in cluster.live_jobs() and other in cluster.live_jobs()
+    finally:
+        cluster.run("scancel", stray, other, check=False)
+
+
+def test_restart_adopts_jobs(gunicorn_server, cluster, tmp_path):
+    server = gunicorn_server(workers=2, **{k: str(v) for k, v in slurm_settings(cluster).items()})
+    alice = server.token("alice")
+    created = requests.post(server.url + "/api/sessions", json={}, headers=alice, timeout=60)
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    store = server.store()
+    try:
+        job = store.get_session(sid).process["job"]
+    finally:
+        store.close()
+    server.kill_hard()
+    server.start()
+    body = requests.get(server.url + "/api/sessions/" + sid, headers=alice, timeout=10).json()
+    assert body["status"] == "active"
+    reply = requests.post(server.url + "/api/sessions/%s/commands" % sid, json={"command": "version"},
+                          headers=alice, timeout=30)
+    assert reply.status_code == 200 and reply.json()["ok"]
+    assert cluster.live_jobs()[job][1] == "RUNNING"
+    assert "adopted 1 session" in server.log_text()
