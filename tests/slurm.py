@@ -86,6 +86,8 @@ class SlurmCluster:
             "AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none",
             "SwitchType=switch/none", "MpiDefault=none", "ReturnToService=2", "MailProg=/bin/true",
             "KillWait=5", "MessageTimeout=5",
+            # Sessions are interactive: schedule a batch job when it arrives, not up to 3 s later.
+            "SchedulerParameters=batch_sched_delay=0",
             "StateSaveLocation=%s/state" % self.base, "SlurmdSpoolDir=%s/spool" % self.base,
             "SlurmctldPidFile=%s/slurmctld.pid" % self.base, "SlurmdPidFile=%s/slurmd.pid" % self.base,
             "SlurmctldLogFile=%s/slurmctld.log" % self.base, "SlurmdLogFile=%s/slurmd.log" % self.base,

@@ -157,10 +157,11 @@ def test_pending_job_shows_its_reason_then_fails_and_is_cancelled(slurm_app, clu
     # The limited partition allows 1 minute; a session asks for its whole lifetime: the job
     # waits, with a reason about the partition (PartitionConfig or PartitionTimeLimit).
     app = slurm_app(SLURM_PARTITION=slurm.LIMITED_PARTITION, SESSION_MAX_LIFETIME=3600,
-                    SLURM_PENDING_TIMEOUT=4.0)
+                    SLURM_PENDING_TIMEOUT=5.0, STARTUP_TIMEOUT=1.0)
     client, alice = app.test_client(), token_header(app, "alice")
-    created = client.post("/api/sessions", json={"wait": False}, headers=alice)
-    assert created.status_code == 202
+    # Even a caller who waits is answered after STARTUP_TIMEOUT: starting, not a request held for the queue.
+    created = client.post("/api/sessions", json={"wait": True}, headers=alice)
+    assert created.status_code == 202 and created.get_json()["status"] == "starting"
     sid = created.get_json()["id"]
 
     def shown_reason():

@@ -117,12 +117,20 @@ class SessionService:
             metrics.SESSIONS_CREATED.labels("pool").inc()
             return self.store.get_session(session_id)
         metrics.SESSIONS_CREATED.labels("cold").inc()
-        if wait:
+        if wait and not self.launcher.startup_allowance():
             self._start(record, self.store, opening)
             return self.store.get_session(session_id)
-        threading.Thread(target=self._start_in_background, args=(record, opening),
+        finished = _Finished()
+        threading.Thread(target=self._start_in_background, args=(record, opening, finished),
                          name="start-%s" % session_id[:8], daemon=True).start()
-        return record
+        if not wait:
+            return record
+        # A scheduler may keep the job queued far longer than a request should
+        # wait: as long as a start may take, then `starting` (202, with the
+        # scheduler's pending_reason) while the start goes on.
+        if finished.wait(self.settings["STARTUP_TIMEOUT"]) and finished.error is not None:
+            raise finished.error
+        return self._store_call(self.store.get_session, session_id)
 
     def _activate_pooled(self, record, claimed, opening):
         """Turn a claimed pool process into this session; False: start cold instead."""
@@ -151,16 +159,17 @@ class SessionService:
         log.info("session %s active from the warm pool: %s", record.id, self.launcher.process_id(state))
         return True
 
-    def _start_in_background(self, record, opening):
+    def _start_in_background(self, record, opening, finished):
         store = self.store_factory()
         try:
             self._start(record, store, opening)
-        except ServiceError:
-            pass        # already logged and recorded as failed
+        except ServiceError as err:
+            finished.error = err        # already logged and recorded as failed
         except Exception:
             log.exception("session %s: background start-up crashed", record.id)
         finally:
             store.close()
+            finished.set()
 
     def _start(self, record, store, opening=None):
         state = {}
@@ -393,4 +402,9 @@ class SessionService:
 
 class _Cancelled(Exception):
     pass
+
+
+class _Finished(threading.Event):
+    """A background start's end, and its error for a caller still waiting."""
+    error = None
 
