@@ -266,6 +266,7 @@ def main():
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=40)
     parser.add_argument("--api-only", action="store_true", help="figures 3-5 only, on both stores")
+    parser.add_argument("--slurm-only", action="store_true", help="figure 7 only (a private Slurm)")
     opts = parser.parse_args()
     rows = []
     from tests.postgres import PostgresServer
@@ -339,6 +340,14 @@ def round_trip(url, runs):
     return times
 
 
+def slurm_rows(workdir, workers, opts):
+    from tests import slurm
+    if not (slurm.available() and os.geteuid() == 0):
+        return [(workers, "7. Slurm", "skipped: needs root and slurm-wlm + munge", "-", "-", True)]
+    from bench.slurm_figures import slurm_figures
+    return slurm_figures(workdir, workers, opts.runs)
+
+
 def report(opts, rows, postgres):
     for workers in [int(w) for w in opts.workers.split(",")]:
         workdir = tempfile.mkdtemp(prefix="cxs-bench-")
@@ -346,6 +355,9 @@ def report(opts, rows, postgres):
             if opts.api_only:
                 for backend in ("sqlite", "postgresql"):
                     rows += api_figures(os.path.join(workdir, "main-" + backend), workers, opts, postgres, backend)
+                continue
+            if opts.slurm_only:
+                rows += slurm_rows(workdir, workers, opts)
                 continue
             cold, raw = cold_create(os.path.join(workdir, "cold"), workers, opts.runs)
             rows.append((workers, "1. cold create vs raw spawn->ready (median)",
@@ -366,6 +378,7 @@ def report(opts, rows, postgres):
 
             for backend in ("sqlite", "postgresql"):
                 rows += api_figures(os.path.join(workdir, "main-" + backend), workers, opts, postgres, backend)
+            rows += slurm_rows(workdir, workers, opts)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -98,11 +98,11 @@ class SlurmLauncher(Launcher):
         if self.owner:
             os.chown(path, *self.owner)
 
-    def _paths(self, token):
+    def paths(self, token):
         base = os.path.join(self.control_dir, token)
         return {"spec": base + ".json", "output": base + ".out", "node": base + ".d"}
 
-    def _sbatch_args(self, name, output, workspace):
+    def sbatch_args(self, name, output, workspace):
         config = self.config
         minutes = math.ceil(config["SESSION_MAX_LIFETIME"] / 60) + 1    # the sweeper ends it first
         args = ["--job-name", name, "--comment", self.comment, "--output", output, "--chdir", workspace,
@@ -132,14 +132,14 @@ class SlurmLauncher(Launcher):
     def start(self, marker, workspace, port):
         os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
         token = uuid.uuid4().hex
-        paths = self._paths(token)
+        paths = self.paths(token)
         secret = secrets.token_urlsafe(32)
         self.write_spec(marker, workspace, secret, paths)
         name = job_name(marker)
         submitted = self.clock()
         try:
             job = self.slurm.submit(self.batch_script(paths["spec"]),
-                                    self._sbatch_args(name, paths["output"], workspace))
+                                    self.sbatch_args(name, paths["output"], workspace))
         except (SchedulerUnavailable, SlurmError) as err:
             self._remove_files(token)
             raise StartupFailed("Slurm did not accept the job: %s" % err) from err
@@ -150,7 +150,7 @@ class SlurmLauncher(Launcher):
     def _report(self, state):
         """The job's own report from its output file: ("ready"|"failed", data) or None."""
         try:
-            with open(self._paths(state["token"])["output"], errors="replace") as out:
+            with open(self.paths(state["token"])["output"], errors="replace") as out:
                 text = out.read(256 * 1024)
         except OSError:
             return None
@@ -250,7 +250,7 @@ class SlurmLauncher(Launcher):
         log.warning("job %s still listed as running %g s after scancel", job, grace + 30)
 
     def _remove_files(self, token):
-        paths = self._paths(token)
+        paths = self.paths(token)
         for name in ("spec", "output"):
             try:
                 os.unlink(paths[name])
