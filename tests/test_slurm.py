@@ -2,8 +2,9 @@
 as jobs, the scheduler's states, a controller that stops answering, restarts.
 
 The node's address is 127.0.0.2: every channel must be reached there."""
+import dataclasses
 import os
-import subprocess
+import socket
 import time
 import uuid
 
@@ -11,6 +12,8 @@ import pytest
 import requests
 
 from app.context import EXTENSION
+from app.services import chimerax_client
+from app.services.errors import ChimeraXDied
 
 from . import slurm
 from .conftest import alanin_pdb, token_header, wait_until
@@ -92,6 +95,29 @@ def test_session_is_a_job_reached_at_the_nodes_address(slurm_app, cluster):
     assert client.delete("/api/sessions/" + sid, headers=alice).status_code == 204
     assert state["job"] not in cluster.live_jobs()               # scancel waited for the job's end
     assert not os.path.exists(record(app, sid).workspace)
+
+
+def test_channel_across_hosts_is_tls_to_the_reported_certificate(slurm_app):
+    app = slurm_app()
+    client, alice = app.test_client(), token_header(app, "alice")
+    sid = client.post("/api/sessions", json={}, headers=alice).get_json()["id"]
+    state = record(app, sid).process
+    where = state["channel"]
+    # Plain HTTP to the job's port gets nothing: only TLS is spoken there.
+    with socket.create_connection((where["host"], where["port"]), timeout=10) as plain:
+        plain.sendall(b"GET /health HTTP/1.0\r\nAuthorization: Bearer %s\r\n\r\n" % state["secret"].encode())
+        try:
+            answer = plain.recv(65536)
+        except ConnectionResetError:
+            answer = b""
+        assert b"HTTP/" not in answer
+    pinned = runtime(app).launcher.channel(state)
+    assert chimerax_client.health(pinned, 10) == {"busy": False}
+    # Another certificate (another process on that port) is refused before the secret is sent.
+    impostor = dataclasses.replace(pinned, fingerprint="0" * 64)
+    with pytest.raises(ChimeraXDied) as refused:
+        chimerax_client.run_command(impostor, "version", 10)
+    assert isinstance(refused.value.__cause__, chimerax_client.CertificateMismatch)
 
 
 def test_warm_pool_jobs_are_claimed(slurm_app, cluster):

@@ -6,10 +6,13 @@ fails (the outcome is in the body's `error`). Unlike that server it listens
 where the launcher said (a Unix-domain socket or TCP) and answers only
 requests that carry the session's secret.
 """
+import hashlib
+import hmac
 import http.client
 import json
 import os
 import socket
+import ssl
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,14 +31,42 @@ class Channel:
     path: Optional[str] = None      # a Unix-domain socket, or
     host: Optional[str] = None      # TCP host and port
     port: Optional[int] = None
+    # Across hosts: TLS to a certificate the job made for itself, pinned by
+    # its SHA-256 (reported through the shared file system, not the network).
+    fingerprint: Optional[str] = None
 
     def connect(self, timeout):
         if self.path:
             conn = _UnixConnection(self.path, timeout)
+        elif self.fingerprint:
+            conn = _PinnedConnection(self.host, self.port, self.fingerprint, timeout)
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         conn.connect()
         return conn
+
+
+class CertificateMismatch(ConnectionError):
+    """The peer is not the process that reported the channel: nothing was sent to it."""
+
+
+class _PinnedConnection(http.client.HTTPSConnection):
+    def __init__(self, host, port, fingerprint, timeout):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # No CA can vouch for a certificate made a second ago: it is pinned instead.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.fingerprint = fingerprint
+
+    def connect(self):
+        super().connect()
+        # Checked before a single byte of the request (and its secret) is sent.
+        offered = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
+        if not hmac.compare_digest(offered, self.fingerprint):
+            self.close()
+            raise CertificateMismatch("the channel's TLS certificate is not the one its job reported")
 
 
 class _UnixConnection(http.client.HTTPConnection):

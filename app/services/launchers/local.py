@@ -294,7 +294,7 @@ def channel_of(state):
     """The Channel recorded in a local process's state."""
     where = state.get("channel") or {}
     return Channel(secret=state.get("secret", ""), path=where.get("path"),
-                   host=where.get("host"), port=where.get("port"))
+                   host=where.get("host"), port=where.get("port"), fingerprint=where.get("fingerprint"))
 
 
 def _safe_token(token):

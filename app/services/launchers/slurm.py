@@ -24,10 +24,11 @@ import sys
 import time
 import uuid
 
-from ..chimerax_client import Channel, ping
+from ..chimerax_client import ping
 from ..errors import StartupFailed
 from ..locate import PROJECT_ROOT
 from .base import Launcher
+from .local import channel_of
 from .sandbox import WORKSPACE
 from .slurm_cli import LIVE_STATES, JobTable, SchedulerUnavailable, SlurmError
 from .slurm_job import FAILED, READY
@@ -173,7 +174,8 @@ class SlurmLauncher(Launcher):
             report = self._report(state)
             if report and report[0] == "ready":
                 data = report[1]
-                state.update(channel={"host": data["host"], "port": data["port"]}, port=data["port"],
+                state.update(channel={"host": data["host"], "port": data["port"],
+                                      "fingerprint": data["fingerprint"]}, port=data["port"],
                              node=data.get("node"), sandbox=data.get("sandbox"), pending_reason=None)
                 return state
             if report:
@@ -259,8 +261,7 @@ class SlurmLauncher(Launcher):
         shutil.rmtree(paths["node"], ignore_errors=True)
 
     def channel(self, state):
-        where = state.get("channel") or {}
-        return Channel(secret=state.get("secret", ""), host=where.get("host"), port=where.get("port"))
+        return channel_of(state)
 
     def chimerax_path(self, state, workspace):
         return WORKSPACE if state.get("sandbox") == "bwrap" else workspace

@@ -7,24 +7,30 @@ limits, same agent — with the secret the service chose, read from SPEC (a
 file only the service account can read, removed at once: the secret never
 passes through slurmctld, the batch script or a command line).
 
-A sandboxed ChimeraX has no network; its agent listens on a Unix socket. So
-that the service on another host can reach it, a relay outside the sandbox
-listens on the node's own address (its Slurm NodeAddr, never an assumed
-loopback) and forwards bytes to that socket; the agent still checks the
-secret of every request. The relay's address is reported on stdout (the
-job's output file, on the shared file system) as one line the service reads:
+Other hosts cannot reach the agent itself: sandboxed, ChimeraX has no
+network (its agent listens on a Unix socket); unsandboxed, the agent listens
+on the node's loopback. So that the service on
+another host can reach it, a relay outside the sandbox listens on the node's
+own address (its Slurm NodeAddr, never an assumed loopback) and speaks TLS
+with a certificate the job makes for itself at start; the service pins that
+certificate's SHA-256, read with the address from the job's output file (on
+the shared file system, written by the service account), and checks it
+before it sends the secret. The agent still checks the secret of every
+request. The report is one line:
 
-    CXS job ready: {"host": ..., "port": ..., "node": ..., "sandbox": ...}
+    CXS job ready: {"host": ..., "port": ..., "fingerprint": ..., "sandbox": ...}
 
 The job ends when ChimeraX does; SIGTERM (scancel, the time limit) stops
 ChimeraX and everything it started first.
 """
+import hashlib
 import json
 import os
 import re
 import signal
 import socket
 import socketserver
+import ssl
 import subprocess
 import sys
 import threading
@@ -33,47 +39,100 @@ READY = "CXS job ready: "
 FAILED = "CXS job failed: "
 
 
+MAX_REQUEST = 1 << 20       # a command line is at most MAX_COMMAND_LENGTH, URL-encoded
+
+
 class Relay(socketserver.ThreadingTCPServer):
-    """TCP on the node's address -> the agent's Unix socket, byte for byte."""
+    """TLS on the node's address -> the agent (a Unix socket or loopback TCP).
+
+    One request per connection, as the agent serves them (HTTP/1.0, closed
+    after the reply): the request is read whole from TLS and passed on, then
+    the reply is passed back until the agent closes. Each TLS connection is
+    used by one thread only (OpenSSL connections are not safe to read and
+    write from two threads at once)."""
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, target):
-        super().__init__(address, _Pipe)
+    def __init__(self, address, target, certificate, key):
+        super().__init__(address, _Exchange)
         self.target = target
+        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.tls.load_cert_chain(certificate, key)
 
-
-class _Pipe(socketserver.BaseRequestHandler):
-    def handle(self):
+    def connect_agent(self):
         from ..chimerax_client import unix_address
-        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            with unix_address(self.server.target) as address:
-                upstream.connect(address)
-        except OSError:
-            upstream.close()
-            return
-        back = threading.Thread(target=_copy, args=(upstream, self.request), daemon=True)
-        back.start()
-        _copy(self.request, upstream)
-        back.join()
-        upstream.close()
+        if isinstance(self.target, str):
+            agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                with unix_address(self.target) as address:
+                    agent.connect(address)
+            except OSError:
+                agent.close()
+                raise
+            return agent
+        return socket.create_connection(self.target)
 
 
-def _copy(source, target):
-    try:
-        while True:
-            data = source.recv(65536)
-            if not data:
-                break
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
+class _Exchange(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.settimeout(30)
         try:
-            target.shutdown(socket.SHUT_WR)
+            tls = self.server.tls.wrap_socket(self.request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return      # not TLS, or a handshake that failed: nothing reaches the agent
+        try:
+            request = _read_request(tls)
+            if request is None:
+                return
+            agent = self.server.connect_agent()
+            try:
+                agent.sendall(request)
+                tls.settimeout(None)
+                while True:
+                    data = agent.recv(65536)
+                    if not data:
+                        break
+                    tls.sendall(data)
+            finally:
+                agent.close()
         except OSError:
             pass
+        finally:
+            tls.close()
+
+
+def _read_request(tls):
+    """Headers up to the blank line, then Content-Length bytes of body; None if cut short."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = tls.recv(65536)
+        if not chunk or len(data) > MAX_REQUEST:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    wanted = int(length.group(1)) if length else 0
+    if wanted > MAX_REQUEST:
+        return None
+    while len(body) < wanted:
+        chunk = tls.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def make_certificate(directory):
+    """A key and self-signed certificate for this job only: (cert, key, SHA-256 of its DER)."""
+    certificate, key = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", key, "-out", certificate, "-days", "30", "-subj", "/CN=cxs-session",
+                    "-batch"], check=True, capture_output=True, timeout=60)
+    os.chmod(key, 0o600)
+    with open(certificate) as pem:
+        der = ssl.PEM_cert_to_DER_cert(pem.read())
+    return certificate, key, hashlib.sha256(der).hexdigest()
 
 
 def node_address(name=None):
@@ -102,21 +161,20 @@ def run(spec):
         signal.signal(signum, lambda *args: stop.set())
     address = spec["bind"] or node_address()
     launcher = local_launcher(spec["config"], spec["service_id"])
-    launcher.host = address         # an unsandboxed agent listens on the node's address itself
-    launcher.port_range = None
+    launcher.port_range = None      # unsandboxed, the agent picks a loopback port
     state, relay = {}, None
     try:
+        os.makedirs(spec["config"]["CONTROL_DIR"], mode=0o700, exist_ok=True)
+        certificate, key, fingerprint = make_certificate(spec["config"]["CONTROL_DIR"])
         state = launcher.start(spec["marker"], spec["workspace"], None, secret=spec["secret"])
         state = launcher.wait_ready(state, spec["startup_timeout"])
         where = state["channel"]
-        if where.get("path"):
-            relay = Relay((address, 0), where["path"])
-            threading.Thread(target=relay.serve_forever, name="relay", daemon=True).start()
-            host, port = relay.server_address[:2]
-        else:
-            host, port = where["host"], where["port"]
-        _say(READY, {"host": host, "port": port, "node": socket.gethostname().split(".")[0],
-                     "sandbox": state["sandbox"], "pid": state["pid"]})
+        relay = Relay((address, 0), where.get("path") or (where["host"], where["port"]), certificate, key)
+        threading.Thread(target=relay.serve_forever, name="relay", daemon=True).start()
+        host, port = relay.server_address[:2]
+        _say(READY, {"host": host, "port": port, "fingerprint": fingerprint,
+                     "node": socket.gethostname().split(".")[0], "sandbox": state["sandbox"],
+                     "pid": state["pid"]})
         while not stop.wait(0.5):
             ended = launcher.poll(state)
             if ended:
