@@ -120,6 +120,35 @@ def test_channel_across_hosts_is_tls_to_the_reported_certificate(slurm_app):
     assert isinstance(refused.value.__cause__, chimerax_client.CertificateMismatch)
 
 
+def test_a_job_whose_chimerax_dies_at_start_fails_the_create_at_once(slurm_app, cluster):
+    # The job reports the failure itself: the create does not wait for a timeout
+    # and no session stays `starting` (batchspawner's "job died before the server started").
+    app = slurm_app(CHIMERAX_PATH="/bin/false", SANDBOX="none", STARTUP_TIMEOUT=60.0)
+    client, alice = app.test_client(), token_header(app, "alice")
+    started = time.monotonic()
+    created = client.post("/api/sessions", json={}, headers=alice)
+    assert created.status_code == 503 and created.get_json()["error"]["code"] == "startup_failed"
+    assert "exited during start-up" in created.get_json()["error"]["message"]
+    assert time.monotonic() - started < 30
+    (session,) = client.get("/api/sessions", headers=alice).get_json()["sessions"]
+    assert (session["status"], session["end_reason"]) == ("failed", "startup_failed")
+    assert not [job for job, (name, _) in cluster.live_jobs().items() if name == "cxs-" + session["id"]]
+
+
+def test_the_batch_script_template_can_be_replaced(slurm_app, tmp_path):
+    from app.services.launchers.slurm import TEMPLATE
+    custom = tmp_path / "site.sbatch"
+    with open(TEMPLATE) as shipped:
+        custom.write_text(shipped.read().replace("exec ", "echo site template ran\nexec ", 1))
+    app = slurm_app(SLURM_SCRIPT_TEMPLATE=str(custom))
+    client, alice = app.test_client(), token_header(app, "alice")
+    created = client.post("/api/sessions", json={}, headers=alice)
+    assert created.status_code == 201, created.get_json()
+    launcher, state = runtime(app).launcher, record(app, created.get_json()["id"]).process
+    with open(launcher.paths(state["token"])["output"]) as output:
+        assert output.readline() == "site template ran\n"
+
+
 def test_warm_pool_jobs_are_claimed(slurm_app, cluster):
     app = slurm_app(POOL_SIZE=1)
     pool, close = runtime(app).make_pool()
