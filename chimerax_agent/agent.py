@@ -90,7 +90,14 @@ def run_commands(session, commands, profile=None):
             "error": None if error is None else {"type": type(error).__name__, "message": str(error)},
             "commands": parsed,
         }
-    return 200, json.dumps(reply, default=lambda value: None)
+    try:
+        return 200, json.dumps(reply, default=lambda value: None)
+    except (TypeError, ValueError):
+        # A command's Python value that JSON cannot hold at all (`contacts`
+        # returns a dict keyed by atoms): drop the Python values, keep the rest.
+        # ChimeraX's own REST server (1.7) never answers such a command.
+        reply["python values"] = [None] * len(reply["python values"])
+        return 200, json.dumps(reply, default=lambda value: None)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -129,7 +136,16 @@ class Handler(BaseHTTPRequestHandler):
             return 400, json.dumps({"error": {"type": "BadRequest", "message": "X-CXS-Profile is not JSON"}})
         answer = queue.Queue()
         session = self.server.session
-        session.ui.thread_safe(lambda: answer.put(run_commands(session, commands, profile)))
+
+        def on_main_thread():
+            # Whatever happens, the waiting request gets an answer: never a hang.
+            try:
+                answer.put(run_commands(session, commands, profile))
+            except BaseException as err:
+                answer.put((500, json.dumps({"error": {"type": type(err).__name__, "message": str(err)}})))
+                if not isinstance(err, Exception):
+                    raise
+        session.ui.thread_safe(on_main_thread)
         return answer.get()
 
     do_POST = do_GET

@@ -11,6 +11,13 @@ depends on what an earlier command did is checked again right before it
 runs. Nothing re-reads ChimeraX's language outside ChimeraX, so there is no
 second reading to disagree with.
 
+Some commands parse part of their line again themselves: `open` and `save`
+take their options (`format`, `from`, ...) as the rest of the line and run a
+second Command over it with the chosen format's keywords. While a checked
+line runs, every Command parse is checked the same way (nested_checks), so
+`open x.pdb format python` is refused when `open` parses its options, before
+any provider runs.
+
 The hook is `Command._process_keyword_arguments`, the last parsing step of
 each command before ChimeraX checks required arguments and calls it, and
 `CmdDesc._required/_optional/_keyword` for argument annotations. Run and
@@ -39,6 +46,8 @@ def checking_command(session, profile, dry):
     from chimerax.core.commands import cli
 
     class CheckingCommand(cli.Command):
+        cxs_checking = True
+
         def __init__(self):
             super().__init__(session)
             self.parsed = []
@@ -74,10 +83,36 @@ def run_checked(session, text, profile):
         pass        # ChimeraX will say so itself, after running what came before, as it always does
     command = checking_command(session, profile, dry=False)
     try:
-        return command.run(text, log=False, return_json=True), command.parsed
+        with nested_checks(profile):
+            return command.run(text, log=False, return_json=True), command.parsed
     except Refused as refusal:
         refusal.ran = command.parsed[:-1]
         raise
+
+
+class nested_checks:
+    """While a checked line runs, check the arguments of every other Command
+    ChimeraX parses too (commands that parse their own options)."""
+
+    def __init__(self, profile):
+        from chimerax.core.commands import cli
+        self.cli, self.profile = cli, profile
+
+    def __enter__(self):
+        cli, profile = self.cli, self.profile
+        self.original = original = cli.Command._process_keyword_arguments
+
+        def checked(command, *args):
+            result = original(command, *args)
+            if not getattr(command, "cxs_checking", False) and not command._error and command._ci is not None:
+                check_arguments(cli, command.command_name, command._ci, command._kw_args, profile)
+            return result
+        cli.Command._process_keyword_arguments = checked
+        return self
+
+    def __exit__(self, *exc):
+        self.cli.Command._process_keyword_arguments = self.original
+        return False
 
 
 def check_command(cli, name, ci, profile):

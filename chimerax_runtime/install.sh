@@ -9,7 +9,7 @@ prefix=$(mkdir -p "${1:-.chimerax}" && cd "${1:-.chimerax}" && pwd)
 python=${PYTHON:-python3}
 chimerax_pin="ChimeraX==0.1.71"   # yanked upstream ("import chimerax broken"): exact pin required
 stamp="$prefix/.installed"
-want=$(cat "$here/requirements.txt" "$here/install.sh" "$here"/cxs_runtime/*.py | sha256sum | cut -d' ' -f1)
+want=$(cat "$here/requirements.txt" "$here/install.sh" "$here"/cxs_runtime/*.py "$here"/cxs_runtime/*.json | sha256sum | cut -d" " -f1)
 
 if ! ldconfig -p 2>/dev/null | grep -q libOSMesa; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -148,8 +148,10 @@ def run_command(channel, command, timeout, connect_timeout=2.0, profile=None):
         refused = _json(body).get("refused") or {}
         raise CommandDenied("command denied: %s" % refused.get("reason", "not allowed"),
                             refused.get("command", ""))
-    if status != 200:
-        # Only a wrong secret gets here: the channel is not the one we started.
+    if status not in (200, 500):
+        # 500: the agent caught a failure of ChimeraX itself and says so in
+        # the reply's `error`; anything else is a wrong secret: the channel is
+        # not the one we started.
         raise ChimeraXDied("the session's channel refused the request (HTTP %d)" % status)
     if not body:
         # `exit` ends the process before it replies

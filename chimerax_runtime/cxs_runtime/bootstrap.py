@@ -95,6 +95,16 @@ def no_network_fetch():
     fetch.retrieve_url = retrieve_url
 
 
+def model_specs_for_json():
+    # `open` with return_json (what every REST reply uses) names each opened
+    # model with m.string(), which 1.7.1 defines only for structures: opening
+    # a map over REST raised AttributeError. ChimeraX fixed it after 1.7.1
+    # (open_command/cmd.py: '#' + id_string for other models); the same here.
+    from chimerax.core.models import Model
+    if not hasattr(Model, "string"):
+        Model.string = lambda self, style=None: "#" + self.id_string
+
+
 def prepare():
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     alias_collections_abc()
@@ -104,3 +114,4 @@ def prepare():
     neutral_version_log()
     no_toolshed_commands()
     no_network_fetch()
+    model_specs_for_json()
