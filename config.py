@@ -100,6 +100,8 @@ class Config:
     WORKSPACE_QUOTA_MB = _env("WORKSPACE_QUOTA_MB", 200, int)
     SNAPSHOT_MAX_PIXELS = _env("SNAPSHOT_MAX_PIXELS", 4096, int)       # per side
     SNAPSHOT_MAX_SUPERSAMPLE = _env("SNAPSHOT_MAX_SUPERSAMPLE", 4, int)
+    SCENE_MAX_BYTES = _env("SCENE_MAX_BYTES", 50 * 1024 * 1024, int)   # a scene.glb larger: 413
+    HISTORY_MAX = _env("HISTORY_MAX", 1000, int)       # commands kept per session (oldest go first)
 
     # Warm pool: ready processes waiting for sessions (0 disables)
     POOL_SIZE = _env("POOL_SIZE", 2, int)

@@ -46,6 +46,16 @@ def build_parser():
     snapshot.add_argument("--width", type=int, default=800)
     snapshot.add_argument("--height", type=int, default=600)
     snapshot.add_argument("--supersample", type=int, default=3)
+    scene = sub.add_parser("scene", help="save the 3D scene as binary glTF (.glb)")
+    scene.add_argument("id")
+    scene.add_argument("-o", "--output", required=True)
+    scene.add_argument("--size", type=float, help="scale the scene to this size")
+    scene.add_argument("--flat-lighting", action="store_true")
+    history = sub.add_parser("history", help="the session's commands (--cxc: as a ChimeraX script)")
+    history.add_argument("id")
+    history.add_argument("--cxc", action="store_true", help="print a replayable .cxc script")
+    history.add_argument("--offset", type=int, default=0)
+    history.add_argument("--limit", type=int, default=100)
     return parser
 
 
@@ -88,6 +98,16 @@ def dispatch(client, opts):
         client.download(opts.id, opts.name, dest=opts.output or opts.name)
     elif opts.action == "snapshot":
         client.snapshot(opts.id, opts.width, opts.height, opts.supersample, dest=opts.output)
+    elif opts.action == "scene":
+        options = {"flat_lighting": opts.flat_lighting}
+        if opts.size is not None:
+            options["size"] = opts.size
+        client.scene(opts.id, dest=opts.output, **options)
+    elif opts.action == "history":
+        if opts.cxc:
+            sys.stdout.write(client.history_script(opts.id))
+        else:
+            _print(client.history(opts.id, opts.offset, opts.limit))
 
 
 def main(argv=None):

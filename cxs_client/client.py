@@ -106,6 +106,24 @@ class Client:
                 out.write(data)
         return data
 
+    def scene(self, session_id, dest=None, **options):
+        """The scene as binary glTF; options as the API's (center, size, flat_lighting, ...)."""
+        params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in options.items()}
+        data = self._request("GET", "/api/sessions/%s/scene.glb" % session_id, params=params).content
+        if dest:
+            with open(dest, "wb") as out:
+                out.write(data)
+        return data
+
+    def history(self, session_id, offset=0, limit=100):
+        """{"history": [...], "total", "offset", "limit"}: the session's commands, oldest first."""
+        return self._request("GET", "/api/sessions/%s/history" % session_id,
+                             params={"offset": offset, "limit": limit}).json()
+
+    def history_script(self, session_id):
+        """The allowed, successful commands as a ChimeraX command script (.cxc text)."""
+        return self._request("GET", "/api/sessions/%s/history" % session_id, params={"format": "cxc"}).text
+
     def session(self, heartbeat_every=None, **create_args):
         """A context manager: a new session, deleted on exit, optionally kept alive."""
         return Session(self, heartbeat_every, create_args)
@@ -137,7 +155,7 @@ class Session:
         return self.client.run(self.id, command, check=check)
 
     def __getattr__(self, name):
-        # upload, files, download, snapshot, get, heartbeat: bound to this session
+        # upload, files, download, snapshot, scene, history, get, heartbeat: bound to this session
         method = getattr(self.client, name)
         return lambda *a, **kw: method(self.id, *a, **kw)
 

@@ -35,6 +35,7 @@ STATUS_BY_CODE = {
     workspace.BadFile.code: 400,
     workspace.FileNotFound.code: 404,
     workspace.QuotaExceeded.code: 413,
+    service_errors.SceneTooLarge.code: 413,
 }
 
 HTTP_CODES = {

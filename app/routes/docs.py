@@ -18,7 +18,8 @@ bp = Blueprint("openapi", __name__, url_prefix="/api")
 DOCUMENTED_SCHEMAS = ("SessionCreateSchema", "SessionCreateFormSchema", "SessionListQuerySchema",
                       "AdminSessionSchema", "SessionListSchema", "HeartbeatSchema", "CommandSchema",
                       "CommandResultSchema", "FileSchema", "FileListSchema", "UploadSchema",
-                      "SnapshotQuerySchema", "ErrorSchema", "HealthSchema")
+                      "SnapshotQuerySchema", "SceneQuerySchema", "HistoryQuerySchema", "HistorySchema",
+                      "ErrorSchema", "HealthSchema")
 
 
 def build_spec(app):

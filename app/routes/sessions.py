@@ -18,3 +18,5 @@ bp.add_url_rule("/<session_id>/files", "upload", f.upload_file, methods=["POST"]
 bp.add_url_rule("/<session_id>/files/<name>", "download", f.download_file, methods=["GET"])
 bp.add_url_rule("/<session_id>/files/<name>", "delete_file", f.delete_file, methods=["DELETE"])
 bp.add_url_rule("/<session_id>/snapshot", "snapshot", f.snapshot, methods=["GET"])
+bp.add_url_rule("/<session_id>/scene.glb", "scene", f.scene, methods=["GET"])
+bp.add_url_rule("/<session_id>/history", "history", f.history, methods=["GET"])

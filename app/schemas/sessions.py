@@ -100,6 +100,45 @@ class CommandResultSchema(Schema):
     duration_ms = fields.Float()
 
 
+class SceneQuerySchema(Schema):
+    """Options of ChimeraX's glTF writer a caller may set (save x.glb ...), bounded."""
+    class Meta:
+        unknown = RAISE
+
+    center = fields.Boolean(load_default=True)
+    size = fields.Float(validate=validate.Range(min=0.001, max=1e6))
+    flat_lighting = fields.Boolean(load_default=False)
+    preserve_transparency = fields.Boolean(load_default=True)
+    backface_culling = fields.Boolean(load_default=True)
+    instancing = fields.Boolean(load_default=False)
+    metallic_factor = fields.Float(validate=validate.Range(min=0, max=1))
+    roughness_factor = fields.Float(validate=validate.Range(min=0, max=1))
+
+
+class HistoryQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "cxc")))
+
+
+class HistoryEntrySchema(Schema):
+    at = Timestamp()
+    command = fields.String()
+    verdict = fields.String()       # allow | deny (the command policy's)
+    ok = fields.Boolean(allow_none=True)     # None: denied, never ran
+    duration_ms = fields.Float(allow_none=True)
+
+
+class HistorySchema(Schema):
+    history = fields.List(fields.Nested(HistoryEntrySchema))
+    total = fields.Integer()
+    offset = fields.Integer()
+    limit = fields.Integer()
+
+
 class SnapshotQuerySchema(Schema):
     class Meta:
         unknown = RAISE

@@ -79,3 +79,7 @@ class RenderingUnavailable(ServiceError):
 
 class SnapshotFailed(ServiceError):
     code = "snapshot_failed"
+
+
+class SceneTooLarge(ServiceError):
+    code = "scene_too_large"

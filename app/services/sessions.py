@@ -15,8 +15,8 @@ from ..store import (ACTIVE, FAILED, STARTING, TERMINATED, TERMINATING,
                      LimitReached, SessionRecord, StoreUnavailable)
 from . import chimerax_client, metrics, policy
 from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Forbidden,
-                     NotActive, NotFound, RenderingUnavailable, ServiceError, SnapshotFailed,
-                     StartupFailed, StoreDown, Unreachable, UnreadableStructure, UserLimit)
+                     NotActive, NotFound, RenderingUnavailable, SceneTooLarge, ServiceError,
+                     SnapshotFailed, StartupFailed, StoreDown, Unreachable, UnreadableStructure, UserLimit)
 from .workspace import QuotaExceeded, Workspace, check_name
 
 log = logging.getLogger("cxs.sessions")
@@ -237,6 +237,7 @@ class SessionService:
         self._require_reach(record)
         profile = self.profile_for(principal)
         refused = policy.forbidden_characters(command)
+        started = time.time()
         try:
             if refused:
                 raise CommandDenied("command denied: %s" % refused, "-")
@@ -245,9 +246,38 @@ class SessionService:
         except CommandDenied as err:
             self._audit(principal, session_id, profile, "deny", (), " denied=%s reason=%r" % (err.verb, err.message))
             metrics.COMMANDS_DENIED.labels(err.verb or "-").inc()
+            self._remember(session_id, started, command, "deny", None, None)
+            raise
+        except ServiceError:
+            self._remember(session_id, started, command, "allow", False, None)
             raise
         self._audit(principal, session_id, profile, "allow", result.commands)
+        self._remember(session_id, started, command, "allow", result.ok, result.duration_ms)
         return result
+
+    def _remember(self, session_id, at, command, verdict, ok, duration_ms):
+        # The history is a record, not a condition of running: a store fault
+        # loses this entry (said in the log), never the command's reply.
+        try:
+            self.store.add_history(session_id, at, command, verdict, ok, duration_ms,
+                                   self.settings["HISTORY_MAX"])
+        except StoreUnavailable:
+            log.warning("session %s: command not recorded in its history (store unavailable)", session_id)
+
+    def history(self, principal, session_id, offset=0, limit=None):
+        """(entries oldest first, total) of a session's commands."""
+        self.get_for(principal, session_id)
+        return self._store_call(self.store.history, session_id, offset, limit)
+
+    def history_script(self, principal, session_id):
+        """The allowed, successful commands as a ChimeraX command script (.cxc)."""
+        record = self.get_for(principal, session_id)
+        entries, _ = self._store_call(self.store.history, session_id)
+        kept = [e["command"] for e in entries if e["verdict"] == "allow" and e["ok"]]
+        header = ["# ChimeraX commands of session %s%s: %d of %d, oldest first." % (
+                      record.id, " (%s)" % record.label if record.label else "", len(kept), len(entries)),
+                  "# Files are named as in the session's folder: open this script where those files are."]
+        return "\n".join(header + kept) + "\n"
 
     @staticmethod
     def _audit(principal, session_id, profile, verdict, commands, extra=""):
@@ -325,6 +355,32 @@ class SessionService:
             if os.path.exists(scratch):
                 os.unlink(scratch)
 
+    def scene(self, principal, session_id, options):
+        """The current scene as binary glTF, written by ChimeraX's own glTF writer."""
+        record = self.get_for(principal, session_id)
+        if record.status != ACTIVE:
+            raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        self._require_reach(record)
+        name = ".scene-%s.glb" % uuid.uuid4().hex
+        scratch = os.path.join(record.workspace, name)
+        inside = os.path.join(self.launcher.chimerax_path(record.process, record.workspace), name)
+        keywords = "".join(" %s %s" % (_camel(key), str(value).lower() if isinstance(value, bool) else value)
+                           for key, value in sorted(options.items()) if value is not None)
+        audit.info("user=%s session=%s verdict=allow commands=scene", principal.user, session_id)
+        try:
+            result = self._send(record, 'save "%s"%s' % (inside, keywords))
+            if not result.ok:
+                raise SnapshotFailed("ChimeraX could not export the scene: %s" % result.error["message"])
+            size = os.path.getsize(scratch)
+            if size > self.settings["SCENE_MAX_BYTES"]:
+                raise SceneTooLarge("the scene is %d bytes, over SCENE_MAX_BYTES (%d): hide or close models, "
+                                    "or lower their detail" % (size, self.settings["SCENE_MAX_BYTES"]))
+            with open(scratch, "rb") as glb:
+                return glb.read()
+        finally:
+            if os.path.exists(scratch):
+                os.unlink(scratch)
+
     def _touch_coalesced(self, record):
         # A burst of commands writes last_activity at most once per interval;
         # the row just read tells whether a write is due, so most need no statement.
@@ -398,6 +454,11 @@ class SessionService:
             return func(*args, **kw)
         except StoreUnavailable as err:
             raise StoreDown("the session store is unavailable", retry_after=5) from err
+
+
+def _camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
 
 
 class _Cancelled(Exception):

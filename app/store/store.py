@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from . import database
 from .database import StoreUnavailable
 from .models import LIVE_STATUSES, SessionRecord, TokenRecord
-from .tables import pool, service, sessions, sweeps, tokens
+from .tables import history, pool, service, sessions, sweeps, tokens
 
 # On every request's path: compiled once (see database.Prepared).
 FIND_TOKEN = database.Prepared(tokens.select().where(
@@ -302,6 +302,24 @@ class Store:
     def count_pool_by_status(self):
         query = sa.select(pool.c.status, sa.func.count()).group_by(pool.c.status)
         return {status: n for status, n in self._execute(query)}
+
+    # Command history
+
+    def add_history(self, session_id, at, command, verdict, ok, duration_ms, keep):
+        """Append one entry; beyond `keep` entries the session's oldest go."""
+        self._execute(history.insert().values(session_id=session_id, at=at, command=command,
+                                              verdict=verdict, ok=ok, duration_ms=duration_ms))
+        cutoff = (sa.select(history.c.id).where(history.c.session_id == session_id)
+                  .order_by(history.c.id.desc()).offset(keep).limit(1).scalar_subquery())
+        self._execute(history.delete().where(history.c.session_id == session_id, history.c.id <= cutoff))
+
+    def history(self, session_id, offset=0, limit=None):
+        """(entries oldest first, total)."""
+        query = (history.select().where(history.c.session_id == session_id).order_by(history.c.id)
+                 .offset(offset).limit(limit))
+        total = self._execute(sa.select(sa.func.count()).select_from(history)
+                              .where(history.c.session_id == session_id)).scalar()
+        return [dict(row) for row in self._execute(query).mappings()], total
 
     # Sweeper bookkeeping: which process swept, how often (proof of a single sweeper)
 

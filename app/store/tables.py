@@ -82,6 +82,19 @@ pool = sa.Table(
     sa.Column("domain", sa.Text, nullable=False),
 )
 
+history = sa.Table(
+    "history", metadata,
+    # A session's commands in the order they came: replayable (format=cxc).
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("session_id", sa.Text, nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("verdict", sa.Text, sa.CheckConstraint("verdict IN ('allow', 'deny')"), nullable=False),
+    sa.Column("ok", sa.Boolean),            # None: denied, never ran
+    sa.Column("duration_ms", sa.Float),
+    sa.Index("history_by_session", "session_id", "id"),
+)
+
 sweeps = sa.Table(
     "sweeps", metadata,
     # Which process swept, how often: the proof that one sweeper ran.
