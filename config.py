@@ -108,6 +108,14 @@ class Config:
     POOL_MAX_AGE = _env("POOL_MAX_AGE", 3600, int)            # s before a pooled process is recycled
     POOL_CHECK_INTERVAL = _env("POOL_CHECK_INTERVAL", 1.0, float)
 
+    # Suspend and resume: a suspended session keeps its workspace and a saved
+    # ChimeraX session file, and no process.
+    IDLE_ACTION = _env("IDLE_ACTION", "suspend")           # at the idle timeout: suspend | terminate
+    AUTO_RESUME = _env("AUTO_RESUME", True, bool)          # a command or heartbeat resumes it
+    MAX_SUSPENDED_PER_USER = _env("MAX_SUSPENDED_PER_USER", 10, int)
+    SUSPENDED_RETENTION = _env("SUSPENDED_RETENTION", 7 * 86400, int)   # s, then deleted
+    SUSPEND_DIR = _env("SUSPEND_DIR", "")      # empty: <WORKSPACE_ROOT>/.suspended (the service's only)
+
     # Reliability
     FAILED_RETENTION = _env("FAILED_RETENTION", 3600, int)   # s a failed session's files stay
     MAX_RSS_MB = _env("MAX_RSS_MB", 0, int)                   # per ChimeraX; 0 = no limit
@@ -145,6 +153,8 @@ class DevelopmentConfig(Config):
 
 class TestingConfig(Config):
     TESTING = True
+    # The tests of idle sessions ending predate suspend; those of suspend ask for it.
+    IDLE_ACTION = _env("IDLE_ACTION", "terminate")
     SWEEPER_ENABLED = _env("SWEEPER_ENABLED", False, bool)
     STOP_GRACE_PERIOD = _env("STOP_GRACE_PERIOD", 2.0, float)
 

@@ -11,12 +11,14 @@ from .services.launchers import LAUNCHERS
 from .services.launchers.ports import parse_port_range
 from .store.models import ROLES
 
-CHOICES = {"SANDBOX": ("auto", "bwrap", "none"), "LOG_FORMAT": ("text", "json"), "LAUNCHER": tuple(LAUNCHERS)}
+CHOICES = {"SANDBOX": ("auto", "bwrap", "none"), "LOG_FORMAT": ("text", "json"), "LAUNCHER": tuple(LAUNCHERS),
+           "IDLE_ACTION": ("suspend", "terminate")}
 BACKENDS = ("sqlite", "postgresql")
 POSITIVE = ("MAX_SESSIONS", "MAX_SESSIONS_PER_USER", "SESSION_IDLE_TIMEOUT", "SESSION_MAX_LIFETIME",
             "STARTUP_TIMEOUT", "COMMAND_TIMEOUT", "COMMAND_MAX_RUNTIME", "HEALTH_CHECK_TIMEOUT",
             "HEALTH_CHECK_FAILURES", "STORE_BUSY_TIMEOUT", "SCENE_MAX_BYTES", "HISTORY_MAX")
-NOT_NEGATIVE = ("POOL_SIZE", "MAX_RSS_MB", "FAILED_RETENTION", "STOP_GRACE_PERIOD", "WORKSPACE_QUOTA_MB")
+NOT_NEGATIVE = ("POOL_SIZE", "MAX_RSS_MB", "FAILED_RETENTION", "STOP_GRACE_PERIOD", "WORKSPACE_QUOTA_MB",
+                "MAX_SUSPENDED_PER_USER", "SUSPENDED_RETENTION")
 
 
 def check_settings(config, profiles):

@@ -146,7 +146,7 @@ def no_leaked_processes_or_files():
 
 def workspaces(app):
     """Session workspaces under WORKSPACE_ROOT (not the launcher's control folder)."""
-    return sorted(n for n in os.listdir(app.config["WORKSPACE_ROOT"]) if n != ".control")
+    return sorted(n for n in os.listdir(app.config["WORKSPACE_ROOT"]) if n not in (".control", ".suspended"))
 
 
 def sandbox_tree(pid):
@@ -184,6 +184,8 @@ def end_all_sessions(app):
     try:
         for record in sweeper.store.live_sessions():
             sweeper.service.end(record, "deleted")
+        for record in sweeper.store.suspended_sessions():
+            sweeper.service.suspension.delete(record)
         sweeper.service.remove_expired_workspaces(float("inf"))     # retained files of failed ones
         pool, close_pool = rt.make_pool()
         pool.drain()
@@ -205,7 +207,10 @@ def app_factory(tmp_path):
     for app in apps:
         end_all_sessions(app)
         root = app.config["WORKSPACE_ROOT"]
-        left = [name for name in os.listdir(root) if name != ".control"]
+        suspended = os.path.join(root, ".suspended")
+        assert not os.path.isdir(suspended) or os.listdir(suspended) == [], \
+            "suspended session files left behind: %s" % os.listdir(suspended)
+        left = [name for name in os.listdir(root) if name not in (".control", ".suspended")]
         assert left == [], "workspaces left behind: %s" % left
         control = os.path.join(root, ".control")
         assert not os.path.isdir(control) or os.listdir(control) == [], \

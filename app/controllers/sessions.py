@@ -135,6 +135,49 @@ def delete_session(session_id):
     return "", 204
 
 
+def suspend_session(session_id):
+    """Suspend a session.
+    ---
+    post:
+      summary: Save the whole scene, end the process, keep the workspace (status suspended)
+      tags: [sessions]
+      parameters: [SessionId]
+      responses:
+        200: {description: Suspended, content: {application/json: {schema: AdminSessionSchema}}}
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        409: ErrorResponse
+        429: ErrorResponse
+        502: ErrorResponse
+        503: ErrorResponse
+    """
+    service = get_session_service()
+    return _dump(service.suspend(g.principal, session_id_arg(session_id)), service)
+
+
+def resume_session(session_id):
+    """Resume a suspended session.
+    ---
+    post:
+      summary: Restore a suspended session into a new process (same id, files, models, view)
+      tags: [sessions]
+      parameters: [SessionId]
+      responses:
+        200: {description: Already live, content: {application/json: {schema: AdminSessionSchema}}}
+        202: {description: Resuming (status starting), content: {application/json: {schema: AdminSessionSchema}}}
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        409: ErrorResponse
+        429: ErrorResponse
+        503: ErrorResponse
+    """
+    service = get_session_service()
+    record = service.resume(g.principal, session_id_arg(session_id))
+    return _dump(record, service), 202 if record.status == "starting" else 200
+
+
 def heartbeat(session_id):
     """Heartbeat.
     ---

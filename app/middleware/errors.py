@@ -36,6 +36,9 @@ STATUS_BY_CODE = {
     workspace.FileNotFound.code: 404,
     workspace.QuotaExceeded.code: 413,
     service_errors.SceneTooLarge.code: 413,
+    service_errors.SuspendFailed.code: 502,
+    service_errors.SessionFileRejected.code: 409,
+    service_errors.Resuming.code: 409,
 }
 
 HTTP_CODES = {

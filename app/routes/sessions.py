@@ -11,6 +11,8 @@ bp.add_url_rule("", "list", c.list_sessions, methods=["GET"])
 bp.add_url_rule("/<session_id>", "get", c.get_session, methods=["GET"])
 bp.add_url_rule("/<session_id>", "delete", c.delete_session, methods=["DELETE"])
 bp.add_url_rule("/<session_id>/heartbeat", "heartbeat", c.heartbeat, methods=["PUT"])
+bp.add_url_rule("/<session_id>/suspend", "suspend", c.suspend_session, methods=["POST"])
+bp.add_url_rule("/<session_id>/resume", "resume", c.resume_session, methods=["POST"])
 bp.add_url_rule("/<session_id>/commands", "commands", c.run_command, methods=["POST"])
 
 bp.add_url_rule("/<session_id>/files", "files", f.list_files, methods=["GET"])

@@ -83,3 +83,17 @@ class SnapshotFailed(ServiceError):
 
 class SceneTooLarge(ServiceError):
     code = "scene_too_large"
+
+
+class SuspendFailed(ServiceError):
+    code = "suspend_failed"
+
+
+class SessionFileRejected(ServiceError):
+    """A suspended session's file does not match the HMAC the service recorded."""
+    code = "session_file_rejected"
+
+
+class Resuming(ServiceError):
+    """The session is suspended and being resumed: retry shortly."""
+    code = "session_resuming"

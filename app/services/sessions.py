@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 
-from ..store import (ACTIVE, FAILED, STARTING, TERMINATED, TERMINATING,
+from ..store import (ACTIVE, FAILED, STARTING, SUSPENDED, TERMINATED, TERMINATING,
                      LimitReached, SessionRecord, StoreUnavailable)
 from . import chimerax_client, metrics, policy
 from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Forbidden,
@@ -221,8 +221,24 @@ class SessionService:
 
     # Activity
 
+    @property
+    def suspension(self):
+        from .suspension import Suspension
+        return Suspension(self)
+
+    def suspend(self, principal, session_id):
+        return self.suspension.suspend(self.get_for(principal, session_id))
+
+    def resume(self, principal, session_id):
+        return self.suspension.resume(self.get_for(principal, session_id))
+
+    def _resume_on_use(self, record):
+        if record.status == SUSPENDED and self.settings["AUTO_RESUME"]:
+            self.suspension.auto_resume(record)         # raises Resuming (409, Retry-After)
+
     def heartbeat(self, principal, session_id):
         record = self.get_for(principal, session_id)
+        self._resume_on_use(record)
         if record.status not in (STARTING, ACTIVE):
             raise NotActive("session %s is %s" % (session_id, record.status))
         now = time.time()
@@ -232,6 +248,7 @@ class SessionService:
 
     def run_command(self, principal, session_id, command):
         record = self.get_for(principal, session_id)
+        self._resume_on_use(record)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
         self._require_reach(record)
@@ -316,7 +333,7 @@ class SessionService:
 
     def workspace_for(self, principal, session_id):
         record = self.get_for(principal, session_id)
-        kept = record.status == FAILED and not record.workspace_removed
+        kept = record.status in (FAILED, SUSPENDED) and not record.workspace_removed
         if not (record.is_live or kept) or not os.path.isdir(record.workspace):
             raise NotActive("session %s is %s; its files are gone" % (session_id, record.status))
         return self.workspace(record)
@@ -396,7 +413,9 @@ class SessionService:
 
     def terminate(self, principal, session_id):
         record = self.get_for(principal, session_id)
-        if record.is_live:
+        if record.status == SUSPENDED:
+            self.suspension.delete(record)
+        elif record.is_live:
             self._require_reach(record)
             self.end(record, "deleted")
 

@@ -14,6 +14,7 @@ import time
 
 from ..store import ACTIVE, STARTING, TERMINATING
 from . import chimerax_client
+from .errors import ServiceError
 from .recovery import reap_orphans
 from .sessions import startup_grace
 
@@ -34,8 +35,9 @@ class Sweeper:
         self.launcher.refresh()
         try:
             self.service.remove_expired_workspaces(now)
+            self.service.suspension.remove_expired(now)
         except Exception:
-            log.exception("sweeper: removing expired workspaces failed")
+            log.exception("sweeper: removing expired workspaces or suspended sessions failed")
         for record in self.store.live_sessions(domain=self.launcher.domain):
             try:
                 reason = self._check(record, now)
@@ -87,7 +89,7 @@ class Sweeper:
                 log.warning("session %s uses %d MiB (limit %d MiB)", record.id, rss // 2**20, limit)
                 return self._end(record, "memory_limit")
         if now >= record.last_activity + record.idle_timeout:
-            return self._end(record, "idle_timeout")
+            return self._idle(record)
         if now >= record.created_at + record.max_lifetime:
             return self._end(record, "max_lifetime")
         report = chimerax_client.health(self.launcher.channel(record.process), settings["HEALTH_CHECK_TIMEOUT"])
@@ -104,6 +106,15 @@ class Sweeper:
             if failures >= settings["HEALTH_CHECK_FAILURES"]:
                 return self._end(record, "unhealthy")
         return None
+
+    def _idle(self, record):
+        if self.settings["IDLE_ACTION"] == "suspend":
+            try:
+                self.service.suspension.suspend(record)
+                return "suspended"
+            except ServiceError as err:
+                log.warning("session %s could not be suspended (%s): ending it", record.id, err.message)
+        return self._end(record, "idle_timeout")
 
     def _end(self, record, reason):
         return reason if self.service.end(record, reason) else None

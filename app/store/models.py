@@ -2,13 +2,14 @@
 from dataclasses import dataclass, field
 from typing import Optional
 
-STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED = (
-    "starting", "active", "terminating", "terminated", "failed")
-STATUSES = (STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED)
+STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED, SUSPENDED = (
+    "starting", "active", "terminating", "terminated", "failed", "suspended")
+STATUSES = (STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED, SUSPENDED)
 LIVE_STATUSES = (STARTING, ACTIVE, TERMINATING)
 
 END_REASONS = ("deleted", "idle_timeout", "max_lifetime", "crashed", "unhealthy",
-               "startup_failed", "server_restart", "server_shutdown", "memory_limit", "command_timeout")
+               "startup_failed", "server_restart", "server_shutdown", "memory_limit", "command_timeout",
+               "suspended_expired")
 
 ROLES = ("user", "admin")
 
@@ -42,6 +43,8 @@ class SessionRecord:
     workspace_removed: int = 0
     host_id: Optional[str] = None    # the service instance that started it
     domain: Optional[str] = None     # where its process runs, as its launcher names it
+    suspended_at: Optional[float] = None
+    suspend_digest: Optional[str] = None
 
     @classmethod
     def from_row(cls, row):

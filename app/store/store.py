@@ -23,7 +23,8 @@ FIND_TOKEN = database.Prepared(tokens.select().where(
     tokens.c.token_hash == sa.bindparam("token_hash"), tokens.c.revoked_at.is_(None)))
 GET_SESSION = database.Prepared(sessions.select().where(sessions.c.id == sa.bindparam("id")))
 
-TRANSITION_FIELDS = ("ended_at", "end_reason", "port", "process", "last_activity", "workspace_removed")
+TRANSITION_FIELDS = ("ended_at", "end_reason", "port", "process", "last_activity", "workspace_removed",
+                     "suspended_at", "suspend_digest")
 
 
 class LimitReached(Exception):
@@ -132,6 +133,9 @@ class Store:
     def service_id(self):
         return self._execute(sa.select(service.c.id)).scalar()
 
+    def service_secret(self):
+        return self._execute(sa.select(service.c.secret)).scalar()
+
     # Tokens
 
     def add_token(self, token_hash, user, role):
@@ -185,6 +189,31 @@ class Store:
                 workspace=record.workspace, port=record.port, process=record.process,
                 host_id=record.host_id, domain=record.domain))
         return claimed
+
+    def resume_session(self, session_id, user, domain, host_id, max_total, max_per_user, ports=None,
+                       port_is_free=None):
+        """Make a suspended session `starting` again if the limits allow (it did not
+        count while suspended); reserve a port. False if it was not suspended."""
+        with self._decision(domain):
+            if self._count(sessions, _live(), sessions.c.user == user) >= max_per_user:
+                raise LimitReached("user", max_per_user)
+            if self._used(domain) >= max_total:
+                raise LimitReached("global", max_total)
+            port = self._free_port(domain, ports, port_is_free) if ports is not None else None
+            return self._execute(sessions.update().where(
+                sessions.c.id == session_id, sessions.c.status == "suspended")
+                .values(status="starting", port=port, process=None, domain=domain, host_id=host_id,
+                        last_activity=time.time())).rowcount == 1
+
+    def count_suspended(self, user):
+        return self._count(sessions, sessions.c.status == "suspended", sessions.c.user == user)
+
+    def suspended_sessions(self, suspended_before=None, domain=None):
+        query = sessions.select().where(sessions.c.status == "suspended")
+        if suspended_before is not None:
+            query = query.where(sessions.c.suspended_at < suspended_before)
+        return [SessionRecord.from_row(r) for r in self._execute(_filtered(query, sessions, domain=domain))
+                .mappings()]
 
     def _count(self, table, *conditions):
         return self._execute(sa.select(sa.func.count()).select_from(table).where(*conditions)).scalar()

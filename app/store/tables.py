@@ -32,6 +32,8 @@ service = sa.Table(
     # One row: the id every process of this service carries, whichever host started it.
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("created_at", Timestamp, nullable=False),
+    # Keys the HMAC of suspended sessions' files, on every host sharing the store.
+    sa.Column("secret", sa.Text),
 )
 
 tokens = sa.Table(
@@ -65,6 +67,9 @@ sessions = sa.Table(
     # launcher names it: who can reach the process, whose capacity it uses.
     sa.Column("host_id", sa.Text, nullable=False),
     sa.Column("domain", sa.Text, nullable=False),
+    # Suspended: since when, and the HMAC of its saved session file.
+    sa.Column("suspended_at", Timestamp),
+    sa.Column("suspend_digest", sa.Text),
     sa.Index("sessions_by_status", "status"),
     sa.Index("sessions_by_user", "user", "status"),
     sa.Index("sessions_by_domain", "domain", "status"),

@@ -1,0 +1,234 @@
+"""Suspend and resume: a session without a process, restored on demand.
+
+Suspending saves the whole scene as a ChimeraX session file. ChimeraX can
+write only into the session's workspace, which its user controls, and a
+ChimeraX session file can carry code, so the file is taken from there only
+once the process that wrote it has been stopped (nothing can change it any
+more), read without following links and only if it is a regular file, then
+kept in SUSPEND_DIR (the service account's alone) beside the HMAC-SHA256 of
+its bytes in the session's row, keyed with the service's secret. Resuming
+reads it, checks the HMAC before anything else, and only then writes those
+very bytes into the new process's workspace for ChimeraX to open. A user can
+never make the service open a session file the service did not write.
+
+Status changes are compare-and-set like every other: ACTIVE -> TERMINATING
+(commands refused) -> SUSPENDED; SUSPENDED -> STARTING -> ACTIVE. A worker
+that dies while suspending leaves a TERMINATING row, which the sweeper
+finishes as an ended session (the scene is lost, the rest is consistent).
+"""
+import hashlib
+import hmac
+import logging
+import os
+import shutil
+import stat
+import threading
+import time
+import uuid
+
+from ..store import ACTIVE, STARTING, SUSPENDED, TERMINATED, TERMINATING, LimitReached, StoreUnavailable
+from . import chimerax_client, metrics
+from .errors import (Capacity, NotActive, Resuming, ServiceError, SessionFileRejected, StoreDown,
+                     SuspendFailed, UserLimit)
+
+log = logging.getLogger("cxs.suspension")
+audit = logging.getLogger("cxs.audit")
+
+
+class Suspension:
+    def __init__(self, service):
+        self.service = service
+        self.store = service.store
+        self.launcher = service.launcher
+        self.settings = service.settings
+
+    @property
+    def directory(self):
+        return self.settings["SUSPEND_DIR"] or os.path.join(self.settings["WORKSPACE_ROOT"], ".suspended")
+
+    def _file(self, session_id):
+        return os.path.join(self.directory, session_id + ".cxs")
+
+    def _digest(self, data):
+        key = self.store.service_secret()
+        if not key:
+            raise SuspendFailed("the store has no service secret (run: flask --app wsgi db upgrade)")
+        return hmac.new(key.encode(), data, hashlib.sha256).hexdigest()
+
+    # Suspend
+
+    def suspend(self, record):
+        """Save the scene, stop the process, keep the file; the session becomes `suspended`."""
+        self.service._require_reach(record)
+        if record.status != ACTIVE:
+            raise NotActive("session %s is %s, not active" % (record.id, record.status))
+        if self.store.count_suspended(record.user) >= self.settings["MAX_SUSPENDED_PER_USER"]:
+            raise UserLimit("%s already has %d suspended sessions (the limit): delete one first"
+                            % (record.user, self.settings["MAX_SUSPENDED_PER_USER"]))
+        if not self.store.transition(record.id, [ACTIVE], TERMINATING, ended_at=time.time()):
+            raise NotActive("session %s is no longer active" % record.id)
+        name = ".suspend-%s.cxs" % uuid.uuid4().hex
+        scratch = os.path.join(record.workspace, name)
+        inside = os.path.join(self.launcher.chimerax_path(record.process, record.workspace), name)
+        try:
+            saved = chimerax_client.run_command(self.launcher.channel(record.process), 'save "%s"' % inside,
+                                                self.settings["COMMAND_TIMEOUT"])
+            if not saved.ok:
+                raise SuspendFailed("ChimeraX could not save the session: %s" % saved.error["message"])
+        except ServiceError:
+            _remove(scratch)
+            self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None)
+            raise
+        # From here on nothing in the sandbox can touch the file.
+        self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
+        try:
+            data = _read_regular(scratch, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
+        finally:
+            _remove(scratch)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        _write_private(self._file(record.id), data)
+        self.store.transition(record.id, [TERMINATING], SUSPENDED, process={}, port=None, ended_at=None,
+                              suspended_at=time.time(), suspend_digest=self._digest(data))
+        metrics.SESSIONS_ENDED.labels("suspended").inc()
+        log.info("session %s suspended (%d bytes)", record.id, len(data))
+        return self.store.get_session(record.id)
+
+    # Resume
+
+    def resume(self, record):
+        """Start a process for a suspended session and restore its scene in the
+        background; returns the session, now `starting` (already live: as it is)."""
+        if record.status in (STARTING, ACTIVE):
+            return record
+        if record.status != SUSPENDED:
+            raise NotActive("session %s is %s, not suspended" % (record.id, record.status))
+        data = self._verified_file(record)
+        try:
+            resumed = self.store.resume_session(
+                record.id, record.user, self.launcher.domain, self.settings["HOST_ID"],
+                self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
+                ports=self.launcher.port_range, port_is_free=self.launcher.port_is_free)
+        except LimitReached as err:
+            if err.scope == "user":
+                raise UserLimit("you already have %d live sessions (the limit)" % err.limit, retry_after=30)
+            raise Capacity("the service is at capacity; try again later", retry_after=30) from err
+        except StoreUnavailable as err:
+            raise StoreDown("the session store is unavailable", retry_after=5) from err
+        if not resumed:
+            return self.store.get_session(record.id)      # someone else resumed (or deleted) it
+        resuming = self.store.get_session(record.id)
+        threading.Thread(target=self._restore_in_background, args=(resuming, data),
+                         name="resume-%s" % record.id[:8], daemon=True).start()
+        return resuming
+
+    def _verified_file(self, record):
+        try:
+            data = _read_regular(self._file(record.id), None)
+        except OSError as err:
+            log.error("session %s: its session file cannot be read (%s): refused", record.id, err)
+            raise SessionFileRejected("the session's saved state is missing; it cannot be resumed") from None
+        if not record.suspend_digest or not hmac.compare_digest(self._digest(data), record.suspend_digest):
+            log.error("session %s: its session file does not match the HMAC recorded when it was "
+                      "suspended: refused, never opened", record.id)
+            audit.warning("session=%s verdict=deny commands=resume reason=session-file-hmac-mismatch", record.id)
+            raise SessionFileRejected("the session's saved state was changed outside the service; "
+                                      "it will not be opened")
+        return data
+
+    def _restore_in_background(self, record, data):
+        store = self.service.store_factory()
+        state = {}
+        try:
+            state = self.launcher.start(record.id, record.workspace, record.port)
+            store.transition(record.id, [STARTING], STARTING, process=state)
+            state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
+            name = ".resume-%s.cxs" % uuid.uuid4().hex
+            scratch = os.path.join(record.workspace, name)
+            _write_private(scratch, data, owner=_owner(record.workspace))
+            try:
+                opened = chimerax_client.run_command(
+                    self.launcher.channel(state),
+                    'open "%s"' % os.path.join(self.launcher.chimerax_path(state, record.workspace), name),
+                    self.settings["COMMAND_TIMEOUT"])
+            finally:
+                _remove(scratch)
+            if not opened.ok:
+                raise SuspendFailed("ChimeraX could not restore the session: %s" % opened.error["message"])
+            if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state.get("port"),
+                                    last_activity=time.time(), suspended_at=None, suspend_digest=None):
+                raise NotActive("session %s was ended while resuming" % record.id)
+            _remove(self._file(record.id))
+            log.info("session %s resumed: %s", record.id, self.launcher.process_id(state))
+        except Exception as err:
+            log.warning("session %s could not be resumed (%s); it stays suspended", record.id, err)
+            if state:
+                self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
+            store.transition(record.id, [STARTING], SUSPENDED, process={}, port=None)
+        finally:
+            store.close()
+
+    # Deleting
+
+    def delete(self, record, reason="deleted"):
+        """End a suspended session: its file and workspace go."""
+        if not self.store.transition(record.id, [SUSPENDED], TERMINATED, ended_at=time.time(),
+                                     end_reason=reason, workspace_removed=1, suspend_digest=None):
+            return False
+        _remove(self._file(record.id))
+        shutil.rmtree(record.workspace, ignore_errors=True)
+        metrics.SESSIONS_ENDED.labels(reason).inc()
+        log.info("suspended session %s ended (%s)", record.id, reason)
+        return True
+
+    def remove_expired(self, now):
+        """Suspended sessions older than SUSPENDED_RETENTION are deleted."""
+        cutoff = now - self.settings["SUSPENDED_RETENTION"]
+        return sum(1 for record in self.store.suspended_sessions(cutoff, domain=self.launcher.domain)
+                   if self.delete(record, "suspended_expired"))
+
+    def auto_resume(self, record):
+        """A command or heartbeat to a suspended session (AUTO_RESUME): start the resume, ask to retry."""
+        self.resume(record)
+        raise Resuming("session %s was suspended and is being resumed; retry shortly" % record.id,
+                       retry_after=2)
+
+
+def _read_regular(path, limit):
+    """The bytes of `path` if it is a regular file (never through a link), at most `limit`."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise SuspendFailed("the saved session is not a regular file")
+        if limit is not None and info.st_size > limit:
+            raise SuspendFailed("the saved session is larger than the workspace quota")
+        with os.fdopen(descriptor, "rb", closefd=False) as stream:
+            return stream.read()
+    finally:
+        os.close(descriptor)
+
+
+def _write_private(path, data, owner=None):
+    temporary = "%s.%s.tmp" % (path, uuid.uuid4().hex)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(data)
+        if owner:
+            os.chown(temporary, *owner)     # the sandbox's uid must read it
+        os.replace(temporary, path)
+    except BaseException:
+        _remove(temporary)
+        raise
+
+
+def _owner(directory):
+    info = os.stat(directory)
+    return (info.st_uid, info.st_gid) if os.geteuid() == 0 and info.st_uid != 0 else None
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
