@@ -27,7 +27,8 @@ def build_parser():
     ls.add_argument("--user")
     ls.add_argument("-q", "--quiet", action="store_true", help="print only ids")
     for name, help_text in (("get", "show a session"), ("rm", "end a session"), ("beat", "heartbeat"),
-                            ("files", "list workspace files")):
+                            ("files", "list workspace files"), ("suspend", "save the scene, end the process"),
+                            ("resume", "restore a suspended session (waits until it is active)")):
         sub.add_parser(name, help=help_text).add_argument("id")
     run = sub.add_parser("run", help="run a ChimeraX command line")
     run.add_argument("id")
@@ -82,6 +83,10 @@ def dispatch(client, opts):
         _print(client.heartbeat(opts.id))
     elif opts.action == "files":
         _print(client.files(opts.id))
+    elif opts.action == "suspend":
+        _print(client.suspend(opts.id))
+    elif opts.action == "resume":
+        _print(client.resume(opts.id))
     elif opts.action == "run":
         result = client.run(opts.id, opts.command, check=False)
         if opts.json:

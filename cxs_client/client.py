@@ -115,6 +115,19 @@ class Client:
                 out.write(data)
         return data
 
+    def suspend(self, session_id):
+        """Save the scene and end the process; the session becomes `suspended`."""
+        return self._request("POST", "/api/sessions/%s/suspend" % session_id).json()
+
+    def resume(self, session_id, wait=True, timeout=120):
+        """Restore a suspended session; with `wait`, return once it is active again."""
+        session = self._request("POST", "/api/sessions/%s/resume" % session_id).json()
+        deadline = time.monotonic() + timeout
+        while wait and session["status"] == "starting" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            session = self.get(session_id)
+        return session
+
     def history(self, session_id, offset=0, limit=100):
         """{"history": [...], "total", "offset", "limit"}: the session's commands, oldest first."""
         return self._request("GET", "/api/sessions/%s/history" % session_id,

@@ -78,12 +78,15 @@ def test_cli_for_integration_scripts(live, tmp_path):
     assert bad.returncode == 1 and "UserError" in bad.stderr
     denied = run("run", sid, "runscript evil.py", check=False)
     assert denied.returncode == 2 and "command_denied" in denied.stderr
-    assert run("scene", sid, "-o", "x.glb", "--size", "10").returncode == 0
-    assert (tmp_path / "x.glb").read_bytes()[:4] == b"glTF"
     assert run("history", sid, "--cxc").stdout.splitlines()[-1] == "color red"   # runscript: denied
     history = json.loads(run("history", sid).stdout)["history"]
     assert [(e["command"], e["verdict"]) for e in history][-2:] == [("open missing.pdb", "allow"),
                                                                      ("runscript evil.py", "deny")]
+    assert run("scene", sid, "-o", "x.glb", "--size", "10").returncode == 0
+    assert (tmp_path / "x.glb").read_bytes()[:4] == b"glTF"
+    assert json.loads(run("suspend", sid).stdout)["status"] == "suspended"
+    assert json.loads(run("resume", sid).stdout)["status"] == "active"
+    assert "66 atoms" in run("run", sid, "measure center #1").stdout       # the scene came back
     run("rm", sid)
     assert '"terminated"' in run("get", sid).stdout
     missing_token = subprocess.run(cxs + ["ls"], env=dict(env, CXS_TOKEN=""), capture_output=True, text=True)

@@ -160,3 +160,26 @@ def test_limits_delete_and_auto_resume(app_factory):
     ended = client.get("/api/sessions/" + first, headers=alice).get_json()
     assert (ended["status"], ended["end_reason"]) == ("terminated", "deleted")
     assert not os.path.exists(workspace) and not os.path.exists(suspended_file(app, first))
+
+
+def test_retention_and_an_unfinished_resume(app_factory):
+    app = app_factory(SUSPENDED_RETENTION=60)
+    client, alice = app.test_client(), token_header(app, "alice")
+    kept, expired = create(client, alice), create(client, alice)
+    for sid in (kept, expired):
+        assert client.post("/api/sessions/%s/suspend" % sid, headers=alice).status_code == 200
+    store = app.extensions[EXTENSION].new_store()
+    # A resume whose worker died: the row says starting, no process was ever recorded.
+    assert store.resume_session(kept, "alice", app.extensions[EXTENSION].launcher.domain, "h", 10, 10)
+    workspace = session_row(app, expired).workspace
+    store.transition(expired, ["suspended"], "suspended", suspended_at=time.time() - 120)
+    sweeper, close = app.extensions[EXTENSION].make_sweeper()
+    try:
+        # Past the start-up grace (30 + 10 + 5 s here), not past kept's retention (60 s).
+        sweeper.sweep(now=time.time() + 50)
+    finally:
+        close()
+    assert session_row(app, kept).status == "suspended" and os.path.exists(suspended_file(app, kept))
+    gone = session_row(app, expired)
+    assert (gone.status, gone.end_reason) == ("terminated", "suspended_expired")
+    assert not os.path.exists(workspace) and not os.path.exists(suspended_file(app, expired))

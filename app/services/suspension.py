@@ -167,6 +167,13 @@ class Suspension:
         finally:
             store.close()
 
+    def abandon_resume(self, record):
+        """A resume that never finished (its worker died): back to suspended."""
+        if record.process:
+            self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
+        if self.store.transition(record.id, [STARTING], SUSPENDED, process={}, port=None):
+            log.warning("session %s: its resume did not finish; suspended again", record.id)
+
     # Deleting
 
     def delete(self, record, reason="deleted"):

@@ -64,6 +64,12 @@ class Sweeper:
     def _check(self, record, now):
         settings = self.settings
         if record.status == STARTING:
+            if record.suspend_digest:
+                # Being resumed (its file is kept until it is active): a resume
+                # whose worker died goes back to suspended, the scene intact.
+                if now - record.last_activity > startup_grace(settings, self.launcher):
+                    self.service.suspension.abandon_resume(record)
+                return None
             # Its starter (maybe a worker that died) had its own deadlines; allow slack.
             if now - record.created_at > startup_grace(settings, self.launcher):
                 return self._end(record, "startup_failed")
