@@ -170,7 +170,7 @@ def test_retention_and_an_unfinished_resume(app_factory):
         assert client.post("/api/sessions/%s/suspend" % sid, headers=alice).status_code == 200
     store = app.extensions[EXTENSION].new_store()
     # A resume whose worker died: the row says starting, no process was ever recorded.
-    assert store.resume_session(kept, "alice", app.extensions[EXTENSION].launcher.domain, "h", 10, 10)
+    assert store.resume_session(kept, "alice", app.extensions[EXTENSION].launcher.domain, "h", 10, 10)[0]
     workspace = session_row(app, expired).workspace
     store.transition(expired, ["suspended"], "suspended", suspended_at=time.time() - 120)
     sweeper, close = app.extensions[EXTENSION].make_sweeper()
@@ -183,3 +183,25 @@ def test_retention_and_an_unfinished_resume(app_factory):
     gone = session_row(app, expired)
     assert (gone.status, gone.end_reason) == ("terminated", "suspended_expired")
     assert not os.path.exists(workspace) and not os.path.exists(suspended_file(app, expired))
+
+
+
+def test_resume_takes_a_warm_pool_process(app_factory):
+    app = app_factory(POOL_SIZE=1, MAX_SESSIONS=4)
+    client, alice = app.test_client(), token_header(app, "alice")
+    sid = create(client, alice)
+    run(client, alice, sid, "open alanin.pdb; turn y 30")
+    before = scene_facts(client, alice, sid)
+    assert client.post("/api/sessions/%s/suspend" % sid, headers=alice).status_code == 200
+    pool, close = app.extensions[EXTENSION].make_pool()
+    try:
+        assert pool.fill() == 1
+        pooled = pool.store.pool_entries()[0]["process"]["pid"]
+        assert client.post("/api/sessions/%s/resume" % sid, headers=alice).status_code == 202
+        wait_active(client, alice, sid)
+        assert session_row(app, sid).process["pid"] == pooled          # the warm process, not a new one
+        assert scene_facts(client, alice, sid)[:3] == before[:3]
+        names = {f["name"] for f in client.get("/api/sessions/%s/files" % sid, headers=alice).get_json()["files"]}
+        assert names == {"alanin.pdb"}
+    finally:
+        close()

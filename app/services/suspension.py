@@ -104,10 +104,11 @@ class Suspension:
             raise NotActive("session %s is %s, not suspended" % (record.id, record.status))
         data = self._verified_file(record)
         try:
-            resumed = self.store.resume_session(
+            resumed, claimed = self.store.resume_session(
                 record.id, record.user, self.launcher.domain, self.settings["HOST_ID"],
                 self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
-                ports=self.launcher.port_range, port_is_free=self.launcher.port_is_free)
+                ports=self.launcher.port_range, port_is_free=self.launcher.port_is_free,
+                claim_pool=self.settings["POOL_SIZE"] > 0)
         except LimitReached as err:
             if err.scope == "user":
                 raise UserLimit("you already have %d live sessions (the limit)" % err.limit, retry_after=30)
@@ -117,7 +118,7 @@ class Suspension:
         if not resumed:
             return self.store.get_session(record.id)      # someone else resumed (or deleted) it
         resuming = self.store.get_session(record.id)
-        threading.Thread(target=self._restore_in_background, args=(resuming, data),
+        threading.Thread(target=self._restore_in_background, args=(resuming, data, claimed),
                          name="resume-%s" % record.id[:8], daemon=True).start()
         return resuming
 
@@ -135,13 +136,16 @@ class Suspension:
                                       "it will not be opened")
         return data
 
-    def _restore_in_background(self, record, data):
+    def _restore_in_background(self, record, data, claimed=None):
         store = self.service.store_factory()
         state = {}
         try:
-            state = self.launcher.start(record.id, record.workspace, record.port)
-            store.transition(record.id, [STARTING], STARTING, process=state)
-            state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
+            if claimed:
+                state = self._pooled_process(record, claimed)
+            else:
+                state = self.launcher.start(record.id, record.workspace, record.port)
+                store.transition(record.id, [STARTING], STARTING, process=state)
+                state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
             name = ".resume-%s.cxs" % uuid.uuid4().hex
             scratch = os.path.join(record.workspace, name)
             _write_private(scratch, data, owner=_owner(record.workspace))
@@ -166,6 +170,23 @@ class Suspension:
             store.transition(record.id, [STARTING], SUSPENDED, process={}, port=None)
         finally:
             store.close()
+
+    def _pooled_process(self, record, claimed):
+        """A ready pool process made to work in the session's kept workspace: the
+        files move into the pool's directory, which then takes the workspace's
+        name (a rename on one file system: the sandbox's bind and ChimeraX's
+        working directory follow it)."""
+        state, directory = claimed["process"], claimed["directory"]
+        for name in os.listdir(record.workspace):
+            os.rename(os.path.join(record.workspace, name), os.path.join(directory, name))
+        os.rmdir(record.workspace)
+        self.launcher.adopt_workspace(state, directory, record.workspace)
+        moved = chimerax_client.run_command(
+            self.launcher.channel(state), 'cd "%s"' % self.launcher.chimerax_path(state, record.workspace),
+            self.settings["COMMAND_TIMEOUT"])
+        if not moved.ok:
+            raise SuspendFailed("the pooled ChimeraX could not cd: %s" % moved.error["message"])
+        return state
 
     def abandon_resume(self, record):
         """A resume that never finished (its worker died): back to suspended."""

@@ -27,6 +27,10 @@ TRANSITION_FIELDS = ("ended_at", "end_reason", "port", "process", "last_activity
                      "suspended_at", "suspend_digest")
 
 
+class _NotSuspended(Exception):
+    pass
+
+
 class LimitReached(Exception):
     def __init__(self, scope, limit):
         super().__init__("%s limit of %d live sessions reached" % (scope, limit))
@@ -191,19 +195,31 @@ class Store:
         return claimed
 
     def resume_session(self, session_id, user, domain, host_id, max_total, max_per_user, ports=None,
-                       port_is_free=None):
+                       port_is_free=None, claim_pool=False):
         """Make a suspended session `starting` again if the limits allow (it did not
-        count while suspended); reserve a port. False if it was not suspended."""
-        with self._decision(domain):
-            if self._count(sessions, _live(), sessions.c.user == user) >= max_per_user:
-                raise LimitReached("user", max_per_user)
-            if self._used(domain) >= max_total:
-                raise LimitReached("global", max_total)
-            port = self._free_port(domain, ports, port_is_free) if ports is not None else None
-            return self._execute(sessions.update().where(
-                sessions.c.id == session_id, sessions.c.status == "suspended")
-                .values(status="starting", port=port, process=None, domain=domain, host_id=host_id,
-                        last_activity=time.time())).rowcount == 1
+        count while suspended); reserve a port, or claim a ready pool process as a
+        create does. Returns (resumed, the claimed pool entry or None); not
+        resumed if it was not suspended (nothing is claimed then)."""
+        try:
+            with self._decision(domain):
+                if self._count(sessions, _live(), sessions.c.user == user) >= max_per_user:
+                    raise LimitReached("user", max_per_user)
+                claimed = self._take_ready_pool_entry(domain) if claim_pool else None
+                if claimed is None and self._used(domain) >= max_total:
+                    raise LimitReached("global", max_total)
+                if claimed is not None:
+                    port, process = claimed["port"], claimed["process"]
+                else:
+                    port = self._free_port(domain, ports, port_is_free) if ports is not None else None
+                    process = None
+                if self._execute(sessions.update().where(
+                        sessions.c.id == session_id, sessions.c.status == "suspended")
+                        .values(status="starting", port=port, process=process, domain=domain,
+                                host_id=host_id, last_activity=time.time())).rowcount != 1:
+                    raise _NotSuspended()       # rolls the claim back
+                return True, claimed
+        except _NotSuspended:
+            return False, None
 
     def count_suspended(self, user):
         return self._count(sessions, sessions.c.status == "suspended", sessions.c.user == user)
