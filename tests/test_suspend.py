@@ -205,3 +205,20 @@ def test_resume_takes_a_warm_pool_process(app_factory):
         assert names == {"alanin.pdb"}
     finally:
         close()
+
+
+def test_a_restart_during_a_resume_keeps_the_session_suspended(app_factory):
+    from app.services import recovery
+    app = app_factory()
+    client, alice = app.test_client(), token_header(app, "alice")
+    sid = create(client, alice)
+    assert client.post("/api/sessions/%s/suspend" % sid, headers=alice).status_code == 200
+    runtime = app.extensions[EXTENSION]
+    store = runtime.new_store()
+    assert store.resume_session(sid, "alice", runtime.launcher.domain, app.config["HOST_ID"], 10, 10)[0]
+    sweeper, close = runtime.make_sweeper()
+    try:
+        recovery.recover(sweeper.service)
+    finally:
+        close()
+    assert session_row(app, sid).status == "suspended" and os.path.exists(suspended_file(app, sid))

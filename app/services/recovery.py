@@ -8,7 +8,7 @@ processes it started (HOST_ID); the sweeper's leader looks after the rest.
 """
 import logging
 
-from ..store import ACTIVE, TERMINATING
+from ..store import ACTIVE, STARTING, TERMINATING
 from .pool import WarmPool
 
 log = logging.getLogger("cxs.recovery")
@@ -30,6 +30,8 @@ def recover(service, adopt=True):
         elif record.status == TERMINATING:
             service.finish_termination(record)
             ended.append(record.id)
+        elif record.status == STARTING and record.suspend_digest:
+            service.suspension.abandon_resume(record)      # a resume cut short: suspended again
         elif service.end(record, "server_restart"):
             ended.append(record.id)
     orphans = reap_orphans(service, known, host_id=service.settings["HOST_ID"])
