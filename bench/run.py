@@ -124,8 +124,8 @@ def cold_create(workdir, workers, runs):
         server.stop()
 
 
-def warm_create(workdir, workers, runs):
-    server = Server(workdir, workers, POOL_SIZE=2).start()
+def warm_create(workdir, workers, runs, **env):
+    server = Server(workdir, workers, POOL_SIZE=2, **env).start()
     try:
         user, admin = server.token("bench"), server.token("root", "admin")
 

@@ -14,7 +14,7 @@ import uuid
 
 import requests
 
-from bench.run import Server, pct, stored
+from bench.run import Server, pct, warm_create
 
 
 def _config(server_env):
@@ -81,23 +81,7 @@ def slurm_figures(workdir, workers, runs):
                      "%.0f ms vs %.0f ms" % (statistics.median(cold) * 1e3, statistics.median(raw) * 1e3),
                      "ratio %.3f" % ratio, "<= 1.05", ratio <= 1.05))
 
-        server = Server(os.path.join(workdir, "slurm-warm"), workers, POOL_SIZE=2, **env).start()
-        try:
-            user = server.token("bench")
-
-            def ready():
-                return stored(server, lambda store: sum(e["status"] == "ready" for e in store.pool_entries()))
-            warm = []
-            for _ in range(runs * 2):
-                deadline = time.monotonic() + 120
-                while ready() < 1 and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                started = time.perf_counter()
-                created = requests.post(server.url + "/api/sessions", json={}, headers=user, timeout=300)
-                warm.append(time.perf_counter() - started)
-                requests.delete(server.url + "/api/sessions/" + created.json()["id"], headers=user, timeout=120)
-        finally:
-            server.stop()
+        warm = warm_create(os.path.join(workdir, "slurm-warm"), workers, runs * 2, **env)
         rows.append((workers, "7b. Slurm warm-pool create p50 / p95", "%.1f / %.1f ms" % (
             pct(warm, 50) * 1e3, pct(warm, 95) * 1e3), "vs cold x%.0f faster" % (
             statistics.median(cold) / pct(warm, 50)), "p50 <= 50 ms", pct(warm, 50) <= 0.050))

@@ -1,7 +1,9 @@
 """The headless ChimeraX test runtime over its real REST protocol (no service involved)."""
+import contextlib
 import os
 import re
 import subprocess
+import tempfile
 
 import psutil
 import pytest
@@ -55,6 +57,22 @@ def opened(rest, path):
     reply = rest("open %s" % path)
     assert reply["error"] is None and not reply["log messages"]["bug"], reply
     return atom_count(rest)
+
+
+@contextlib.contextmanager
+def png_files(*images):
+    """Paths of temporary files holding `images` (PNG bytes), removed afterwards."""
+    paths = []
+    try:
+        for data in images:
+            handle, path = tempfile.mkstemp(suffix=".png")
+            paths.append(path)
+            os.write(handle, data)
+            os.close(handle)
+        yield paths
+    finally:
+        for path in paths:
+            os.unlink(path)
 
 
 def distinct_colours(png):

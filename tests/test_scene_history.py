@@ -1,14 +1,12 @@
 """The 3D scene as glTF and the replayable command history, on the real runtime."""
 import io
-import os
-import tempfile
 
 import pytest
 import trimesh
 
 from .conftest import alanin_pdb, token_header
 from .test_files import new_session, run, upload
-from .test_runtime import distinct_colours
+from .test_runtime import distinct_colours, png_files
 
 pytestmark = pytest.mark.slow
 
@@ -89,17 +87,8 @@ def test_history_records_every_command_and_replays_as_a_script(client, alice, bo
 
 def _close(png_a, png_b):
     # Same size and colour count within 5 %: rendering is deterministic here, this is slack.
-    paths = []
-    for data in (png_a, png_b):
-        handle, path = tempfile.mkstemp(suffix=".png")
-        os.write(handle, data)
-        os.close(handle)
-        paths.append(path)
-    try:
+    with png_files(png_a, png_b) as paths:
         a, b = (distinct_colours(p) for p in paths)
-    finally:
-        for path in paths:
-            os.unlink(path)
     return a[:2] == b[:2] and abs(a[2] - b[2]) <= 0.05 * max(a[2], b[2])
 
 

@@ -4,7 +4,6 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -13,7 +12,7 @@ import config
 from app.context import EXTENSION
 
 from .conftest import alanin_pdb, alive, token_header, wait_until
-from .test_runtime import RUNTIME_PYTHON
+from .test_runtime import RUNTIME_PYTHON, png_files
 
 pytestmark = pytest.mark.slow
 
@@ -45,22 +44,13 @@ def scene_facts(client, headers, sid):
 
 def pixels_differing(png_a, png_b):
     """Fraction of pixels whose colour differs by more than 8/255 in any channel (PIL in the runtime's env)."""
-    paths = []
-    for data in (png_a, png_b):
-        handle, path = tempfile.mkstemp(suffix=".png")
-        os.write(handle, data)
-        os.close(handle)
-        paths.append(path)
-    try:
+    with png_files(png_a, png_b) as paths:
         out = subprocess.run([RUNTIME_PYTHON, "-c", (
             "import sys; from PIL import Image, ImageChops; a, b = (Image.open(p).convert('RGB') for p in sys.argv[1:]);"
             "assert a.size == b.size; d = ImageChops.difference(a, b).getdata();"
             "print(sum(1 for px in d if max(px) > 8) / len(d))"), *paths],
             capture_output=True, text=True, check=True)
-        return float(out.stdout)
-    finally:
-        for path in paths:
-            os.unlink(path)
+    return float(out.stdout)
 
 
 def session_row(app, sid):

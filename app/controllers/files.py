@@ -1,21 +1,18 @@
 """HTTP in/out for workspace files and snapshots."""
 import io
 
-from flask import Response, current_app, g, request, send_file
+from flask import current_app, g, request, send_file
 
 from ..context import get_session_service
 from ..middleware.errors import ApiError
 from ..middleware.validation import query_args
-from ..schemas.sessions import (FileSchema, HistoryQuerySchema, HistorySchema, SceneQuerySchema,
-                                SnapshotQuerySchema)
+from ..schemas.sessions import FileSchema, SceneQuerySchema, SnapshotQuerySchema
 from .sessions import session_id_arg
 
 _files = FileSchema(many=True)
 _file = FileSchema()
 _snapshot_schema = SnapshotQuerySchema()
 _scene_schema = SceneQuerySchema()
-_history_query = HistoryQuerySchema()
-_history = HistorySchema()
 
 
 def _workspace(session_id):
@@ -162,34 +159,3 @@ def scene(session_id):
     options = query_args(_scene_schema)
     glb = get_session_service().scene(g.principal, session_id_arg(session_id), options)
     return send_file(io.BytesIO(glb), mimetype="model/gltf-binary", download_name="scene.glb")
-
-
-def history(session_id):
-    """Command history.
-    ---
-    get:
-      summary: The session's commands, oldest first (format=cxc - a ChimeraX script of the allowed, successful ones)
-      tags: [sessions]
-      parameters:
-      - SessionId
-      - in: query
-        schema: HistoryQuerySchema
-      responses:
-        200:
-          description: The history, or the script
-          content:
-            application/json: {schema: HistorySchema}
-            text/plain: {schema: {type: string}}
-        400: ErrorResponse
-        401: ErrorResponse
-        403: ErrorResponse
-        404: ErrorResponse
-        503: ErrorResponse
-    """
-    args = query_args(_history_query)
-    service, sid = get_session_service(), session_id_arg(session_id)
-    if args["format"] == "cxc":
-        return Response(service.history_script(g.principal, sid), mimetype="text/plain",
-                        headers={"Content-Disposition": 'attachment; filename="%s.cxc"' % sid})
-    entries, total = service.history(g.principal, sid, args["offset"], args["limit"])
-    return _history.dump({"history": entries, "total": total, "offset": args["offset"], "limit": args["limit"]})

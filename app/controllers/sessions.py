@@ -1,13 +1,13 @@
 """HTTP in/out for sessions: validate, call the service, shape the reply."""
 import uuid
-from flask import current_app, g, request
+from flask import Response, current_app, g, request
 
 from ..context import get_session_service
 from ..middleware.errors import ApiError
 from ..middleware.validation import json_body, multipart_form, query_args
-from ..schemas.sessions import (AdminSessionSchema, CommandSchema,
-                                HeartbeatSchema, SessionCreateFormSchema, SessionCreateSchema,
-                                SessionListQuerySchema, SessionSchema)
+from ..schemas.sessions import (AdminSessionSchema, CommandSchema, HeartbeatSchema,
+                                HistoryQuerySchema, HistorySchema, SessionCreateFormSchema,
+                                SessionCreateSchema, SessionListQuerySchema, SessionSchema)
 
 # Built once: a schema instance is reusable and costs ~50 us to build.
 _create_schema = SessionCreateSchema()
@@ -17,6 +17,8 @@ _command_schema = CommandSchema()
 _session_schema = SessionSchema()
 _admin_schema = AdminSessionSchema()
 _heartbeat_schema = HeartbeatSchema()
+_history_query = HistoryQuerySchema()
+_history = HistorySchema()
 
 
 def session_id_arg(raw):
@@ -225,3 +227,34 @@ def run_command(session_id):
     # them; dumping through it (and asdict's deep copy) only cost time.
     return {"ok": result.ok, "command": result.command, "log": result.log,
             "json_values": result.json_values, "error": result.error, "duration_ms": result.duration_ms}
+
+
+def history(session_id):
+    """Command history.
+    ---
+    get:
+      summary: The session's commands, oldest first (format=cxc - a ChimeraX script of the allowed, successful ones)
+      tags: [sessions]
+      parameters:
+      - SessionId
+      - in: query
+        schema: HistoryQuerySchema
+      responses:
+        200:
+          description: The history, or the script
+          content:
+            application/json: {schema: HistorySchema}
+            text/plain: {schema: {type: string}}
+        400: ErrorResponse
+        401: ErrorResponse
+        403: ErrorResponse
+        404: ErrorResponse
+        503: ErrorResponse
+    """
+    args = query_args(_history_query)
+    service, sid = get_session_service(), session_id_arg(session_id)
+    if args["format"] == "cxc":
+        return Response(service.history_script(g.principal, sid), mimetype="text/plain",
+                        headers={"Content-Disposition": 'attachment; filename="%s.cxc"' % sid})
+    entries, total = service.history(g.principal, sid, args["offset"], args["limit"])
+    return _history.dump({"history": entries, "total": total, "offset": args["offset"], "limit": args["limit"]})

@@ -21,4 +21,4 @@ bp.add_url_rule("/<session_id>/files/<name>", "download", f.download_file, metho
 bp.add_url_rule("/<session_id>/files/<name>", "delete_file", f.delete_file, methods=["DELETE"])
 bp.add_url_rule("/<session_id>/snapshot", "snapshot", f.snapshot, methods=["GET"])
 bp.add_url_rule("/<session_id>/scene.glb", "scene", f.scene, methods=["GET"])
-bp.add_url_rule("/<session_id>/history", "history", f.history, methods=["GET"])
+bp.add_url_rule("/<session_id>/history", "history", c.history, methods=["GET"])

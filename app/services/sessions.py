@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 from ..store import (ACTIVE, FAILED, STARTING, SUSPENDED, TERMINATED, TERMINATING,
                      LimitReached, SessionRecord, StoreUnavailable)
@@ -349,53 +350,53 @@ class SessionService:
         return removed
 
     def snapshot(self, principal, session_id, width, height, supersample):
-        record = self.get_for(principal, session_id)
-        if record.status != ACTIVE:
-            raise NotActive("session %s is %s, not active" % (session_id, record.status))
-        self._require_reach(record)
-        name = ".snapshot-%s.png" % uuid.uuid4().hex
-        scratch = os.path.join(record.workspace, name)
-        inside = os.path.join(self.launcher.chimerax_path(record.process, record.workspace), name)
-        audit.info("user=%s session=%s verdict=allow commands=snapshot", principal.user, session_id)
-        try:
-            result = self._send(record, 'save "%s" width %d height %d supersample %d'
-                                % (inside, width, height, supersample))
+        def rendered(result, path):
             if not result.ok:
                 message = result.error["message"]
                 if "rendering" in message.lower() or "opengl" in message.lower():
                     raise RenderingUnavailable("offscreen rendering is not available for this "
                                                "ChimeraX (install OSMesa: libosmesa6)", retry_after=None)
                 raise SnapshotFailed("ChimeraX could not render: %s" % message)
-            with open(scratch, "rb") as png:
-                return png.read()
-        finally:
-            if os.path.exists(scratch):
-                os.unlink(scratch)
+        return self._export(principal, session_id, "snapshot", ".png", " width %d height %d supersample %d"
+                            % (width, height, supersample), rendered)
 
     def scene(self, principal, session_id, options):
         """The current scene as binary glTF, written by ChimeraX's own glTF writer."""
+        def exported(result, path):
+            if not result.ok:
+                raise SnapshotFailed("ChimeraX could not export the scene: %s" % result.error["message"])
+            size = os.path.getsize(path)
+            if size > self.settings["SCENE_MAX_BYTES"]:
+                raise SceneTooLarge("the scene is %d bytes, over SCENE_MAX_BYTES (%d): hide or close models, "
+                                    "or lower their detail" % (size, self.settings["SCENE_MAX_BYTES"]))
+        keywords = "".join(" %s %s" % (_camel(key), str(value).lower() if isinstance(value, bool) else value)
+                           for key, value in sorted(options.items()) if value is not None)
+        return self._export(principal, session_id, "scene", ".glb", keywords, exported)
+
+    def _export(self, principal, session_id, kind, suffix, keywords, check):
+        """The bytes of a file ChimeraX saves of the scene (`save FILE` + `keywords`);
+        `check(result, path)` raises when it is not to be served."""
         record = self.get_for(principal, session_id)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
         self._require_reach(record)
-        name = ".scene-%s.glb" % uuid.uuid4().hex
-        scratch = os.path.join(record.workspace, name)
-        inside = os.path.join(self.launcher.chimerax_path(record.process, record.workspace), name)
-        keywords = "".join(" %s %s" % (_camel(key), str(value).lower() if isinstance(value, bool) else value)
-                           for key, value in sorted(options.items()) if value is not None)
-        audit.info("user=%s session=%s verdict=allow commands=scene", principal.user, session_id)
-        try:
+        audit.info("user=%s session=%s verdict=allow commands=%s", principal.user, session_id, kind)
+        with self.scratch_file(record, record.process, kind, suffix) as (scratch, inside):
             result = self._send(record, 'save "%s"%s' % (inside, keywords))
-            if not result.ok:
-                raise SnapshotFailed("ChimeraX could not export the scene: %s" % result.error["message"])
-            size = os.path.getsize(scratch)
-            if size > self.settings["SCENE_MAX_BYTES"]:
-                raise SceneTooLarge("the scene is %d bytes, over SCENE_MAX_BYTES (%d): hide or close models, "
-                                    "or lower their detail" % (size, self.settings["SCENE_MAX_BYTES"]))
-            with open(scratch, "rb") as glb:
-                return glb.read()
+            check(result, scratch)
+            with open(scratch, "rb") as saved:
+                return saved.read()
+
+    @contextmanager
+    def scratch_file(self, record, state, kind, suffix):
+        """(path here, path as ChimeraX names it) of a one-off file in the session's
+        workspace, under a name its user cannot guess; removed afterwards."""
+        name = ".%s-%s%s" % (kind, uuid.uuid4().hex, suffix)
+        scratch = os.path.join(record.workspace, name)
+        try:
+            yield scratch, os.path.join(self.launcher.chimerax_path(state, record.workspace), name)
         finally:
-            if os.path.exists(scratch):
+            if os.path.lexists(scratch):
                 os.unlink(scratch)
 
     def _touch_coalesced(self, record):

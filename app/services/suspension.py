@@ -67,24 +67,18 @@ class Suspension:
                             % (record.user, self.settings["MAX_SUSPENDED_PER_USER"]))
         if not self.store.transition(record.id, [ACTIVE], TERMINATING, ended_at=time.time()):
             raise NotActive("session %s is no longer active" % record.id)
-        name = ".suspend-%s.cxs" % uuid.uuid4().hex
-        scratch = os.path.join(record.workspace, name)
-        inside = os.path.join(self.launcher.chimerax_path(record.process, record.workspace), name)
-        try:
-            saved = chimerax_client.run_command(self.launcher.channel(record.process), 'save "%s"' % inside,
-                                                self.settings["COMMAND_TIMEOUT"])
-            if not saved.ok:
-                raise SuspendFailed("ChimeraX could not save the session: %s" % saved.error["message"])
-        except ServiceError:
-            _remove(scratch)
-            self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None)
-            raise
-        # From here on nothing in the sandbox can touch the file.
-        self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
-        try:
+        with self.service.scratch_file(record, record.process, "suspend", ".cxs") as (scratch, inside):
+            try:
+                saved = chimerax_client.run_command(self.launcher.channel(record.process), 'save "%s"' % inside,
+                                                    self.settings["COMMAND_TIMEOUT"])
+                if not saved.ok:
+                    raise SuspendFailed("ChimeraX could not save the session: %s" % saved.error["message"])
+            except ServiceError:
+                self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None)
+                raise
+            # From here on nothing in the sandbox can touch the file.
+            self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
             data = _read_regular(scratch, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
-        finally:
-            _remove(scratch)
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         _write_private(self._file(record.id), data)
         self.store.transition(record.id, [TERMINATING], SUSPENDED, process={}, port=None, ended_at=None,
@@ -146,16 +140,10 @@ class Suspension:
                 state = self.launcher.start(record.id, record.workspace, record.port)
                 store.transition(record.id, [STARTING], STARTING, process=state)
                 state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
-            name = ".resume-%s.cxs" % uuid.uuid4().hex
-            scratch = os.path.join(record.workspace, name)
-            _write_private(scratch, data, owner=_owner(record.workspace))
-            try:
-                opened = chimerax_client.run_command(
-                    self.launcher.channel(state),
-                    'open "%s"' % os.path.join(self.launcher.chimerax_path(state, record.workspace), name),
-                    self.settings["COMMAND_TIMEOUT"])
-            finally:
-                _remove(scratch)
+            with self.service.scratch_file(record, state, "resume", ".cxs") as (scratch, inside):
+                _write_private(scratch, data, owner=_owner(record.workspace))
+                opened = chimerax_client.run_command(self.launcher.channel(state), 'open "%s"' % inside,
+                                                     self.settings["COMMAND_TIMEOUT"])
             if not opened.ok:
                 raise SuspendFailed("ChimeraX could not restore the session: %s" % opened.error["message"])
             if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state.get("port"),
