@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt setup.cfg | sha256sum | cut -c1-12)
 
-.PHONY: install chimerax sandbox test test-deps test-fast run bench soak which-chimerax clean
+.PHONY: install chimerax sandbox test test-deps test-fast run bench soak which-chimerax web clean
 SANDBOX_USER ?= cxs-sandbox
 
 install: $(STAMP)
@@ -20,6 +20,13 @@ $(STAMP): requirements.txt requirements-dev.txt setup.cfg
 # The headless ChimeraX built from UCSF's PyPI library, in its own virtualenv.
 chimerax:
 	@bash chimerax_runtime/install.sh .chimerax
+
+# The web console's front-end packages (three.js), pinned by app/web/package-lock.json
+# and served by the app itself.
+web: app/web/node_modules/.package-lock.json
+
+app/web/node_modules/.package-lock.json: app/web/package.json app/web/package-lock.json
+	cd app/web && npm ci --no-audit --no-fund --loglevel=error
 
 which-chimerax: install
 	@$(PY) -c "from app.services.locate import find_chimerax as f; e = f(__import__('config').Config.CHIMERAX_PATH); print('ChimeraX used:', f'{e.path} ({e.kind})' if e else 'none found')"
@@ -39,14 +46,15 @@ test-deps:
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } || echo "nginx unavailable: its test will be skipped (sudo apt-get install nginx-light)"
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common >/dev/null && sed -i 's/^#* *create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || echo "PostgreSQL unavailable: its tests will be skipped (sudo apt-get install postgresql)"
 	@command -v slurmctld >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; } || echo "Slurm unavailable: its tests will be skipped (sudo apt-get install slurm-wlm munge)"
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || echo "chromium unavailable: the browser tests will be skipped (sudo apt-get install chromium chromium-driver)"
 
-test: install chimerax sandbox test-deps
+test: install chimerax sandbox web test-deps
 	$(PY) -m pytest
 
 test-fast: install sandbox
 	$(PY) -m pytest -m "not slow"
 
-run: install chimerax sandbox which-chimerax
+run: install chimerax sandbox web which-chimerax
 	$(VENV)/bin/flask --app wsgi db upgrade
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
 

@@ -151,14 +151,10 @@ def create_app(config=None, config_name=None):
 
     from . import cli
     from .middleware import auth, errors, request_log
-    from .routes import docs, health, metrics, sessions
+    from .routes import docs
     request_log.init_app(app)
     auth.init_app(app)
     errors.init_app(app)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(sessions.bp)
-    app.register_blueprint(metrics.bp)
-    app.register_blueprint(docs.bp)
-    app.register_blueprint(docs.docs_blueprint())
+    docs.init_app(app)
     cli.init_app(app)
     return app

@@ -10,7 +10,7 @@ class ApiError(Exception):
         self.fields, self.request_id, self.retry_after = fields, request_id, retry_after
 
 
-class BadRequest(ApiError):          # 400, 413, 415: fix the request
+class BadRequest(ApiError):          # 400, 413, 415, 422: fix the request
     pass
 
 
@@ -52,5 +52,5 @@ class CommandFailed(Exception):
 
 
 BY_STATUS = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-             413: BadRequest, 415: BadRequest, 429: RateLimited, 502: ChimeraXFailure,
+             413: BadRequest, 415: BadRequest, 422: BadRequest, 429: RateLimited, 502: ChimeraXFailure,
              503: Unavailable, 504: ChimeraXFailure}

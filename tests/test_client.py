@@ -41,7 +41,10 @@ def test_client_workflow_and_context_manager(live, tmp_path):
             session.run("runscript evil.py")
         assert denied.value.code == "command_denied" and denied.value.request_id
         kept = session.id
-    assert client.get(kept)["status"] == "terminated"           # deleted on exit
+    with pytest.raises(NotFound) as gone:                       # deleted on exit
+        client.get(kept)
+    assert gone.value.code == "session_deleted"
+    assert [s["end_reason"] for s in client.list() if s["id"] == kept] == ["deleted"]
     with pytest.raises(Conflict):
         client.run(kept, "pwd")
     with pytest.raises(NotFound):
@@ -88,6 +91,7 @@ def test_cli_for_integration_scripts(live, tmp_path):
     assert json.loads(run("resume", sid).stdout)["status"] == "active"
     assert "66 atoms" in run("run", sid, "measure center #1").stdout       # the scene came back
     run("rm", sid)
-    assert '"terminated"' in run("get", sid).stdout
+    gone = subprocess.run(cxs + ["get", sid], env=env, capture_output=True, text=True)
+    assert gone.returncode == 2 and "404 (session_deleted)" in gone.stderr
     missing_token = subprocess.run(cxs + ["ls"], env=dict(env, CXS_TOKEN=""), capture_output=True, text=True)
     assert missing_token.returncode == 2 and "token" in missing_token.stderr

@@ -1,13 +1,16 @@
 """OpenAPI document, docs page, Prometheus metrics and JSON logs."""
 import json
 import re
+import uuid
 
 import pytest
 import requests
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
-UNDOCUMENTED = {"static", "openapi.openapi"}
+from .conftest import token_header
+
+UNDOCUMENTED = {"static", "api-docs.openapi_json"}
 
 
 def test_every_route_is_in_the_valid_openapi_document(app, client):
@@ -15,7 +18,7 @@ def test_every_route_is_in_the_valid_openapi_document(app, client):
     validate(spec)
     missing = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in UNDOCUMENTED or rule.endpoint.startswith("swagger_ui."):
+        if rule.endpoint in UNDOCUMENTED or rule.endpoint.startswith(("swagger_ui.", "web.")):
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
@@ -25,6 +28,50 @@ def test_every_route_is_in_the_valid_openapi_document(app, client):
     # the components come from the marshmallow schemas
     create = spec["components"]["schemas"]["SessionCreate"]["properties"]
     assert create["label"]["maxLength"] == 100 and create["wait"]["type"] == "boolean"
+
+
+def test_no_docstring_holds_openapi_yaml(app):
+    from app.controllers import admin, files, health, sessions
+    functions = list(app.view_functions.values())
+    functions += [f for module in (admin, files, health, sessions) for f in vars(module).values() if callable(f)]
+    yaml = [f.__qualname__ for f in functions
+            if f.__doc__ and re.search(r"^\s*(---|responses:|parameters:|requestBody:)", f.__doc__, re.M)]
+    assert yaml == []
+
+
+def test_the_document_states_the_running_configuration(app_factory):
+    app = app_factory(SNAPSHOT_MAX_PIXELS=1234, SNAPSHOT_MAX_SUPERSAMPLE=2, MAX_COMMAND_LENGTH=77,
+                      SESSION_IDLE_TIMEOUT_MIN=5, SESSION_IDLE_TIMEOUT_MAX=600)
+    spec = app.test_client().get("/api/openapi.json").get_json()
+    snapshot = {p["name"]: p["schema"] for p in
+                spec["paths"]["/api/sessions/{session_id}/snapshot"]["get"]["parameters"]}
+    assert (snapshot["width"]["maximum"], snapshot["supersample"]["maximum"]) == (1234, 2)
+    assert spec["components"]["schemas"]["Command"]["properties"]["command"]["maxLength"] == 77
+    idle = spec["components"]["schemas"]["SessionCreate"]["properties"]["idle_timeout"]
+    assert (idle["minimum"], idle["maximum"]) == (5, 600)
+    # and what is documented is what is enforced, at the bounds
+    client, alice = app.test_client(), token_header(app, "alice")
+    missing = "/api/sessions/%s/" % uuid.uuid4()
+    assert client.get(missing + "snapshot?width=1235", headers=alice).status_code == 400
+    assert client.get(missing + "snapshot?width=1234", headers=alice).status_code == 404
+    assert client.post(missing + "commands", json={"command": "x" * 78}, headers=alice).status_code == 400
+    assert client.post(missing + "commands", json={"command": "x" * 77}, headers=alice).status_code == 404
+
+
+def test_every_operation_declares_its_errors(client):
+    spec = client.get("/api/openapi.json").get_json()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            statuses = set(operation["responses"])
+            assert "500" in statuses, (method, path)
+            if operation.get("security") != [] and path != "/api/openapi.json":
+                assert {"401", "403", "503"} <= statuses, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413", "415"} <= statuses, (method, path)
+    for status in ("429", "503"):
+        assert spec["components"]["responses"]["Error" + status]["headers"]["Retry-After"]["required"]
 
 
 def test_docs_page_is_served_without_a_cdn(client):

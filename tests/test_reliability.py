@@ -245,7 +245,7 @@ def test_concurrent_deletes_commands_and_heartbeats_on_one_session(gunicorn_serv
         t.join()
     assert all(code < 500 or code == 502 for code in statuses), statuses
     assert 500 not in statuses
-    assert get(server, alice, session["id"])["status"] == "terminated"
+    assert get(server, alice, session["id"])["error"]["code"] == "session_deleted"
     wait_until(lambda: not alive(pid), 10, message="process to end")
 
 

@@ -57,7 +57,11 @@ def test_lifecycle_create_command_heartbeat_delete(app, client, alice):
     # gone and reaped: not even a zombie remains
     wait_until(lambda: not psutil.pid_exists(leader.pid), 5, message="process to be reaped")
     assert not os.path.exists(record.workspace)
-    ended = client.get("/api/sessions/" + session["id"], headers=alice).get_json()
+    gone = client.get("/api/sessions/" + session["id"], headers=alice)
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "session_deleted"
+    assert client.get("/api/sessions/%s/history" % session["id"], headers=alice).status_code == 404
+    # listings keep it, for accounting
+    ended, = [s for s in client.get("/api/sessions", headers=alice).get_json()["sessions"] if s["id"] == session["id"]]
     assert ended["status"] == "terminated" and ended["end_reason"] == "deleted"
     assert ended["ended_at"] and ended["expires_at"] is None
     # A second delete is harmless; commands to an ended session are 409.
@@ -82,7 +86,7 @@ def test_create_with_a_structure_opens_it_before_active(app, client, alice):
 def test_create_with_an_unreadable_file_fails_cleanly(app, client, alice):
     response = client.post("/api/sessions", headers=alice, content_type="multipart/form-data",
                            data={"file": (io.BytesIO(b"ATOM  garbage\x00\x01" * 10), "broken.cif")})
-    assert response.status_code == 400, response.get_json()
+    assert response.status_code == 422, response.get_json()
     assert response.get_json()["error"]["code"] == "unreadable_structure"
     sessions = client.get("/api/sessions", headers=alice).get_json()["sessions"]
     assert [(s["status"], s["end_reason"]) for s in sessions] == [("failed", "startup_failed")]
@@ -155,7 +159,9 @@ def test_delete_while_starting_leaves_nothing(app, client, alice):
 
     def settled():
         # the background starter notices it was cancelled and removes what it made
-        return not os.path.exists(record.workspace) and not runtime_children()
+        control = os.path.join(app.config["WORKSPACE_ROOT"], ".control")
+        return (not os.path.exists(record.workspace) and not runtime_children()
+                and not (os.path.isdir(control) and os.listdir(control)))
     wait_until(settled, 30, message="cancelled start-up to clean up")
     assert store_record(app, session["id"]).status == "terminated"
 

@@ -147,7 +147,8 @@ def test_limits_delete_and_auto_resume(app_factory):
     assert client.post("/api/sessions/%s/suspend" % first, headers=alice).status_code == 200
     workspace = session_row(app, first).workspace
     assert client.delete("/api/sessions/" + first, headers=alice).status_code == 204
-    ended = client.get("/api/sessions/" + first, headers=alice).get_json()
+    assert client.get("/api/sessions/" + first, headers=alice).status_code == 404
+    ended, = [s for s in client.get("/api/sessions", headers=alice).get_json()["sessions"] if s["id"] == first]
     assert (ended["status"], ended["end_reason"]) == ("terminated", "deleted")
     assert not os.path.exists(workspace) and not os.path.exists(suspended_file(app, first))
 

@@ -61,6 +61,12 @@ def test_idle_session_is_ended_and_cleaned(env):
     assert status_of(client, alice, idle["id"]) == ("terminated", "idle_timeout")
     assert gone(proc) and not os.path.exists(record.workspace)
     assert status_of(client, alice, busy["id"]) == ("active", None)
+    # Deleting an ended session: no longer served, yet listed with why it ended.
+    assert client.delete("/api/sessions/" + idle["id"], headers=alice).status_code == 204
+    gone_reply = client.get("/api/sessions/" + idle["id"], headers=alice)
+    assert (gone_reply.status_code, gone_reply.get_json()["error"]["code"]) == (404, "session_deleted")
+    listed = {s["id"]: s["end_reason"] for s in client.get("/api/sessions", headers=alice).get_json()["sessions"]}
+    assert listed[idle["id"]] == "idle_timeout"
 
 
 def test_max_lifetime(env):

@@ -150,3 +150,27 @@ def test_unexpected_error_is_a_bare_500(app, client, alice, monkeypatch, caplog)
     assert err["message"] == "internal server error"
     # ...while the server log has the whole story, tied to the request id.
     assert "secret internals" in caplog.text and err["request_id"] in caplog.text
+
+
+def test_a_form_part_without_a_readable_name_is_a_400(client, alice):
+    # Found by schemathesis: werkzeug names such a part None, which once broke the error reply itself.
+    body = b'--b0\r\nContent-Disposition: form-data; name="\x7fa\xf1\x9c\x8c\xb0\\"\r\n\r\n{}\r\n--b0--\r\n'
+    response = client.post("/api/sessions/%s/files" % UNKNOWN_ID, data=body, headers=alice,
+                           content_type="multipart/form-data; boundary=b0")
+    assert_error(response, 400, "validation_error")
+
+
+@pytest.mark.parametrize("name", ["a.pdb", "A.PDB", "x_1-2.cif", "9.mmCIF", "m.mrc", "a.b.c.tiff", "a" * 124 + ".pdb",
+                                  ".pdb", "pdb", "a.py", "a.pdb.py", "-a.pdb", "a b.pdb", "a/../b.pdb", "a.pdb\n",
+                                  "a" * 125 + ".pdb", "é.pdb", "a.pdb1", "a.pdb2", ""])
+def test_the_documented_file_name_rule_is_the_enforced_one(name):
+    import re
+
+    from app.services.workspace import FILE_NAME_MAX, FILE_NAME_PATTERN, BadFile, check_name
+    # JSON Schema's $ is ECMAScript's: the very end (Python's would also match before a final newline).
+    documented = bool(re.search(FILE_NAME_PATTERN.removesuffix("$") + r"\Z", name)) and len(name) <= FILE_NAME_MAX
+    try:
+        enforced = check_name(name) == name
+    except BadFile:
+        enforced = False
+    assert documented == enforced

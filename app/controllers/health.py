@@ -4,16 +4,7 @@ from ..store import StoreUnavailable
 
 
 def health():
-    """Health.
-    ---
-    get:
-      summary: Service up, store reachable, ChimeraX found (no auth)
-      tags: [service]
-      security: []
-      responses:
-        200: {description: Healthy, content: {application/json: {schema: HealthSchema}}}
-        503: {description: Degraded, content: {application/json: {schema: HealthSchema}}}
-    """
+    """Service up, store reachable, ChimeraX found."""
     checks = {}
     try:
         get_store().ping()

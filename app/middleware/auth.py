@@ -13,12 +13,14 @@ from ..context import get_token_service
 from ..store import Principal
 from .errors import ApiError
 
-_PUBLIC = set()
-_PUBLIC_BLUEPRINTS = {"swagger_ui"}     # the API docs page and its static files
+# The API docs page and document, and the console's pages (they hold no data:
+# their scripts call the API with the user's token).
+_PUBLIC_BLUEPRINTS = {"swagger_ui", "api-docs", "web"}
 
 
 def public(view):
-    _PUBLIC.add(view.__module__ + "." + view.__name__)
+    """No credentials needed (the API document then lists no 401 for it)."""
+    view._public = True
     return view
 
 
@@ -58,7 +60,7 @@ def authenticate():
     if request.routing_exception is not None or request.endpoint is None:
         return
     view = current_app.view_functions.get(request.endpoint)
-    if view is not None and view.__module__ + "." + view.__name__ in _PUBLIC:
+    if getattr(view, "_public", False):
         return
     if request.blueprint in _PUBLIC_BLUEPRINTS:
         return

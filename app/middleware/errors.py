@@ -17,6 +17,7 @@ log = logging.getLogger("cxs.errors")
 
 STATUS_BY_CODE = {
     service_errors.NotFound.code: 404,
+    service_errors.Deleted.code: 404,
     service_errors.Forbidden.code: 403,
     service_errors.CommandDenied.code: 403,
     service_errors.NotActive.code: 409,
@@ -29,7 +30,7 @@ STATUS_BY_CODE = {
     service_errors.Unreachable.code: 503,
     service_errors.ChimeraXDied.code: 502,
     service_errors.CommandTimeout.code: 504,
-    service_errors.UnreadableStructure.code: 400,
+    service_errors.UnreadableStructure.code: 422,     # well-formed, but not a structure
     service_errors.RenderingUnavailable.code: 503,
     service_errors.SnapshotFailed.code: 502,
     workspace.BadFile.code: 400,
@@ -46,6 +47,9 @@ HTTP_CODES = {
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
     415: "unsupported_media_type", 429: "too_many_requests", 500: "internal_error",
 }
+# What a client waits before retrying when the cause did not say (the API
+# document promises Retry-After on every 429 and 503).
+DEFAULT_RETRY_AFTER = {429: "30", 503: "5"}
 
 
 class ApiError(Exception):
@@ -65,6 +69,8 @@ def error_response(status, code, message, fields=None, headers=None):
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    if status in DEFAULT_RETRY_AFTER and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = DEFAULT_RETRY_AFTER[status]
     return response
 
 

@@ -1,24 +1,154 @@
-"""URL map for /api/sessions: each route names its controller, nothing more."""
-from flask import Blueprint
-
+"""/api/sessions: each operation's contract (what it reads, what it answers)
+and the controller that serves it. The first docstring line is its summary."""
 from ..controllers import files as f
 from ..controllers import sessions as c
+from ..schemas import sessions as s
+from ..services.workspace import FILE_NAME_MAX, FILE_NAME_PATTERN, FILE_SUFFIXES
+from .api import Blueprint
 
-bp = Blueprint("sessions", __name__, url_prefix="/api/sessions")
+bp = Blueprint("sessions", __name__, url_prefix="/api/sessions",
+               description="Sessions, their commands and their workspace files")
 
-bp.add_url_rule("", "create", c.create_session, methods=["POST"])
-bp.add_url_rule("", "list", c.list_sessions, methods=["GET"])
-bp.add_url_rule("/<session_id>", "get", c.get_session, methods=["GET"])
-bp.add_url_rule("/<session_id>", "delete", c.delete_session, methods=["DELETE"])
-bp.add_url_rule("/<session_id>/heartbeat", "heartbeat", c.heartbeat, methods=["PUT"])
-bp.add_url_rule("/<session_id>/suspend", "suspend", c.suspend_session, methods=["POST"])
-bp.add_url_rule("/<session_id>/resume", "resume", c.resume_session, methods=["POST"])
-bp.add_url_rule("/<session_id>/commands", "commands", c.run_command, methods=["POST"])
+BINARY = {"type": "string", "format": "binary"}
+FILE_NAME = {"type": "string", "pattern": FILE_NAME_PATTERN, "maxLength": FILE_NAME_MAX,
+             "description": "letters, digits, '.', '_' or '-', starting with a letter or digit, ending "
+                            "in one of " + " ".join(FILE_SUFFIXES)}
+FILE_NAME_PARAMETER = [{"in": "path", "name": "name", "required": True, "schema": FILE_NAME}]
+# The file part's name is the workspace file's name: the part's Content-Disposition says it.
+FILE_PART = {"file": {"headers": {"Content-Disposition": {
+    "description": "the part's filename follows the rule of a workspace file name",
+    "schema": {"type": "string", "example": 'form-data; name="file"; filename="structure.pdb"'}}}}}
 
-bp.add_url_rule("/<session_id>/files", "files", f.list_files, methods=["GET"])
-bp.add_url_rule("/<session_id>/files", "upload", f.upload_file, methods=["POST"])
-bp.add_url_rule("/<session_id>/files/<name>", "download", f.download_file, methods=["GET"])
-bp.add_url_rule("/<session_id>/files/<name>", "delete_file", f.delete_file, methods=["DELETE"])
-bp.add_url_rule("/<session_id>/snapshot", "snapshot", f.snapshot, methods=["GET"])
-bp.add_url_rule("/<session_id>/scene.glb", "scene", f.scene, methods=["GET"])
-bp.add_url_rule("/<session_id>/history", "history", c.history, methods=["GET"])
+
+@bp.route("", methods=["POST"])
+@bp.errors(422, 429)
+@bp.arguments(s.SessionCreateSchema, location="json", required=False)
+@bp.arguments(s.SessionCreateFormSchema, location="multipart", required=False)
+@bp.response(201, s.AdminSessionSchema, description="Ready")
+@bp.alt_response(202, schema=s.AdminSessionSchema, success=True,
+                 description="Starting (wait false, or a scheduler still queues it)")
+@bp.doc(requestBody={"content": {"multipart/form-data": {"encoding": FILE_PART}}})
+def create_session(json_args, form_args):
+    """Create a session, optionally opening a structure file sent with it"""
+    return c.create_session(json_args, form_args)
+
+
+@bp.route("", methods=["GET"])
+@bp.arguments(s.SessionListQuerySchema, location="query")
+@bp.response(200, s.SessionListSchema)
+def list_sessions(args):
+    """The caller's sessions (admins: everyone's, or one user's)"""
+    return c.list_sessions(args)
+
+
+@bp.route("/<uuid:session_id>", methods=["GET"])
+@bp.errors(404)
+@bp.response(200, s.AdminSessionSchema)
+def get_session(session_id):
+    """One session (process, port and memory for admins only)"""
+    return c.get_session(session_id)
+
+
+@bp.route("/<uuid:session_id>", methods=["DELETE"])
+@bp.errors(404)
+@bp.response(204)
+def delete_session(session_id):
+    """End a session and stop its process (idempotent)"""
+    return c.delete_session(session_id)
+
+
+@bp.route("/<uuid:session_id>/heartbeat", methods=["PUT"])
+@bp.errors(404, 409, 429)       # 409/429: a suspended session resuming on use (AUTO_RESUME)
+@bp.response(200, s.HeartbeatSchema)
+def heartbeat(session_id):
+    """Record activity (pushes the idle deadline)"""
+    return c.heartbeat(session_id)
+
+
+@bp.route("/<uuid:session_id>/suspend", methods=["POST"])
+@bp.errors(404, 409, 429, 502)
+@bp.response(200, s.AdminSessionSchema)
+def suspend_session(session_id):
+    """Save the whole scene, end the process, keep the workspace (status suspended)"""
+    return c.suspend_session(session_id)
+
+
+@bp.route("/<uuid:session_id>/resume", methods=["POST"])
+@bp.errors(404, 409, 429)
+@bp.response(200, s.AdminSessionSchema, description="Already live")
+@bp.alt_response(202, schema=s.AdminSessionSchema, success=True, description="Resuming (status starting)")
+def resume_session(session_id):
+    """Restore a suspended session into a new process (same id, files, models and view)"""
+    return c.resume_session(session_id)
+
+
+@bp.route("/<uuid:session_id>/commands", methods=["POST"])
+@bp.errors(404, 409, 429, 502, 504)
+@bp.arguments(s.CommandSchema)
+@bp.response(200, s.CommandResultSchema, description="ChimeraX's result (ok false: a ChimeraX error)")
+def run_command(args, session_id):
+    """Run a ChimeraX command line (checked by the command policy first)"""
+    return c.run_command(args, session_id)
+
+
+@bp.route("/<uuid:session_id>/history", methods=["GET"])
+@bp.errors(404)
+@bp.arguments(s.HistoryQuerySchema, location="query")
+@bp.response(200, s.HistorySchema, description="The history (format json)")
+@bp.alt_response(200, schema={"type": "string"}, content_type="text/plain", success=True,
+                 description="A ChimeraX script of the allowed, successful commands (format cxc)")
+def history(args, session_id):
+    """The session's commands, oldest first"""
+    return c.history(args, session_id)
+
+
+@bp.route("/<uuid:session_id>/files", methods=["GET"])
+@bp.errors(404, 409)
+@bp.response(200, s.FileListSchema)
+def list_files(session_id):
+    """Files in the session's workspace"""
+    return f.list_files(session_id)
+
+
+@bp.route("/<uuid:session_id>/files", methods=["POST"])
+@bp.errors(404, 409)
+@bp.arguments(s.UploadSchema, location="multipart")
+@bp.response(201, s.FileSchema)
+@bp.doc(requestBody={"content": {"multipart/form-data": {"encoding": FILE_PART}}})
+def upload_file(args, session_id):
+    """Upload a structure, map or image file (multipart field "file"; replaces one of that name)"""
+    return f.upload_file(args, session_id)
+
+
+@bp.route("/<uuid:session_id>/files/<name>", methods=["GET"], parameters=FILE_NAME_PARAMETER)
+@bp.errors(400, 404, 409)
+@bp.response(200, BINARY, content_type="application/octet-stream", description="The file")
+def download_file(session_id, name):
+    """Download a workspace file as an attachment"""
+    return f.download_file(session_id, name)
+
+
+@bp.route("/<uuid:session_id>/files/<name>", methods=["DELETE"], parameters=FILE_NAME_PARAMETER)
+@bp.errors(400, 404, 409)
+@bp.response(204)
+def delete_file(session_id, name):
+    """Delete a workspace file"""
+    return f.delete_file(session_id, name)
+
+
+@bp.route("/<uuid:session_id>/snapshot", methods=["GET"])
+@bp.errors(404, 409, 502, 504)
+@bp.arguments(s.SnapshotQuerySchema, location="query")
+@bp.response(200, BINARY, content_type="image/png", description="A PNG rendered offscreen by ChimeraX")
+def snapshot(args, session_id):
+    """A PNG image of the current view"""
+    return f.snapshot(args, session_id)
+
+
+@bp.route("/<uuid:session_id>/scene.glb", methods=["GET"])
+@bp.errors(404, 409, 413, 502, 504)
+@bp.arguments(s.SceneQuerySchema, location="query")
+@bp.response(200, BINARY, content_type="model/gltf-binary", description="Binary glTF")
+def scene(args, session_id):
+    """The current scene as binary glTF (ChimeraX's own writer), for three.js or model-viewer"""
+    return f.scene(args, session_id)

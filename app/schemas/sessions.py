@@ -1,10 +1,16 @@
 """marshmallow schemas: what the API accepts and what it returns."""
 from datetime import datetime, timezone
 
-from flask import current_app
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+from flask_smorest.fields import Upload
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from ..services.workspace import FILE_NAME_PATTERN
 from ..store import STATUSES
+from .bounds import AtMostChars, Between
+
+# Python's str.strip() and ECMAScript's \s disagree on some characters; an
+# explicit class keeps the rule the same for the server and the document.
+NOT_BLANK = r"^[\s\S]*[^ \t\n\r\f\v]"
 
 
 class StrictBoolean(fields.Boolean):
@@ -30,15 +36,9 @@ class SessionCreateSchema(Schema):
         unknown = RAISE
 
     label = fields.String(validate=validate.Length(max=100), allow_none=True)
-    idle_timeout = fields.Integer(strict=True)
+    idle_timeout = fields.Integer(strict=True, validate=Between(
+        "SESSION_IDLE_TIMEOUT_MIN", "SESSION_IDLE_TIMEOUT_MAX", " seconds"))
     wait = StrictBoolean(load_default=True)
-
-    @validates("idle_timeout")
-    def _idle_timeout_in_bounds(self, value, **kwargs):
-        low = current_app.config["SESSION_IDLE_TIMEOUT_MIN"]
-        high = current_app.config["SESSION_IDLE_TIMEOUT_MAX"]
-        if not low <= value <= high:
-            raise ValidationError("Must be between %d and %d seconds." % (low, high))
 
 
 class SessionListQuerySchema(Schema):
@@ -53,14 +53,8 @@ class CommandSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    command = fields.String(required=True)
-
-    @validates("command")
-    def _command_text(self, value, **kwargs):
-        if not value.strip():
-            raise ValidationError("Must not be blank.")
-        if len(value) > current_app.config["MAX_COMMAND_LENGTH"]:
-            raise ValidationError("Longer than %d characters." % current_app.config["MAX_COMMAND_LENGTH"])
+    command = fields.String(required=True, validate=[
+        validate.Regexp(NOT_BLANK, error="Must not be blank."), AtMostChars("MAX_COMMAND_LENGTH")])
 
 
 class SessionSchema(Schema):
@@ -143,26 +137,9 @@ class SnapshotQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    width = fields.Integer(load_default=800)
-    height = fields.Integer(load_default=600)
-    supersample = fields.Integer(load_default=3)
-
-    @validates("width")
-    def _width(self, value, **kwargs):
-        _within(value, 1, current_app.config["SNAPSHOT_MAX_PIXELS"])
-
-    @validates("height")
-    def _height(self, value, **kwargs):
-        _within(value, 1, current_app.config["SNAPSHOT_MAX_PIXELS"])
-
-    @validates("supersample")
-    def _supersample(self, value, **kwargs):
-        _within(value, 1, current_app.config["SNAPSHOT_MAX_SUPERSAMPLE"])
-
-
-def _within(value, low, high):
-    if not low <= value <= high:
-        raise ValidationError("Must be between %d and %d." % (low, high))
+    width = fields.Integer(load_default=800, validate=Between(1, "SNAPSHOT_MAX_PIXELS"))
+    height = fields.Integer(load_default=600, validate=Between(1, "SNAPSHOT_MAX_PIXELS"))
+    supersample = fields.Integer(load_default=3, validate=Between(1, "SNAPSHOT_MAX_SUPERSAMPLE"))
 
 
 class FormBoolean(fields.Boolean):
@@ -173,8 +150,10 @@ class FormBoolean(fields.Boolean):
 
 class SessionCreateFormSchema(SessionCreateSchema):
     """The same fields sent as multipart/form-data beside a `file` part."""
-    idle_timeout = fields.Integer()
+    idle_timeout = fields.Integer(validate=Between(
+        "SESSION_IDLE_TIMEOUT_MIN", "SESSION_IDLE_TIMEOUT_MAX", " seconds"))
     wait = FormBoolean(load_default=True)
+    file = Upload(metadata={"description": "a structure or map to open (see the file part's name rule)"})
 
 
 class FileSchema(Schema):
@@ -192,7 +171,10 @@ class FileListSchema(Schema):
 
 
 class UploadSchema(Schema):
-    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+    class Meta:
+        unknown = RAISE
+
+    file = Upload(required=True)
 
 
 class ErrorBodySchema(Schema):

@@ -69,6 +69,11 @@ class CommandDenied(ServiceError):
         self.verb = verb
 
 
+class Deleted(ServiceError):
+    """Ended by DELETE: the session no longer exists (404; its record stays in listings, for accounting)."""
+    code = "session_deleted"
+
+
 class UnreadableStructure(ServiceError):
     code = "unreadable_structure"
 

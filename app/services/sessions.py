@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from ..store import (ACTIVE, FAILED, STARTING, SUSPENDED, TERMINATED, TERMINATING,
                      LimitReached, SessionRecord, StoreUnavailable)
 from . import chimerax_client, metrics, policy
-from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Forbidden,
+from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Deleted, Forbidden,
                      NotActive, NotFound, RenderingUnavailable, SceneTooLarge, ServiceError,
                      SnapshotFailed, StartupFailed, StoreDown, Unreachable, UnreadableStructure, UserLimit)
 from .workspace import QuotaExceeded, Workspace, check_name
@@ -57,6 +57,14 @@ class SessionService:
             raise NotFound("no session %s" % session_id)
         if record.user != principal.user and not principal.is_admin:
             raise Forbidden("session %s belongs to another user" % session_id)
+        return record
+
+    def readable(self, principal, session_id):
+        """The session to read; one ended by DELETE no longer exists (404
+        session_deleted), one that ended otherwise still says when and why."""
+        record = self.get_for(principal, session_id)
+        if record.deleted_at is not None:
+            raise Deleted("session %s was deleted" % session_id)
         return record
 
     def list_for(self, principal, user=None, status=None):
@@ -284,12 +292,12 @@ class SessionService:
 
     def history(self, principal, session_id, offset=0, limit=None):
         """(entries oldest first, total) of a session's commands."""
-        self.get_for(principal, session_id)
+        self.readable(principal, session_id)
         return self._store_call(self.store.history, session_id, offset, limit)
 
     def history_script(self, principal, session_id):
         """The allowed, successful commands as a ChimeraX command script (.cxc)."""
-        record = self.get_for(principal, session_id)
+        record = self.readable(principal, session_id)
         entries, _ = self._store_call(self.store.history, session_id)
         kept = [e["command"] for e in entries if e["verdict"] == "allow" and e["ok"]]
         header = ["# ChimeraX commands of session %s%s: %d of %d, oldest first." % (
@@ -419,6 +427,7 @@ class SessionService:
         elif record.is_live:
             self._require_reach(record)
             self.end(record, "deleted")
+        self._store_call(self.store.mark_deleted, session_id, time.time())
 
     def _require_reach(self, record):
         # Never guess about a process another host runs: the caller may retry

@@ -73,12 +73,12 @@ class Suspension:
                                                     self.settings["COMMAND_TIMEOUT"])
                 if not saved.ok:
                     raise SuspendFailed("ChimeraX could not save the session: %s" % saved.error["message"])
+                # Read while the process still runs: a failure leaves the session as it was.
+                data = _read_regular(scratch, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
             except ServiceError:
                 self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None)
                 raise
-            # From here on nothing in the sandbox can touch the file.
             self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
-            data = _read_regular(scratch, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         _write_private(self._file(record.id), data)
         self.store.transition(record.id, [TERMINATING], SUSPENDED, process={}, port=None, ended_at=None,
@@ -119,7 +119,7 @@ class Suspension:
     def _verified_file(self, record):
         try:
             data = _read_regular(self._file(record.id), None)
-        except OSError as err:
+        except (OSError, SuspendFailed) as err:
             log.error("session %s: its session file cannot be read (%s): refused", record.id, err)
             raise SessionFileRejected("the session's saved state is missing; it cannot be resumed") from None
         if not record.suspend_digest or not hmac.compare_digest(self._digest(data), record.suspend_digest):
@@ -211,7 +211,10 @@ class Suspension:
 
 def _read_regular(path, limit):
     """The bytes of `path` if it is a regular file (never through a link), at most `limit`."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as err:      # absent (ChimeraX said saved, wrote nothing) or a link
+        raise SuspendFailed("the saved session cannot be read: %s" % err.strerror) from None
     try:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):

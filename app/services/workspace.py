@@ -18,7 +18,17 @@ from .errors import ServiceError
 OPEN_SUFFIXES = (".pdb", ".ent", ".pdb1", ".cif", ".mmcif", ".mrc", ".map", ".ccp4", ".dx", ".sdf", ".mol2")
 SAVE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pdb", ".cif", ".mrc", ".map")
 FILE_SUFFIXES = tuple(sorted(set(OPEN_SUFFIXES + SAVE_SUFFIXES)))
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+FILE_NAME_MAX = 128
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,%d}$" % (FILE_NAME_MAX - 1))
+
+
+def _any_case(text):
+    return "".join("[%s%s]" % (c.lower(), c.upper()) if c.isalpha() else re.escape(c) for c in text)
+
+
+# The two checks of check_name as one ECMAScript-compatible pattern (with
+# maxLength FILE_NAME_MAX), for the API document.
+FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(?:%s)$" % "|".join(map(_any_case, FILE_SUFFIXES))
 
 
 class BadFile(ServiceError):

@@ -45,6 +45,7 @@ class SessionRecord:
     domain: Optional[str] = None     # where its process runs, as its launcher names it
     suspended_at: Optional[float] = None
     suspend_digest: Optional[str] = None
+    deleted_at: Optional[float] = None
 
     @classmethod
     def from_row(cls, row):

@@ -366,6 +366,18 @@ class Store:
                               .where(history.c.session_id == session_id)).scalar()
         return [dict(row) for row in self._execute(query).mappings()], total
 
+    def mark_deleted(self, session_id, at):
+        """Record the first DELETE of a session (it may have ended before, for another reason)."""
+        self._execute(sessions.update().where(sessions.c.id == session_id, sessions.c.deleted_at.is_(None))
+                      .values(deleted_at=at))
+
+    def recent_denied(self, limit):
+        """The newest commands the policy refused, across sessions, with their users."""
+        query = (sa.select(history.c.at, history.c.command, history.c.session_id, sessions.c.user)
+                 .join(sessions, sessions.c.id == history.c.session_id)
+                 .where(history.c.verdict == "deny").order_by(history.c.id.desc()).limit(limit))
+        return [dict(row) for row in self._execute(query).mappings()]
+
     # Sweeper bookkeeping: which process swept, how often (proof of a single sweeper)
 
     def record_sweep(self, host_id, pid):

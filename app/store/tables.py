@@ -70,6 +70,8 @@ sessions = sa.Table(
     # Suspended: since when, and the HMAC of its saved session file.
     sa.Column("suspended_at", Timestamp),
     sa.Column("suspend_digest", sa.Text),
+    # Deleted by its user or an admin (DELETE): no longer served, whatever ended it.
+    sa.Column("deleted_at", Timestamp),
     sa.Index("sessions_by_status", "status"),
     sa.Index("sessions_by_user", "user", "status"),
     sa.Index("sessions_by_domain", "domain", "status"),

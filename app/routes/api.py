@@ -1,0 +1,138 @@
+"""One declaration per route that both validates and documents (flask-smorest).
+
+Each view says, with decorators, the schemas of what it reads and what it
+answers; flask-smorest validates requests with them (through our parser,
+which keeps the one error shape) and builds the OpenAPI document from the
+same objects, with this app's configured bounds. The errors a route can give
+are partly implied by what it is (authenticated, has a session id, reads a
+body) and partly declared (`errors`): `ERRORS` says what each status means.
+"""
+from flask import current_app, request
+from flask_smorest import Api as SmorestApi
+from flask_smorest import Blueprint as SmorestBlueprint
+
+from ..middleware.errors import ApiError
+from ..middleware.validation import RequestParser
+from ..schemas.bounds import properties_from
+from ..schemas.sessions import ErrorSchema
+
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "required": True,
+                               "schema": {"type": "integer", "minimum": 0}}}
+ERRORS = {
+    400: ("Invalid request: `fields` says which field and why", None),
+    401: ("No, an invalid or a revoked token", {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+    403: ("Not yours, admins only, or refused by the command policy (command_denied)", None),
+    404: ("No such session or file; session_deleted: it was ended by DELETE (listings still show it)", None),
+    409: ("The session is not in a state for this (session_not_active, session_busy, "
+          "session_resuming, session_file_rejected)", None),
+    413: ("Body over MAX_CONTENT_LENGTH / MAX_UPLOAD_BYTES, workspace quota, or scene over "
+          "SCENE_MAX_BYTES", None),
+    415: ("Content-Type not one the operation accepts", None),
+    422: ("The file is not one ChimeraX can open (unreadable_structure)", None),
+    429: ("Per-user session limit", RETRY_AFTER),
+    500: ("A bug of ours: the request id is logged with the traceback", None),
+    502: ("ChimeraX failed this request (died, snapshot or suspend failed)", None),
+    503: ("A dependency is unavailable (store, ChimeraX, capacity, rendering)", RETRY_AFTER),
+    504: ("ChimeraX did not answer within COMMAND_TIMEOUT", None),
+}
+BODY_LOCATIONS = {"json": "application/json", "multipart": "multipart/form-data"}
+
+
+def error_response_name(status):
+    return "Error%d" % status
+
+
+class Api(SmorestApi):
+    ERROR_SCHEMA = ErrorSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None      # each operation lists its errors: no catch-all
+
+    def _register_error_handlers(self):
+        """middleware/errors.py answers every error in the one shape."""
+
+    def _init_spec(self, **kwargs):
+        super()._init_spec(**kwargs)
+        self.ma_plugin.converter.add_attribute_function(properties_from(self._app.config))
+        self.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+        self.spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header",
+                                                        "name": "X-API-Key"})
+        for status, (description, headers) in ERRORS.items():
+            response = {"description": description,
+                        "content": {"application/json": {"schema": "Error"}}}
+            if headers:
+                response["headers"] = headers
+            self.spec.components.response(error_response_name(status), response, lazy=True)
+
+
+class Blueprint(SmorestBlueprint):
+    ARGUMENTS_PARSER = RequestParser()
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING = BODY_LOCATIONS
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._prepare_error_doc)
+        self.before_request(_check_content_type)
+
+    def arguments(self, schema, *, location="json", **kwargs):
+        decorate = super().arguments(schema, location=location, **kwargs)
+        if location not in BODY_LOCATIONS:
+            return decorate
+
+        def decorator(func):
+            view = decorate(func)
+            view._accepts = getattr(func, "_accepts", ()) + (BODY_LOCATIONS[location],)
+            return view
+        return decorator
+
+    @staticmethod
+    def errors(*statuses):
+        """Errors this operation gives beyond those its kind implies."""
+        def decorator(func):
+            func._errors = getattr(func, "_errors", ()) + statuses
+            return func
+        return decorator
+
+    def _store_endpoint_docs(self, endpoint, obj, parameters, tags, **options):
+        super()._store_endpoint_docs(endpoint, obj, parameters, tags, **options)
+        for doc in self._docs[endpoint].values():
+            if isinstance(doc, dict):
+                doc["errors"] = sorted(set(getattr(obj, "_errors", ())))
+                doc["public"] = getattr(obj, "_public", False)
+
+    def _prepare_arguments_doc(self, doc, doc_info, **kwargs):
+        """flask-smorest documents one request body; a route may take several
+        content types (a create takes JSON or a multipart form with a file)."""
+        bodies = [(p["in"], p["required"], p["schema"]) for p in
+                  doc_info.get("arguments", {}).get("parameters", []) if p["in"] in BODY_LOCATIONS]
+        doc = super()._prepare_arguments_doc(doc, doc_info, **kwargs)   # pops the schemas
+        if len(bodies) > 1:
+            doc["parameters"] = [p for p in doc.get("parameters", []) if p["in"] not in BODY_LOCATIONS]
+            if not doc["parameters"]:
+                del doc["parameters"]
+            doc["requestBody"] = {"required": any(required for _, required, _ in bodies), "content": {
+                BODY_LOCATIONS[location]: {"schema": schema} for location, _, schema in bodies}}
+        return doc
+
+    def _prepare_error_doc(self, doc, doc_info, *, app, **kwargs):
+        statuses = set(doc_info.get("errors", ()))
+        statuses.add(500)
+        if not doc_info.get("public"):
+            statuses.update((401, 403, 503))
+        if "requestBody" in doc:
+            statuses.update((400, 413, 415))
+        if any(p["in"] == "query" for p in doc.get("parameters", [])):
+            statuses.add(400)
+        responses = doc.setdefault("responses", {})
+        for status in sorted(statuses):     # over flask-smorest's generic ones
+            responses[status] = error_response_name(status)
+        return doc
+
+
+def _check_content_type():
+    """415 for a body of a type the route does not declare (an empty body is no body)."""
+    view = current_app.view_functions.get(request.endpoint)
+    accepts = getattr(view, "_accepts", None)
+    if accepts is None:
+        return
+    has_body = request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "")
+    if has_body and request.mimetype not in accepts:
+        raise ApiError(415, "unsupported_media_type", "send the body as %s" % " or ".join(accepts))

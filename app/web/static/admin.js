@@ -1,0 +1,37 @@
+// "/admin": every session, the warm pool and recently denied commands (admins only).
+import { age, api, busy, el, page } from "./common.js";
+
+const LIVE = new Set(["starting", "active", "suspended"]);
+
+async function refresh() {
+  const [{ sessions }, overview] = await Promise.all([api("GET", "/api/sessions"), api("GET", "/api/admin/overview")]);
+  const rows = sessions.filter((s) => LIVE.has(s.status)).map((s) => el("tr", {
+    "data-testid": "admin-session-row", "data-session-id": s.id, "data-user": s.user,
+  },
+  el("td", {}, el("a", { href: "/sessions/" + s.id }, s.label || s.id.slice(0, 8))),
+  el("td", {}, s.user), el("td", {}, el("span", { class: "status " + s.status }, s.status)),
+  el("td", {}, s.host_id || ""), el("td", {}, s.process || ""),
+  el("td", {}, s.memory_mb === null || s.memory_mb === undefined ? "" : s.memory_mb + " MiB"),
+  el("td", {}, age(s.created_at)),
+  el("td", {}, el("button", {
+    "data-testid": "admin-end-session", class: "danger",
+    onclick: () => busy("Ending " + s.id.slice(0, 8), () => api("DELETE", "/api/sessions/" + s.id)).then(refresh, () => {}),
+  }, "End"))));
+  document.getElementById("sessions").replaceChildren(...rows);
+  const pool = Object.entries(overview.pool).map(([state, n]) => `${n} ${state}`).join(", ");
+  document.getElementById("pool").textContent = `${pool || "empty"} (target size ${overview.pool_size})`;
+  document.getElementById("denied").replaceChildren(...overview.denied.map((d) => el("tr", {},
+    el("td", {}, age(d.at) + " ago"), el("td", {}, d.user), el("td", {}, d.session_id.slice(0, 8)),
+    el("td", {}, el("code", {}, d.command)))));
+}
+
+page(async (me) => {
+  if (me.role !== "admin") {
+    document.getElementById("content").hidden = true;
+    // The server's own answer (403, with its request id) says why.
+    await busy("Loading…", () => api("GET", "/api/admin/overview")).catch(() => {});
+    return;
+  }
+  await busy("Loading…", refresh).catch(() => {});
+  setInterval(() => refresh().catch(() => {}), 5000);
+});

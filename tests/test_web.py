@@ -1,0 +1,208 @@
+"""The web console in a real browser (Debian's headless chromium through
+selenium) against a real gunicorn running the real ChimeraX runtime."""
+import filecmp
+import shutil
+import tempfile
+
+import pytest
+import requests
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from . import browser as chromium
+from .conftest import alanin_pdb
+
+pytestmark = pytest.mark.slow
+WAIT = 60
+
+
+@pytest.fixture
+def browser(tmp_path):
+    drivers, scratches = [], []
+
+    def start():
+        downloads = tmp_path / ("downloads-%d" % len(drivers))
+        downloads.mkdir()
+        # Short: chromium's singleton socket lives there, within a socket path's 108 bytes.
+        scratch = tempfile.mkdtemp(prefix="chr")
+        scratches.append(scratch)
+        driver = chromium.start(downloads, scratch)
+        driver.downloads = downloads
+        drivers.append(driver)
+        return driver
+    yield start
+    for driver in drivers:
+        driver.quit()
+    for scratch in scratches:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def by_testid(driver, name, within=None):
+    return (within or driver).find_element(By.CSS_SELECTOR, '[data-testid="%s"]' % name)
+
+
+def all_by_testid(driver, name, within=None):
+    return (within or driver).find_elements(By.CSS_SELECTOR, '[data-testid="%s"]' % name)
+
+
+def until(driver, condition, message):
+    return WebDriverWait(driver, WAIT, poll_frequency=0.2).until(lambda d: condition(), message)
+
+
+def sign_in(driver, url, token):
+    driver.get(url)
+    by_testid(driver, "token-input").send_keys(token.removeprefix("Bearer "))
+    by_testid(driver, "sign-in").click()
+    until(driver, lambda: by_testid(driver, "who").text, "signed in")
+
+
+def error_text(driver):
+    box = by_testid(driver, "error")
+    return box.text if box.is_displayed() else ""
+
+
+def snapshot_version(driver):
+    return int(by_testid(driver, "snapshot").get_attribute("data-version") or 0)
+
+
+def session_status(driver):
+    return by_testid(driver, "session-status").text
+
+
+def run(driver, command):
+    before = snapshot_version(driver)
+    field = by_testid(driver, "command-input")
+    field.send_keys(command)
+    field.send_keys(Keys.ENTER)
+    until(driver, lambda: snapshot_version(driver) > before, "the image refreshed after " + command)
+    return by_testid(driver, "command-output").find_elements(By.CSS_SELECTOR, ".entry")[-1]
+
+
+def test_a_user_runs_a_session_from_the_browser(gunicorn_server, browser):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    alice = server.token("alice")["Authorization"]
+    driver = browser()
+    sign_in(driver, server.url + "/", alice)
+    assert by_testid(driver, "who").text == "alice"
+    chromium.screenshot(driver, "sessions-empty")
+
+    by_testid(driver, "create-label").send_keys("alanine")
+    by_testid(driver, "create-file").send_keys(alanin_pdb())
+    by_testid(driver, "create-session").click()
+    until(driver, lambda: "/sessions/" in driver.current_url, "the console opened")
+    until(driver, lambda: session_status(driver) == "active" and snapshot_version(driver) >= 1, "first image")
+    until(driver, lambda: "alanin.pdb" in by_testid(driver, "files").text, "the uploaded file listed")
+    run(driver, "show atoms; style sphere")
+    before = by_testid(driver, "snapshot").screenshot_as_png
+
+    entry = run(driver, "style stick")
+    assert "failed" not in entry.get_attribute("class"), entry.text
+    after = by_testid(driver, "snapshot").screenshot_as_png
+    assert after != before, "the image did not change after style stick"
+    assert error_text(driver) == ""
+    chromium.screenshot(driver, "console")
+    chromium.keep_readme_image("console")
+
+    by_testid(driver, "scene-toggle").click()        # three.js, on chromium's software WebGL
+    until(driver, lambda: int(by_testid(driver, "scene").get_attribute("data-meshes") or 0) > 0, "the 3D scene")
+    assert error_text(driver) == ""
+    chromium.screenshot(driver, "console-3d")
+    driver.find_element(By.ID, "show-image").click()
+
+    # a denied command shows the API's error with its request id
+    entry = run(driver, "runscript evil.py")
+    assert "failed" in entry.get_attribute("class") and "denied" in entry.text
+
+    item = driver.find_element(By.CSS_SELECTOR, '[data-testid="files"] li[data-name="alanin.pdb"]')
+    by_testid(driver, "download-file", item).click()
+    downloaded = driver.downloads / "alanin.pdb"
+    until(driver, downloaded.exists, "the file downloaded")
+    until(driver, lambda: filecmp.cmp(downloaded, alanin_pdb(), shallow=False), "the whole file downloaded")
+
+    by_testid(driver, "suspend-session").click()
+    until(driver, lambda: session_status(driver) == "suspended", "suspended")
+    assert "suspended" in by_testid(driver, "session-ended").text
+    by_testid(driver, "resume-session").click()
+    until(driver, lambda: session_status(driver) == "active", "resumed")
+    until(driver, lambda: not by_testid(driver, "session-ended").is_displayed(), "banner gone")
+
+    session_id = driver.current_url.rsplit("/", 1)[-1]
+    driver.get(server.url + "/")       # the token survives navigation within the tab
+    until(driver, lambda: all_by_testid(driver, "session-link"), "the session listed")
+    assert [link.text for link in all_by_testid(driver, "session-link")] == ["alanine"]
+    all_by_testid(driver, "session-link")[0].click()
+    until(driver, lambda: session_status(driver) == "active", "console again")
+    by_testid(driver, "delete-session").click()
+    until(driver, lambda: by_testid(driver, "session-ended").is_displayed(), "the end banner")
+    assert "deleted" in by_testid(driver, "session-ended").text
+    assert by_testid(driver, "command-input").get_attribute("disabled") is not None
+    record = requests.get(server.url + "/api/sessions/" + session_id, headers={"Authorization": alice}, timeout=10)
+    assert record.status_code == 404 and record.json()["error"]["code"] == "session_deleted"
+
+
+def test_an_admin_ends_another_users_session_and_a_user_cannot_open_admin(gunicorn_server, browser):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    alice, boss = server.token("alice")["Authorization"], server.token("boss", "admin")["Authorization"]
+    created = requests.post(server.url + "/api/sessions", json={"label": "alice's"},
+                            headers={"Authorization": alice}, timeout=60)
+    assert created.status_code == 201, created.text
+    session_id = created.json()["id"]
+    denied = requests.post(server.url + "/api/sessions/%s/commands" % session_id, json={"command": "runscript x.py"},
+                           headers={"Authorization": alice}, timeout=60)
+    assert denied.status_code == 403, denied.text
+
+    driver = browser()
+    sign_in(driver, server.url + "/admin", alice)
+    until(driver, lambda: error_text(driver), "the refusal shown")
+    assert "forbidden" in error_text(driver) and "request" in error_text(driver)
+    assert all_by_testid(driver, "admin-session-row") == []
+    chromium.screenshot(driver, "admin-refused")
+
+    admin = browser()
+    sign_in(admin, server.url + "/admin", boss)
+    until(admin, lambda: all_by_testid(admin, "admin-session-row"), "rows")
+    row = admin.find_element(By.CSS_SELECTOR, '[data-testid="admin-session-row"][data-session-id="%s"]' % session_id)
+    assert "alice" in row.text and "active" in row.text and "MiB" in row.text
+    assert "ready" in by_testid(admin, "pool").text or "empty" in by_testid(admin, "pool").text
+    assert "runscript x.py" in by_testid(admin, "denied").text and "alice" in by_testid(admin, "denied").text
+    chromium.screenshot(admin, "admin")
+    chromium.keep_readme_image("admin")
+    by_testid(admin, "admin-end-session", row).click()
+    until(admin, lambda: not admin.find_elements(
+        By.CSS_SELECTOR, '[data-testid="admin-session-row"][data-session-id="%s"]' % session_id), "row gone")
+    record = requests.get(server.url + "/api/sessions/" + session_id, headers={"Authorization": alice}, timeout=10)
+    assert record.status_code == 404 and record.json()["error"]["code"] == "session_deleted"
+
+
+def test_a_hostile_reply_from_chimerax_is_shown_as_text(gunicorn_server, browser):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    alice = server.token("alice")["Authorization"]
+    payload = "<img src=x onerror=alert(1)>"
+    driver = browser()
+    sign_in(driver, server.url + "/", alice)
+    by_testid(driver, "create-file").send_keys(alanin_pdb())
+    by_testid(driver, "create-session").click()
+    until(driver, lambda: "/sessions/" in driver.current_url and session_status(driver) == "active", "console")
+    until(driver, lambda: snapshot_version(driver) >= 1, "first image")
+    run(driver, "rename #1 '%s'" % payload)
+    entry = run(driver, "info models")
+    assert '<img src="x" onerror="alert(1)">' in entry.text     # the name, as text
+    output = by_testid(driver, "command-output")
+    assert output.find_elements(By.CSS_SELECTOR, "img, script, [onerror]") == []
+    with pytest.raises(NoAlertPresentException):
+        driver.switch_to.alert.text
+    assert driver.execute_script("return document.title") == "Session %s - ChimeraX sessions" % (
+        driver.current_url.rsplit("/", 1)[-1][:8])
+
+
+def test_the_api_docs_page_renders_every_operation(gunicorn_server, browser):
+    server = gunicorn_server(workers=1, SWEEP_INTERVAL=60)
+    spec = requests.get(server.url + "/api/openapi.json", timeout=10).json()
+    operations = sum(1 for item in spec["paths"].values() for method in item if method != "parameters")
+    driver = browser()
+    driver.get(server.url + "/api/docs/")
+    until(driver, lambda: len(driver.find_elements(By.CSS_SELECTOR, ".opblock")) == operations,
+          "Swagger UI lists the %d operations" % operations)
+    chromium.screenshot(driver, "api-docs")
