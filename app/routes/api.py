@@ -7,7 +7,9 @@ same objects, with this app's configured bounds. The errors a route can give
 are partly implied by what it is (authenticated, has a session id, reads a
 body) and partly declared (`errors`): `ERRORS` says what each status means.
 """
-from flask import current_app, request
+from functools import wraps
+
+from flask import request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 
@@ -70,7 +72,12 @@ class Blueprint(SmorestBlueprint):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(self._prepare_error_doc)
-        self.before_request(_check_content_type)
+
+    def add_url_rule(self, rule, endpoint=None, view_func=None, provide_automatic_options=None, **kwargs):
+        accepts = getattr(view_func, "_accepts", None)
+        if accepts:         # only routes that read a body pay for the check
+            view_func = _checking_content_type(view_func, accepts)
+        super().add_url_rule(rule, endpoint, view_func, provide_automatic_options, **kwargs)
 
     def arguments(self, schema, *, location="json", **kwargs):
         decorate = super().arguments(schema, location=location, **kwargs)
@@ -127,12 +134,13 @@ class Blueprint(SmorestBlueprint):
         return doc
 
 
-def _check_content_type():
-    """415 for a body of a type the route does not declare (an empty body is no body)."""
-    view = current_app.view_functions.get(request.endpoint)
-    accepts = getattr(view, "_accepts", None)
-    if accepts is None:
-        return
-    has_body = request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "")
-    if has_body and request.mimetype not in accepts:
-        raise ApiError(415, "unsupported_media_type", "send the body as %s" % " or ".join(accepts))
+def _checking_content_type(view, accepts):
+    """The view, answering 415 first to a body of a type it does not declare
+    (an empty body is no body)."""
+    @wraps(view)
+    def checked(*args, **kwargs):
+        has_body = request.content_length or "chunked" in request.headers.get("Transfer-Encoding", "")
+        if has_body and request.mimetype not in accepts:
+            raise ApiError(415, "unsupported_media_type", "send the body as %s" % " or ".join(accepts))
+        return view(*args, **kwargs)
+    return checked
