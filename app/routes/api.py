@@ -4,8 +4,8 @@ Each view says, with decorators, the schemas of what it reads and what it
 answers; flask-smorest validates requests with them (through our parser,
 which keeps the one error shape) and builds the OpenAPI document from the
 same objects, with this app's configured bounds. The errors a route can give
-are partly implied by what it is (authenticated, has a session id, reads a
-body) and partly declared (`errors`): `ERRORS` says what each status means.
+are partly implied by what it is (authenticated; reads a body or a query)
+and partly declared (`errors`): `ERRORS` says what each status means.
 """
 from functools import wraps
 
@@ -31,7 +31,7 @@ ERRORS = {
           "SCENE_MAX_BYTES", None),
     415: ("Content-Type not one the operation accepts", None),
     422: ("The file is not one ChimeraX can open (unreadable_structure)", None),
-    429: ("Per-user session limit", RETRY_AFTER),
+    429: ("A per-user limit (live or suspended sessions)", RETRY_AFTER),
     500: ("A bug of ours: the request id is logged with the traceback", None),
     502: ("ChimeraX failed this request (died, snapshot or suspend failed)", None),
     503: ("A dependency is unavailable (store, ChimeraX, capacity, rendering)", RETRY_AFTER),
