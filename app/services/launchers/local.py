@@ -150,24 +150,26 @@ class LocalLauncher(Launcher):
         # The official text UI exits on EOF of stdin. A FIFO the child opens
         # for both reading and writing never reaches EOF, whichever worker
         # (or none) is still alive: stdin stays open for the process's life.
-        os.mkfifo(files["stdin"], 0o600)
-        stdin_fd = os.open(files["stdin"], os.O_RDWR)
         try:
-            with open(files["log"], "ab") as log:
-                proc = subprocess.Popen(
-                    self.limits.wrap(self.sandbox.wrap(self.command_line(), workspace)),
-                    stdin=stdin_fd, stdout=log, stderr=subprocess.STDOUT, cwd=workspace, env=env,
-                    start_new_session=True, close_fds=True,
-                    pass_fds=(listener.fileno(),) if listener else ())
-        except OSError:
-            self._remove_control_files(token)
+            os.mkfifo(files["stdin"], 0o600)
+            stdin_fd = os.open(files["stdin"], os.O_RDWR)
+            try:
+                with open(files["log"], "ab") as log:
+                    proc = subprocess.Popen(
+                        self.limits.wrap(self.sandbox.wrap(self.command_line(), workspace)),
+                        stdin=stdin_fd, stdout=log, stderr=subprocess.STDOUT, cwd=workspace, env=env,
+                        start_new_session=True, close_fds=True,
+                        pass_fds=(listener.fileno(),) if listener else ())
+            finally:
+                os.close(stdin_fd)
+                if listener:
+                    listener.close()     # ChimeraX holds the listening socket now
+            _reap(proc)
+            # A process that failed at once (its workspace deleted meanwhile) may be gone already.
+            pid, create_time = processes.identity(psutil.Process(proc.pid))
+        except (OSError, psutil.Error):
+            self._remove_control_files(token)       # no state is returned: nobody else would
             raise
-        finally:
-            os.close(stdin_fd)
-            if listener:
-                listener.close()     # ChimeraX holds the listening socket now
-        _reap(proc)
-        pid, create_time = processes.identity(psutil.Process(proc.pid))
         return {"pid": pid, "create_time": create_time, "leader": pid, "leader_create_time": create_time,
                 "token": token, "marker": marker, "secret": secret, "channel": channel,
                 "sandbox": self.sandbox.name, "port": channel.get("port")}
