@@ -18,9 +18,11 @@ def get_store():
 
 
 def get_session_service():
-    if "session_service" not in g:
-        g.session_service = runtime().session_service(get_store())
-    return g.session_service
+    service = g.get("session_service")
+    if service is None:
+        rt = runtime()
+        service = g.session_service = rt.session_service(rt.thread_store())
+    return service
 
 
 def get_token_service():

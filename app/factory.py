@@ -39,7 +39,7 @@ class Runtime:
         return Store(self.url, self.config["STORE_BUSY_TIMEOUT"])
 
     def thread_store(self):
-        """This thread's store handle; its connection goes back to the pool after each request."""
+        """This thread's store handle (see Store.end_request for its connection)."""
         store = getattr(self._local, "store", None)
         if store is None or store.pid != os.getpid():
             store = self._local.store = self.new_store()
@@ -48,7 +48,7 @@ class Runtime:
     def release_thread_store(self):
         store = getattr(self._local, "store", None)
         if store is not None:
-            store.release()
+            store.end_request()
 
     def require_schema(self):
         """Refuse to serve a database this code was not written for (gunicorn's start)."""
@@ -122,10 +122,31 @@ def _open_database(url, host_id, domain):
         store.close()
 
 
+class App(Flask):
+    """Flask, remembering which hooks and views are plain functions: Flask asks
+    `inspect` again for each of them on every request. Being a coroutine
+    function is a flag of a function's code, so its code object is the key
+    (bounded by the program's code, however many functions a request makes)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._plain_code = {}
+
+    def ensure_sync(self, func):
+        code = getattr(func, "__code__", None)
+        plain = self._plain_code.get(code)
+        if plain:
+            return func
+        synced = super().ensure_sync(func)
+        if code is not None:
+            self._plain_code[code] = synced is func
+        return synced
+
+
 def create_app(config=None, config_name=None):
     """Build the app. `config` is a mapping of overrides (tests pass one)."""
     import config as config_module
-    app = Flask(__name__)
+    app = App(__name__)
     app.config.from_object(config_module.config_class(config_name))
     if config:
         app.config.update(config)

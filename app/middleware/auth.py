@@ -16,6 +16,7 @@ from .errors import ApiError
 # The API docs page and document, and the console's pages (they hold no data:
 # their scripts call the API with the user's token).
 _PUBLIC_BLUEPRINTS = {"swagger_ui", "api-docs", "web"}
+_PUBLIC_KEY = "cxs_public_endpoints"
 
 
 def public(view):
@@ -24,56 +25,65 @@ def public(view):
     return view
 
 
-def _presented_token():
-    header = request.headers.get("Authorization", "")
+def _presented_token(headers):
+    header = headers.get("Authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "use 'Authorization: Bearer <token>'",
                            headers={"WWW-Authenticate": "Bearer"})
         return token.strip()
-    return request.headers.get("X-API-Key", "").strip() or None
+    return headers.get("X-API-Key", "").strip() or None
 
 
-def _proxy_principal():
-    proxies = current_app.config["TRUSTED_PROXIES"]
-    if not proxies or request.remote_addr not in proxies:
+def _proxy_principal(req, config):
+    proxies = config["TRUSTED_PROXIES"]
+    if not proxies or req.remote_addr not in proxies:
         return None
-    user = request.headers.get("X-Remote-User", "").strip()
+    user = req.headers.get("X-Remote-User", "").strip()
     if not user or len(user) > 64:
         return None
-    role = "admin" if user in current_app.config["ADMIN_USERS"] else "user"
+    role = "admin" if user in config["ADMIN_USERS"] else "user"
     return Principal(user, role)
 
 
-def _metrics_principal(token):
+def _metrics_principal(token, endpoint, config):
     # A scraper's own secret, good for /metrics only (never for sessions).
-    expected = current_app.config["METRICS_TOKEN"]
-    if expected and token and request.endpoint == "metrics.metrics" and hmac.compare_digest(
+    expected = config["METRICS_TOKEN"]
+    if expected and token and endpoint == "metrics.metrics" and hmac.compare_digest(
             token.encode(), expected.encode()):
         return Principal("metrics", "admin")
     return None
 
 
+def _public_endpoints(app):
+    """The endpoints that need no credentials, found once per app (the routes
+    are all registered before its first request)."""
+    public = app.extensions.get(_PUBLIC_KEY)
+    if public is None:
+        public = app.extensions[_PUBLIC_KEY] = frozenset(
+            endpoint for endpoint, view in app.view_functions.items()
+            if getattr(view, "_public", False) or endpoint.partition(".")[0] in _PUBLIC_BLUEPRINTS)
+    return public
+
+
 def authenticate():
-    g.principal = None
-    if request.routing_exception is not None or request.endpoint is None:
-        return
-    view = current_app.view_functions.get(request.endpoint)
-    if getattr(view, "_public", False):
-        return
-    if request.blueprint in _PUBLIC_BLUEPRINTS:
-        return
-    principal = _proxy_principal()
-    if principal is None:
-        token = _presented_token()
-        if token is None:
-            raise ApiError(401, "unauthorized", "credentials required",
-                           headers={"WWW-Authenticate": "Bearer"})
-        principal = _metrics_principal(token) or get_token_service().authenticate(token)
+    # Every request passes here: the request and app are looked up once
+    # (each use of a context-local proxy is a lookup of its own).
+    req, app = request._get_current_object(), current_app._get_current_object()
+    principal = None
+    endpoint = req.endpoint         # None when routing failed: its plain 404/405 follows
+    if endpoint is not None and endpoint not in _public_endpoints(app):
+        principal = _proxy_principal(req, app.config)
         if principal is None:
-            raise ApiError(401, "unauthorized", "invalid or revoked token",
-                           headers={"WWW-Authenticate": "Bearer"})
+            token = _presented_token(req.headers)
+            if token is None:
+                raise ApiError(401, "unauthorized", "credentials required",
+                               headers={"WWW-Authenticate": "Bearer"})
+            principal = _metrics_principal(token, endpoint, app.config) or get_token_service().authenticate(token)
+            if principal is None:
+                raise ApiError(401, "unauthorized", "invalid or revoked token",
+                               headers={"WWW-Authenticate": "Bearer"})
     g.principal = principal
 
 
