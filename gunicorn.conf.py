@@ -22,7 +22,11 @@ workers = int(os.environ.get("WORKERS", "4"))
 worker_class = os.environ.get("WORKER_CLASS", "app.gunicorn_worker.Worker")
 threads = int(os.environ.get("THREADS", "16"))
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", str(threads)))
-keepalive = 2
+# No keep-alive: gthread keeps at most worker_connections - threads idle
+# connections, none here, and an idle connection held by a worker would be a
+# connection it accepted without a thread free to serve it. (With a value
+# here gunicorn warned at start that it could not honour it.)
+keepalive = 0
 # Workers are recycled after this many requests (sessions are not tied to a
 # worker, and the sweeper's lock moves on): a bound on the slow growth of
 # worker memory `make soak` measured (RELIABILITY.md). 0 disables.

@@ -40,6 +40,24 @@ def worker_rss(server):
     return {p.pid: round(p.memory_info().rss / 2**20, 1) for p in master.children()}
 
 
+def rss_by_kind(server):
+    """All workers' resident memory by kind of mapping (MiB): where growth is.
+    `heap` is the main malloc arena, `anonymous` other arenas, thread stacks
+    and large allocations, `files` libraries and mapped files (the metrics'
+    files, SQLite's shared memory)."""
+    kinds = collections.Counter()
+    for worker in psutil.Process(server.proc.pid).children():
+        try:
+            maps = worker.memory_maps(grouped=True)
+        except psutil.Error:
+            continue
+        for m in maps:
+            kind = ("heap" if m.path == "[heap]" else "anonymous" if m.path in ("", "[anon]") or m.path.startswith("[anon")
+                    else "stack" if m.path.startswith("[stack") else "other" if m.path.startswith("[") else "files")
+            kinds[kind] += m.rss
+    return {kind: round(size / 2**20, 1) for kind, size in sorted(kinds.items())}
+
+
 def client(server, headers, seed, stop_at, counts, bad):
     rng, mine = random.Random(seed), []
     api = server.url + "/api/sessions"
@@ -100,15 +118,15 @@ def main():
         for thread in threads:
             thread.start()
         samples = []            # total worker RSS once a minute: flat, or growing?
-        rss_warm = None
+        rss_warm, kinds_warm = None, {}
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(timeout=max(0.1, 60 / len(threads)))
             if rss_warm is None and time.monotonic() - began >= WARMUP_FRACTION * opts.minutes * 60:
-                rss_warm = worker_rss(server)
+                rss_warm, kinds_warm = worker_rss(server), rss_by_kind(server)
             if time.monotonic() - began >= 60 * (len(samples) + 1):
                 samples.append(round(sum(worker_rss(server).values()), 1))
-        rss_end = worker_rss(server)
+        rss_end, kinds_end = worker_rss(server), rss_by_kind(server)
         # Workers recycled by MAX_REQUESTS have new pids: compare the ones present at both times.
         common = set(rss_warm or {}) & set(rss_end)
         warm_total, end_total = sum(rss_warm[p] for p in common), sum(rss_end[p] for p in common)
@@ -130,6 +148,7 @@ def main():
               % (WARMUP_FRACTION * 100, sorted((rss_warm or {}).values())))
         print("| worker RSS at end (MiB) | %s |" % sorted(rss_end.values()))
         print("| all workers' RSS, once a minute (MiB) | %s |" % samples)
+        print("| all workers' RSS by kind after the warm-up, at end (MiB) | %s; %s |" % (kinds_warm, kinds_end))
         print("| memory after the warm-up | %s (%.1f -> %.1f MiB, tolerance %d%%) |" % (
             "flat" if flat else "GROWING", warm_total, end_total, FLAT_TOLERANCE * 100))
         failed = bool(bad or broken or not flat)

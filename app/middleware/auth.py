@@ -63,7 +63,7 @@ def _public_endpoints(app):
     if public is None:
         public = app.extensions[_PUBLIC_KEY] = frozenset(
             endpoint for endpoint, view in app.view_functions.items()
-            if getattr(view, "_public", False) or endpoint.partition(".")[0] in _PUBLIC_BLUEPRINTS)
+            if getattr(view, "_public", False) or endpoint.rpartition(".")[0] in _PUBLIC_BLUEPRINTS)
     return public
 
 

@@ -149,6 +149,9 @@ def engine_for(url, busy_timeout=5.0):
         return engine
 
 
+SQLITE_CACHE_KIB = 512
+
+
 def _create_engine(url, busy_timeout):
     if is_sqlite(url):
         path = sqlite_path(url)
@@ -162,6 +165,11 @@ def _create_engine(url, busy_timeout):
         def _pragmas(dbapi_connection, _record):
             # WAL is a property of the file (set when the schema is made); this is per connection.
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+            # Each worker thread keeps its connection (Store.end_request), and
+            # each connection its own page cache (SQLite's default: up to 2 MB):
+            # bounded here, it is what the hot lookups need; the rest is read
+            # from the OS's file cache.
+            dbapi_connection.execute("PRAGMA cache_size=-%d" % SQLITE_CACHE_KIB)
         return engine
     # No pre-ping (a round trip per checkout): Store._run replaces the pool
     # when it finds a connection the server dropped. A server connection costs
