@@ -1,13 +1,14 @@
 """Process failure modes, through the fake ChimeraX (real ChimeraX cannot fail
 like this on demand): death during start-up, no readiness, ignoring SIGTERM."""
 import os
+import subprocess
 import sys
 
 import psutil
 import pytest
 
 from app.services.errors import StartupFailed
-from app.services.launchers import LocalLauncher, NoSandbox
+from app.services.launchers import LocalLauncher, NoSandbox, local
 from app.services.locate import Executable
 
 from .conftest import FAKE_CHIMERAX, token_header, workspaces
@@ -91,3 +92,12 @@ def _pgid(proc):
         return os.getpgid(proc.pid)
     except OSError:
         return None
+
+
+def test_a_process_gone_before_it_is_identified_failed_its_start_up():
+    # The race the Slurm job test met once: ChimeraX exits at once and its reaping
+    # thread waits for it before start() reads its identity. Played here in order.
+    proc = subprocess.Popen(["false"])
+    proc.wait()
+    with pytest.raises(StartupFailed, match=r"exited during start-up \(exit status 1\)"):
+        local._identify(proc)

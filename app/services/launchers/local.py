@@ -62,6 +62,20 @@ def _reap(proc):
     threading.Thread(target=proc.wait, name="reap-%d" % proc.pid, daemon=True).start()
 
 
+def _identify(proc):
+    """pid and start time of a process just spawned. One that failed at once
+    (a wrong executable, its workspace deleted meanwhile) may be gone, and
+    reaped, already: its start-up failed, and that is what the caller hears."""
+    try:
+        return processes.identity(psutil.Process(proc.pid))
+    except psutil.NoSuchProcess:
+        try:
+            status = proc.wait(5)       # the reaping thread has it, or is about to
+        except subprocess.TimeoutExpired:
+            status = "unknown"
+        raise StartupFailed("ChimeraX exited during start-up (exit status %s)" % status) from None
+
+
 class Limits:
     """Kernel resource limits of each ChimeraX (prlimit(1), inherited by all it starts)."""
 
@@ -165,9 +179,8 @@ class LocalLauncher(Launcher):
                 if listener:
                     listener.close()     # ChimeraX holds the listening socket now
             _reap(proc)
-            # A process that failed at once (its workspace deleted meanwhile) may be gone already.
-            pid, create_time = processes.identity(psutil.Process(proc.pid))
-        except (OSError, psutil.Error):
+            pid, create_time = _identify(proc)
+        except (OSError, psutil.Error, StartupFailed):
             self._remove_control_files(token)       # no state is returned: nobody else would
             raise
         return {"pid": pid, "create_time": create_time, "leader": pid, "leader_create_time": create_time,
