@@ -52,10 +52,20 @@ def rss_by_kind(server):
         except psutil.Error:
             continue
         for m in maps:
-            kind = ("heap" if m.path == "[heap]" else "anonymous" if m.path in ("", "[anon]") or m.path.startswith("[anon")
-                    else "stack" if m.path.startswith("[stack") else "other" if m.path.startswith("[") else "files")
-            kinds[kind] += m.rss
+            kinds[_mapping_kind(m.path)] += m.rss
     return {kind: round(size / 2**20, 1) for kind, size in sorted(kinds.items())}
+
+
+def _mapping_kind(path):
+    if path == "[heap]":
+        return "heap"
+    if path == "" or path.startswith("[anon"):
+        return "anonymous"
+    if path.startswith("[stack"):
+        return "stack"
+    if path.startswith("["):
+        return "other"
+    return "files"
 
 
 def client(server, headers, seed, stop_at, counts, bad):
