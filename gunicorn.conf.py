@@ -82,8 +82,9 @@ def child_exit(server, worker):
 def post_fork(server, worker):
     # glibc gives each thread that allocates its own malloc arena (up to 8 per
     # core), and freed memory in them is rarely returned: with 16 request
-    # threads plus reapers that was the soak's RSS growth, invisible to
-    # tracemalloc (RELIABILITY.md). MALLOC_ARENA_MAX in the environment wins.
+    # threads plus reapers the soak's RSS grew about twice as fast as with two
+    # (the growth left is fragmentation inside those two, RELIABILITY.md).
+    # MALLOC_ARENA_MAX in the environment wins.
     arenas = int(os.environ.get("MALLOC_ARENA_MAX", "2"))
     try:
         import ctypes

@@ -35,18 +35,21 @@ POOL_SIZE, SWEEP_INTERVAL, MAX_SESSIONS = 2, 5, 30
 WARMUP_FRACTION, FLAT_TOLERANCE = 0.3, 0.05
 
 
+def _workers(server):
+    return psutil.Process(server.proc.pid).children()
+
+
 def worker_rss(server):
-    master = psutil.Process(server.proc.pid)
-    return {p.pid: round(p.memory_info().rss / 2**20, 1) for p in master.children()}
+    return {p.pid: round(p.memory_info().rss / 2**20, 1) for p in _workers(server)}
 
 
 def rss_by_kind(server):
     """All workers' resident memory by kind of mapping (MiB): where growth is.
-    `heap` is the main malloc arena, `anonymous` other arenas, thread stacks
-    and large allocations, `files` libraries and mapped files (the metrics'
+    `heap` is the main malloc arena, `anonymous` the other, Python's object
+    arenas, thread stacks and large allocations, `files` libraries and mapped files (the metrics'
     files, SQLite's shared memory)."""
     kinds = collections.Counter()
-    for worker in psutil.Process(server.proc.pid).children():
+    for worker in _workers(server):
         try:
             maps = worker.memory_maps(grouped=True)
         except psutil.Error:
