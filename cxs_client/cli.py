@@ -23,8 +23,9 @@ def build_parser():
     create.add_argument("--no-wait", action="store_true")
     create.add_argument("-q", "--quiet", action="store_true", help="print only the session id")
     ls = sub.add_parser("ls", help="list sessions")
-    ls.add_argument("--status")
+    ls.add_argument("--status", action="append", help="repeat for several")
     ls.add_argument("--user")
+    ls.add_argument("--limit", type=int, help="only the newest N")
     ls.add_argument("-q", "--quiet", action="store_true", help="print only ids")
     for name, help_text in (("get", "show a session"), ("rm", "end a session"), ("beat", "heartbeat"),
                             ("files", "list workspace files"), ("suspend", "save the scene, end the process"),
@@ -70,7 +71,7 @@ def dispatch(client, opts):
                                 file=opts.file)
         print(session["id"]) if opts.quiet else _print(session)
     elif opts.action == "ls":
-        sessions = client.list(status=opts.status, user=opts.user)
+        sessions = client.list(status=opts.status, user=opts.user, limit=opts.limit)
         if opts.quiet:
             print("\n".join(s["id"] for s in sessions))
         else:

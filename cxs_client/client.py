@@ -63,9 +63,18 @@ class Client:
     def get(self, session_id):
         return self._request("GET", "/api/sessions/" + session_id).json()
 
-    def list(self, status=None, user=None):
+    def list(self, status=None, user=None, limit=None):
+        """Sessions, newest first: all of them, or the newest `limit`. `status`:
+        one status or several. (The service answers in pages; this follows them.)"""
         params = {k: v for k, v in (("status", status), ("user", user)) if v}
-        return self._request("GET", "/api/sessions", params=params).json()["sessions"]
+        sessions = []
+        while limit is None or len(sessions) < limit:
+            page = self._request("GET", "/api/sessions", params=params).json()
+            sessions += page["sessions"]
+            if not page["has_more"]:
+                break
+            params["starting_after"] = sessions[-1]["id"]
+        return sessions[:limit]
 
     def delete(self, session_id):
         self._request("DELETE", "/api/sessions/" + session_id)

@@ -1,11 +1,12 @@
 """The session API against the real ChimeraX runtime, in-process (Flask test client)."""
 import io
 import os
+import uuid
 
 import psutil
 import pytest
 
-from app.store import Store
+from app.store import SessionRecord, Store
 
 from .conftest import alanin_pdb, runtime_children, token_header, wait_until, workspaces
 
@@ -99,6 +100,48 @@ def test_create_with_a_bad_file_name_reserves_nothing(app, client, alice):
                            data={"file": (io.BytesIO(b"x"), "evil.py")})
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_file"
     assert client.get("/api/sessions", headers=alice).get_json()["sessions"] == []
+
+
+def ended_sessions(app, users, count):
+    """`count` ended sessions per user, one second apart (no ChimeraX needed to list them)."""
+    store = Store(app.config["DATABASE_PATH"])
+    try:
+        for i in range(count):
+            for user in users:
+                rec = SessionRecord(id=str(uuid.uuid4()), user=user, label="%s %d" % (user, i), status="starting",
+                                    created_at=1000.0 + i, last_activity=1000.0 + i, idle_timeout=60,
+                                    max_lifetime=600, workspace="/nowhere", host_id="h", domain="elsewhere")
+                store.insert_session(rec, max_total=999, max_per_user=999)
+                store.transition(rec.id, ["starting"], "failed" if i % 2 == 0 else "terminated",
+                                 ended_at=1000.5 + i, end_reason="crashed" if i % 2 == 0 else "deleted")
+    finally:
+        store.close()
+
+
+def all_pages(client, headers, query):
+    seen, pages = [], 0
+    while True:
+        after = "&starting_after=" + seen[-1]["id"] if seen else ""
+        page = client.get("/api/sessions?" + query + after, headers=headers)
+        assert page.status_code == 200, page.get_json()
+        body = page.get_json()
+        seen, pages = seen + body["sessions"], pages + 1
+        if not body["has_more"]:
+            return [s["label"] for s in seen], pages
+
+
+def test_lists_are_pages_newest_first(app, client, alice, admin):
+    ended_sessions(app, ["alice", "bob"], 5)
+    assert all_pages(client, alice, "limit=2") == (["alice 4", "alice 3", "alice 2", "alice 1", "alice 0"], 3)
+    assert all_pages(client, alice, "status=failed&status=starting") == (["alice 4", "alice 2", "alice 0"], 1)
+    everyone, pages = all_pages(client, admin, "limit=3")
+    assert pages == 4 and len(everyone) == 10 and set(everyone[:2]) == {"bob 4", "alice 4"}
+    assert sorted(everyone) == sorted("%s %d" % (u, i) for u in ("alice", "bob") for i in range(5))
+    first = client.get("/api/sessions", headers=alice).get_json()
+    assert len(first["sessions"]) == 5 and first["has_more"] is False      # default: 50 a page
+    bobs = client.get("/api/sessions?user=bob", headers=admin).get_json()["sessions"]
+    response = client.get("/api/sessions?starting_after=" + bobs[0]["id"], headers=alice)
+    assert response.status_code == 404      # another user's session is no place to start, nor known
 
 
 def test_ownership_and_admin_view(app, client, alice, bob, admin):

@@ -79,6 +79,29 @@ def test_transition_is_compare_and_set(store):
     assert store.get_session("s001").status == "active"
 
 
+def test_session_pages_are_newest_first_and_stable_while_rows_are_added(store):
+    # Ties on created_at (sessions created in the same microsecond) are ordered by id.
+    for i, (user, created_at) in enumerate([("a", 100.0), ("a", 101.5), ("b", 101.5), ("a", 101.5),
+                                            ("a", 102.25), ("b", 103.0), ("a", 104.0)]):
+        rec = record(i, user)
+        rec.created_at = created_at
+        store.insert_session(rec, max_total=99, max_per_user=99)
+    newest_first = ["s006", "s004", "s003", "s001", "s000"]
+    seen, before = [], None
+    while True:
+        page = store.list_sessions(user="a", limit=2, before=before)
+        if not page:
+            break
+        seen += [r.id for r in page]
+        before = (page[-1].created_at, page[-1].id)
+        late = record(len(seen) + 50, "a")         # newer than every page: never in a later one
+        store.insert_session(late, max_total=99, max_per_user=99)
+    assert seen == newest_first
+    store.transition("s004", ["starting"], "active")
+    assert [r.id for r in store.list_sessions(statuses=["active", "failed"])] == ["s004"]
+    assert len(store.list_sessions(user="b", statuses=["starting"])) == 2
+
+
 def test_timestamps_keep_microseconds(store):
     rec = record(1, "a")
     rec.created_at = rec.last_activity = 1764000000.123456

@@ -120,7 +120,14 @@ def test_bad_query_parameters(client, alice, admin):
     assert "status" in err["fields"]
     err = assert_error(client.get("/api/sessions?colour=red", headers=alice), 400, "validation_error")
     assert err["fields"] == {"colour": ["Unknown field."]}
-    assert_error(client.get("/api/sessions?status=active&status=failed", headers=admin), 400, "validation_error")
+    err = assert_error(client.get("/api/sessions?status=active&status=napping", headers=admin), 400,
+                       "validation_error")
+    assert list(err["fields"]["status"]) == ["1"]       # the second value
+    for query in ("limit=0", "limit=201", "limit=ten", "starting_after=s001", "starting_after="):
+        err = assert_error(client.get("/api/sessions?" + query, headers=alice), 400, "validation_error")
+        assert list(err["fields"]) == [query.split("=")[0]], query
+    assert_error(client.get("/api/sessions?starting_after=00000000-0000-4000-8000-000000000000", headers=alice),
+                 404, "not_found")
 
 
 def test_user_cannot_list_another_users_sessions(client, alice):

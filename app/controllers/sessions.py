@@ -50,8 +50,9 @@ def create_session(json_args, form_args):
 
 def list_sessions(args):
     service = get_session_service()
-    records = service.list_for(g.principal, user=args.get("user"), status=args.get("status"))
-    return jsonify(sessions=[_view(r, service) for r in records])
+    records, more = service.list_for(g.principal, args["limit"], user=args.get("user"), statuses=args.get("status"),
+                                     starting_after=args.get("starting_after"))
+    return jsonify(sessions=[_view(r, service) for r in records], has_more=more)
 
 
 def get_session(session_id):

@@ -3,18 +3,24 @@ parser for flask-smorest), answering bad input in the one error shape."""
 import json
 
 from flask import current_app
+from marshmallow import fields
 from marshmallow.utils import missing
 from webargs.flaskparser import FlaskParser
 
 from .errors import ApiError
 
 
-def _once_each(multidict, into):
+def _once_each(multidict, into, lists=()):
+    """Each field given once, but for the schema's lists (`lists`: their names),
+    which take every value given."""
     for key in multidict:
         if not isinstance(key, str):        # a part whose name the parser could not read
             raise ApiError(400, "validation_error", "the request has invalid fields",
                            fields={"_body": ["A form field has no readable name."]})
         values = multidict.getlist(key)
+        if key in lists:
+            into[key] = values
+            continue
         if len(values) > 1 or key in into:
             raise ApiError(400, "validation_error", "the request has invalid fields",
                            fields={key: ["Give this field once."]})
@@ -45,7 +51,8 @@ class RequestParser(FlaskParser):
         return data
 
     def load_querystring(self, req, schema):
-        return _once_each(req.args, {})
+        return _once_each(req.args, {}, [field.data_key or name for name, field in schema.fields.items()
+                                         if isinstance(field, fields.List)])
 
     def load_multipart(self, req, schema):
         """Form fields and files as one object, each given once."""

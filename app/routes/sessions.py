@@ -34,6 +34,7 @@ def create_session(json_args, form_args):
 
 
 @bp.route("", methods=["GET"])
+@bp.errors(404)
 @bp.arguments(s.SessionListQuerySchema, location="query")
 @bp.response(200, s.SessionListSchema)
 def list_sessions(args):

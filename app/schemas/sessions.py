@@ -41,12 +41,20 @@ class SessionCreateSchema(Schema):
     wait = StrictBoolean(load_default=True)
 
 
+PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX = 50, 200
+
+
 class SessionListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
     user = fields.String(validate=validate.Length(min=1, max=64))
-    status = fields.String(validate=validate.OneOf(STATUSES))
+    status = fields.List(fields.String(validate=validate.OneOf(STATUSES)), metadata={
+        "description": "only sessions in these statuses (repeat the parameter for several)"})
+    limit = fields.Integer(load_default=PAGE_LIMIT_DEFAULT, validate=Between(1, PAGE_LIMIT_MAX),
+                           metadata={"description": "sessions per page"})
+    starting_after = fields.UUID(metadata={
+        "description": "the id of the last session of the previous page: this page starts after it"})
 
 
 class CommandSchema(Schema):
@@ -163,7 +171,8 @@ class FileSchema(Schema):
 
 
 class SessionListSchema(Schema):
-    sessions = fields.List(fields.Nested(AdminSessionSchema))
+    sessions = fields.List(fields.Nested(AdminSessionSchema), metadata={"description": "newest first"})
+    has_more = fields.Boolean(metadata={"description": "whether older sessions follow (ask with starting_after)"})
 
 
 class FileListSchema(Schema):

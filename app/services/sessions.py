@@ -67,12 +67,23 @@ class SessionService:
             raise Deleted("session %s was deleted" % session_id)
         return record
 
-    def list_for(self, principal, user=None, status=None):
+    def list_for(self, principal, limit, user=None, statuses=None, starting_after=None):
+        """A page of sessions, newest first, from after the session
+        `starting_after` (the last of the previous page): (records, whether
+        more follow)."""
         if not principal.is_admin:
             if user not in (None, principal.user):
                 raise Forbidden("only admins may list other users' sessions")
             user = principal.user
-        return self._store_call(self.store.list_sessions, user=user, status=status)
+        before = None
+        if starting_after is not None:
+            mark = self._store_call(self.store.get_session, str(starting_after))
+            if mark is None or not (principal.is_admin or mark.user == principal.user):
+                raise NotFound("no session %s to list after" % starting_after)
+            before = (mark.created_at, mark.id)
+        records = self._store_call(self.store.list_sessions, user=user, statuses=statuses, limit=limit + 1,
+                                   before=before)
+        return records[:limit], len(records) > limit
 
     # Creation
 

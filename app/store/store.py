@@ -304,8 +304,17 @@ class Store:
         row = self._first(GET_SESSION, id=session_id)
         return SessionRecord.from_row(row) if row else None
 
-    def list_sessions(self, user=None, status=None):
-        query = _filtered(sessions.select().order_by(sessions.c.created_at), sessions, user=user, status=status)
+    def list_sessions(self, user=None, statuses=None, limit=None, before=None):
+        """Newest first. `before`: a (created_at, id) position; only sessions
+        after it in this order (keyset paging: stable while rows are added)."""
+        query = _filtered(sessions.select(), sessions, user=user)
+        if statuses:
+            query = query.where(sessions.c.status.in_(statuses))
+        if before is not None:
+            created_at, session_id = before
+            query = query.where(sa.or_(sessions.c.created_at < created_at, sa.and_(
+                sessions.c.created_at == created_at, sessions.c.id < session_id)))
+        query = query.order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(limit)
         return [SessionRecord.from_row(r) for r in self._execute(query).mappings()]
 
     def live_sessions(self, domain=None, host_id=None):

@@ -75,6 +75,9 @@ sessions = sa.Table(
     sa.Index("sessions_by_status", "status"),
     sa.Index("sessions_by_user", "user", "status"),
     sa.Index("sessions_by_domain", "domain", "status"),
+    # Lists are pages, newest first (Store.list_sessions).
+    sa.Index("sessions_by_user_created", "user", "created_at", "id"),
+    sa.Index("sessions_by_created", "created_at", "id"),
 )
 
 pool = sa.Table(

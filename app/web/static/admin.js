@@ -1,11 +1,11 @@
 // "/admin": every session, the warm pool and recently denied commands (admins only).
-import { age, api, busy, el, page } from "./common.js";
+import { age, api, busy, el, page, sessionsIn } from "./common.js";
 
 const LIVE = new Set(["starting", "active", "suspended"]);
 
 async function refresh() {
-  const [{ sessions }, overview] = await Promise.all([api("GET", "/api/sessions"), api("GET", "/api/admin/overview")]);
-  const rows = sessions.filter((s) => LIVE.has(s.status)).map((s) => el("tr", {
+  const [sessions, overview] = await Promise.all([sessionsIn([...LIVE]), api("GET", "/api/admin/overview")]);
+  const rows = sessions.map((s) => el("tr", {
     "data-testid": "admin-session-row", "data-session-id": s.id, "data-user": s.user,
   },
   el("td", {}, el("a", { href: "/sessions/" + s.id }, s.label || s.id.slice(0, 8))),

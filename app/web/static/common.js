@@ -44,6 +44,18 @@ export async function api(method, path, body) {
   return response.blob();
 }
 
+// Every session in `statuses`, newest first: the list comes in pages.
+export async function sessionsIn(statuses) {
+  const query = statuses.map((s) => "status=" + s).join("&") + "&limit=200";
+  const sessions = [];
+  for (;;) {
+    const after = sessions.length ? "&starting_after=" + sessions[sessions.length - 1].id : "";
+    const page = await api("GET", "/api/sessions?" + query + after);
+    sessions.push(...page.sessions);
+    if (!page.has_more) return sessions;
+  }
+}
+
 export function showError(error) {
   const box = document.querySelector("[data-testid=error]");
   if (!error) {

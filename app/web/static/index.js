@@ -1,12 +1,11 @@
 // "/": your sessions, and a new one (with a structure file, optionally).
-import { age, api, busy, el, page, until } from "./common.js";
+import { age, api, busy, el, page, sessionsIn, until } from "./common.js";
 
 const LIVE = new Set(["starting", "active"]);
 
 async function refresh() {
-  const { sessions } = await api("GET", "/api/sessions");
+  const sessions = await sessionsIn([...LIVE, "suspended"]);
   const rows = sessions
-    .filter((s) => LIVE.has(s.status) || s.status === "suspended")
     .map((s) => el("tr", { "data-session-id": s.id, "data-status": s.status },
       el("td", {}, el("a", { href: "/sessions/" + s.id, "data-testid": "session-link" }, s.label || s.id.slice(0, 8))),
       el("td", {}, el("span", { class: "status " + s.status }, s.status)),
