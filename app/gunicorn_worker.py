@@ -8,11 +8,23 @@ client that sends half a request line and stops would hold a thread
 forever. This worker gives every client socket a timeout
 (CLIENT_READ_TIMEOUT, default 10 s) wherever gunicorn makes it blocking, so
 such a client is dropped after that long.
+
+A request gunicorn itself cannot read (a request line or headers over its
+limits, malformed HTTP) never reaches the app; gunicorn answers it with an
+HTML page. This worker has it answered in the API's one JSON error shape.
 """
+import json
+import logging
 import os
 import socket
+import uuid
 
+from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
+
+from .middleware.errors import HTTP_CODES
+
+log = logging.getLogger("cxs.errors")
 
 CLIENT_READ_TIMEOUT = float(os.environ.get("CLIENT_READ_TIMEOUT", "10"))
 
@@ -28,7 +40,23 @@ class _TimedSocket(socket.socket):
             super().setblocking(False)
 
 
+def write_json_error(sock, status, reason, message):
+    """In place of gunicorn's `util.write_error` (its only caller is the worker's
+    handle_error, which has already logged the cause)."""
+    request_id = uuid.uuid4().hex
+    log.warning("request %s: %d %s (%s)", request_id, status, reason, message)
+    body = json.dumps({"error": {"code": HTTP_CODES.get(status, "bad_request"), "message": message or reason,
+                                 "request_id": request_id}}).encode()
+    head = ("HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\nX-Request-ID: %s\r\n\r\n" % (status, reason, len(body), request_id))
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
 class Worker(ThreadWorker):
+    def init_process(self):
+        util.write_error = write_json_error     # in the worker process only
+        super().init_process()
+
     def handle(self, conn):
         if type(conn.sock) is socket.socket:
             conn.sock.__class__ = _TimedSocket

@@ -148,6 +148,18 @@ def test_slow_clients_and_long_commands_do_not_starve_the_api(gunicorn_server):
         assert done["reply"].json()["ok"]
 
 
+def test_requests_gunicorn_cannot_read_get_the_one_error_shape(gunicorn_server):
+    # gunicorn answers these itself, before any app code: by default an HTML page.
+    server = gunicorn_server(workers=1)
+    too_long = requests.get(server.url + "/api/health?" + "x=1&" * 1500, timeout=10)
+    too_many = requests.get(server.url + "/api/health", headers={"X-H%d" % i: "1" for i in range(120)}, timeout=10)
+    for reply, status, code in ((too_long, 414, "uri_too_long"), (too_many, 431, "headers_too_large")):
+        assert reply.status_code == status and reply.headers["Content-Type"] == "application/json"
+        error = reply.json()["error"]
+        assert error["code"] == code and error["request_id"] == reply.headers["X-Request-ID"]
+    assert requests.get(server.url + "/api/health", timeout=10).status_code == 200
+
+
 def test_chaos_killing_workers_and_the_master_leaves_nothing_astray(gunicorn_server):
     settings = dict(workers=3, SWEEP_INTERVAL=1, POOL_SIZE=2, POOL_CHECK_INTERVAL=0.5, MAX_SESSIONS=16,
                     MAX_SESSIONS_PER_USER=16, STARTUP_TIMEOUT=10, COMMAND_TIMEOUT=5, STOP_GRACE_PERIOD=1)

@@ -44,8 +44,9 @@ STATUS_BY_CODE = {
 
 HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 429: "too_many_requests", 500: "internal_error",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 414: "uri_too_long",
+    415: "unsupported_media_type", 429: "too_many_requests", 431: "headers_too_large",
+    500: "internal_error", 501: "not_implemented",
 }
 # What a client waits before retrying when the cause did not say (the API
 # document promises Retry-After on every 429 and 503).

@@ -29,9 +29,11 @@ ERRORS = {
           "session_resuming, session_file_rejected)", None),
     413: ("Body over MAX_CONTENT_LENGTH / MAX_UPLOAD_BYTES, workspace quota, or scene over "
           "SCENE_MAX_BYTES", None),
+    414: ("Request line over gunicorn's limit_request_line (uri_too_long)", None),
     415: ("Content-Type not one the operation accepts", None),
     422: ("The file is not one ChimeraX can open (unreadable_structure)", None),
     429: ("A per-user limit (live or suspended sessions)", RETRY_AFTER),
+    431: ("Headers over gunicorn's limit_request_fields / limit_request_field_size (headers_too_large)", None),
     500: ("A bug of ours: the request id is logged with the traceback", None),
     502: ("ChimeraX failed this request (died, snapshot or suspend failed)", None),
     503: ("A dependency is unavailable (store, ChimeraX, capacity, rendering)", RETRY_AFTER),
@@ -121,7 +123,7 @@ class Blueprint(SmorestBlueprint):
 
     def _prepare_error_doc(self, doc, doc_info, *, app, **kwargs):
         statuses = set(doc_info.get("errors", ()))
-        statuses.add(500)
+        statuses.update((414, 431, 500))        # any request (gunicorn's limits; our bugs)
         if not doc_info.get("public"):
             statuses.update((401, 403, 503))
         if "requestBody" in doc:
