@@ -26,6 +26,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "chimerax_runtime"))
 
 from measure_startup import one_run  # noqa: E402  (the runtime's own spawn->ready probe)
+from cxs_client import Client  # noqa: E402
 
 RUNTIME = os.path.join(ROOT, ".chimerax", "bin", "chimerax")
 
@@ -102,8 +103,10 @@ class Server:
 
 
 def end_all(server, admin):
-    for s in requests.get(server.url + "/api/sessions?status=active", headers=admin, timeout=30).json()["sessions"]:
-        requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=60)
+    """End every live session (the project's client follows the list's pages)."""
+    client = Client(server.url, admin["Authorization"].split(" ", 1)[1], timeout=60)
+    for s in client.list(status=["starting", "active"]):
+        client.delete(s["id"])
 
 
 def cold_create(workdir, workers, runs):

@@ -16,6 +16,7 @@ from app.context import EXTENSION
 from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
 from app.services.tokens import TokenService
 from app.store import Store
+from cxs_client import Client
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE_CHIMERAX = os.path.join(HERE, "fake_chimerax.py")
@@ -359,12 +360,9 @@ def _end_sessions_of(server):
     if server.proc.poll() is not None:
         server.start()      # a test that stopped it: start again to clean up
     admin = server.token("cleanup", "admin")
-    listing = requests.get(server.url + "/api/sessions", headers=admin, timeout=10)
-    assert listing.status_code == 200, listing.text
-    for s in listing.json()["sessions"]:
-        if s["status"] in ("starting", "active"):
-            deleted = requests.delete(server.url + "/api/sessions/" + s["id"], headers=admin, timeout=30)
-            assert deleted.status_code == 204, deleted.text    # a failed cleanup must not pass silently
+    client = Client(server.url, admin["Authorization"].split(" ", 1)[1], timeout=30)
+    for s in client.list(status=["starting", "active"]):       # every page of them
+        client.delete(s["id"])      # raises: a failed cleanup must not pass silently
 
 
 BACKENDS = ["sqlite", "postgresql"]
