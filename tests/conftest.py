@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import psutil
 import pytest
@@ -15,7 +16,7 @@ from app import create_app
 from app.context import EXTENSION
 from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
 from app.services.tokens import TokenService
-from app.store import Store
+from app.store import SessionRecord, Store
 from cxs_client import Client
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -159,6 +160,19 @@ def sandbox_tree(pid):
             break
         top = parent
     return [top] + top.children(recursive=True)
+
+
+def add_ended_sessions(store, users, count):
+    """`count` ended sessions per user (labelled "<user> <i>"), one second apart,
+    alternately failed and terminated: lists to read, no ChimeraX needed."""
+    for i in range(count):
+        for user in users:
+            rec = SessionRecord(id=str(uuid.uuid4()), user=user, label="%s %d" % (user, i), status="starting",
+                                created_at=1000.0 + i, last_activity=1000.0 + i, idle_timeout=60, max_lifetime=600,
+                                workspace="/nowhere", host_id="h", domain="elsewhere")
+            store.insert_session(rec, max_total=10**6, max_per_user=10**6)
+            store.transition(rec.id, ["starting"], "failed" if i % 2 == 0 else "terminated",
+                             ended_at=1000.5 + i, end_reason="crashed" if i % 2 == 0 else "deleted")
 
 
 def make_config(tmp_path, **overrides):

@@ -8,7 +8,7 @@ import pytest
 
 from cxs_client import Client, CommandFailed, Conflict, Forbidden, NotFound, RateLimited
 
-from .conftest import alanin_pdb, wait_until
+from .conftest import add_ended_sessions, alanin_pdb, wait_until
 from .test_runtime import distinct_colours
 
 pytestmark = pytest.mark.slow
@@ -59,6 +59,19 @@ def test_client_typed_limit_error(live):
     assert limited.value.code == "user_session_limit" and limited.value.retry_after
     client.delete(a["id"])
     client.delete(b["id"])
+
+
+def test_client_list_follows_the_pages(live):
+    server, client = live
+    store = server.store()
+    try:
+        add_ended_sessions(store, ["alice", "bob"], 120)       # the service answers 50 a page
+    finally:
+        store.close()
+    everything = client.list()
+    assert [s["label"] for s in everything] == ["alice %d" % i for i in reversed(range(120))]
+    assert [s["label"] for s in client.list(limit=55)] == ["alice %d" % i for i in reversed(range(65, 120))]
+    assert len(client.list(status=["failed", "active"])) == 60
 
 
 def test_cli_for_integration_scripts(live, tmp_path):

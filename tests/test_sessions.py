@@ -1,14 +1,13 @@
 """The session API against the real ChimeraX runtime, in-process (Flask test client)."""
 import io
 import os
-import uuid
 
 import psutil
 import pytest
 
-from app.store import SessionRecord, Store
+from app.store import Store
 
-from .conftest import alanin_pdb, runtime_children, token_header, wait_until, workspaces
+from .conftest import add_ended_sessions, alanin_pdb, runtime_children, token_header, wait_until, workspaces
 
 pytestmark = pytest.mark.slow
 
@@ -102,22 +101,6 @@ def test_create_with_a_bad_file_name_reserves_nothing(app, client, alice):
     assert client.get("/api/sessions", headers=alice).get_json()["sessions"] == []
 
 
-def ended_sessions(app, users, count):
-    """`count` ended sessions per user, one second apart (no ChimeraX needed to list them)."""
-    store = Store(app.config["DATABASE_PATH"])
-    try:
-        for i in range(count):
-            for user in users:
-                rec = SessionRecord(id=str(uuid.uuid4()), user=user, label="%s %d" % (user, i), status="starting",
-                                    created_at=1000.0 + i, last_activity=1000.0 + i, idle_timeout=60,
-                                    max_lifetime=600, workspace="/nowhere", host_id="h", domain="elsewhere")
-                store.insert_session(rec, max_total=999, max_per_user=999)
-                store.transition(rec.id, ["starting"], "failed" if i % 2 == 0 else "terminated",
-                                 ended_at=1000.5 + i, end_reason="crashed" if i % 2 == 0 else "deleted")
-    finally:
-        store.close()
-
-
 def all_pages(client, headers, query):
     seen, pages = [], 0
     while True:
@@ -131,7 +114,11 @@ def all_pages(client, headers, query):
 
 
 def test_lists_are_pages_newest_first(app, client, alice, admin):
-    ended_sessions(app, ["alice", "bob"], 5)
+    store = Store(app.config["DATABASE_PATH"])
+    try:
+        add_ended_sessions(store, ["alice", "bob"], 5)
+    finally:
+        store.close()
     assert all_pages(client, alice, "limit=2") == (["alice 4", "alice 3", "alice 2", "alice 1", "alice 0"], 3)
     assert all_pages(client, alice, "status=failed&status=starting") == (["alice 4", "alice 2", "alice 0"], 1)
     everyone, pages = all_pages(client, admin, "limit=3")
