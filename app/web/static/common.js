@@ -46,7 +46,7 @@ export async function api(method, path, body) {
 
 // Every session in `statuses`, newest first: the list comes in pages.
 export async function sessionsIn(statuses) {
-  const query = statuses.map((s) => "status=" + s).join("&") + "&limit=200";
+  const query = statuses.map((s) => "status=" + s).join("&");      // pages of the API's default size
   const sessions = [];
   for (;;) {
     const after = sessions.length ? "&starting_after=" + sessions[sessions.length - 1].id : "";
