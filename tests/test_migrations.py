@@ -57,7 +57,8 @@ def test_upgrading_a_file_of_the_previous_release_keeps_every_row(release_copy):
     assert rows(release_copy, "tokens") == before["tokens"]
     for table in ("sessions", "pool"):
         after = rows(release_copy, table)
-        added = ("host_id", "domain", "suspended_at", "suspend_digest", "deleted_at")     # by 0002-0004
+        added = ("host_id", "domain", "suspended_at", "suspend_digest", "deleted_at",     # by 0002-0004
+                 "owner", "operation")                                              # by 0006
         assert [{k: v for k, v in r.items() if k not in added} for r in after] == before[table]
         assert all(r.get("suspended_at") is None and r.get("suspend_digest") is None for r in after)
         assert {(r["host_id"], r["domain"]) for r in after} == {("alpha", "local:alpha")}

@@ -12,7 +12,8 @@ import shutil
 import time
 import uuid
 
-from . import chimerax_client
+from . import chimerax_client, owners
+from .owners import owner_alive
 from .sessions import startup_grace
 
 log = logging.getLogger("cxs.pool")
@@ -42,7 +43,7 @@ class WarmPool:
             reserved = self.store.add_pool_entry(
                 entry_id, directory, self.settings["MAX_SESSIONS"], self.size,
                 self.settings["HOST_ID"], self.launcher.domain, ports=self.launcher.port_range,
-                port_is_free=self.launcher.port_is_free)
+                port_is_free=self.launcher.port_is_free, owner=owners.current())
             if reserved is False:
                 break
             self._spawn(entry_id, directory, reserved)
@@ -84,8 +85,9 @@ class WarmPool:
         for entry in self.store.pool_entries(domain=self.launcher.domain):
             state = entry["process"]
             if entry["status"] == "starting":
+                # Its starter's until that worker is gone: then it is never made ready.
                 stale = now - entry["created_at"] > startup_grace(self.settings, self.launcher)
-                drop = stale and (not state or self.launcher.poll(state))
+                drop = owner_alive(entry["owner"]) is False or (stale and (not state or self.launcher.poll(state)))
             elif self.launcher.poll(state):
                 drop = True
             elif now - entry["created_at"] > self.settings["POOL_MAX_AGE"]:

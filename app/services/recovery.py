@@ -8,7 +8,9 @@ processes it started (HOST_ID); the sweeper's leader looks after the rest.
 """
 import logging
 
-from ..store import ACTIVE, STARTING, TERMINATING
+from ..store import ACTIVE, STARTING, SUSPENDED, TERMINATING
+from . import transitions
+from .owners import owner_alive
 from .pool import WarmPool
 
 log = logging.getLogger("cxs.recovery")
@@ -27,11 +29,15 @@ def recover(service, adopt=True):
         if adopt and record.status == ACTIVE and launcher.adoptable(record.process, record.id):
             adopted.append(record.id)
             known.append(record.process)
-        elif record.status == TERMINATING:
-            service.finish_termination(record)
-            ended.append(record.id)
-        elif record.status == STARTING and record.suspend_digest:
-            service.suspension.abandon_resume(record)      # a resume cut short: suspended again
+        elif record.status == TERMINATING or (record.status == STARTING and (adopt or record.suspend_digest)):
+            # Every owner of this instance was a worker of the service that stopped.
+            transitions.resolve(service, record, owner_gone=True, failed_start="server_restart")
+            now = service.store.get_session(record.id)
+            if now.status == ACTIVE:        # a ready start adopted, an unfinished suspend undone
+                adopted.append(record.id)
+                known.append(now.process)
+            elif not now.is_live and now.status != SUSPENDED:
+                ended.append(record.id)
         elif service.end(record, "server_restart"):
             ended.append(record.id)
     orphans = reap_orphans(service, known, host_id=service.settings["HOST_ID"])
@@ -49,7 +55,8 @@ def reap_orphans(service, known, now=None, min_age=0, host_id=None):
     that none of the `known` states accounts for, and (with `now`) older than
     `min_age` s: a younger one may be a live worker's, not yet recorded."""
     orphans = [state for state in service.launcher.orphans(known, host_id=host_id)
-               if now is None or now - (state.get("create_time") or now) > min_age]
+               if now is None or owner_alive(state.get("owner")) is False
+               or now - (state.get("create_time") or now) > min_age]
     for state in orphans:
         log.warning("stopping ChimeraX %s: marked as ours but unknown to the store",
                     service.launcher.process_id(state))

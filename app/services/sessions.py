@@ -14,7 +14,8 @@ from contextlib import contextmanager
 
 from ..store import (ACTIVE, FAILED, STARTING, SUSPENDED, TERMINATED, TERMINATING,
                      LimitReached, SessionRecord, StoreUnavailable)
-from . import chimerax_client, metrics, policy
+from ..store.models import CREATE, CREATE_MORE, END
+from . import chimerax_client, metrics, owners, policy
 from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Deleted, Forbidden,
                      NotActive, NotFound, RenderingUnavailable, SceneTooLarge, ServiceError,
                      SnapshotFailed, StartupFailed, StoreDown, Unreachable, UnreadableStructure, UserLimit)
@@ -23,9 +24,11 @@ from .workspace import QuotaExceeded, Workspace, check_name
 log = logging.getLogger("cxs.sessions")
 audit = logging.getLogger("cxs.audit")
 
-FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit", "command_timeout"}
+FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit", "command_timeout", "suspend_failed"}
 # A process that failed on its own leaves its files for FAILED_RETENTION s (for download).
-RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit", "command_timeout"}
+RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit", "command_timeout", "suspend_failed"}
+# Fields that say a transition is over: nobody owns the row any more.
+SETTLED = {"owner": None, "operation": None}
 
 
 def startup_grace(settings, launcher):
@@ -103,7 +106,8 @@ class SessionService:
             idle_timeout=idle_timeout or self.settings["SESSION_IDLE_TIMEOUT"],
             max_lifetime=self.settings["SESSION_MAX_LIFETIME"],
             workspace=os.path.join(self.settings["WORKSPACE_ROOT"], session_id),
-            host_id=self.settings["HOST_ID"], domain=self.launcher.domain)
+            host_id=self.settings["HOST_ID"], domain=self.launcher.domain,
+            owner=owners.current(), operation=CREATE if initial_file is None else CREATE_MORE)
         try:
             claimed = self.store.insert_session(
                 record, self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
@@ -170,10 +174,10 @@ class SessionService:
         except ServiceError as err:
             log.warning("session %s: pooled process unusable (%s); starting cold", record.id, err)
             self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
-            self.store.transition(record.id, [STARTING], STARTING, process={})
+            self.store.transition(record.id, [STARTING], STARTING, process={}, operation=CREATE_MORE)
             return False
         if not self.store.transition(record.id, [STARTING], ACTIVE, process=state,
-                                     port=state["port"], last_activity=time.time()):
+                                     port=state["port"], last_activity=time.time(), **SETTLED):
             self._discard(record, state)
             return True
         log.info("session %s active from the warm pool: %s", record.id, self.launcher.process_id(state))
@@ -205,7 +209,7 @@ class SessionService:
             if opening:
                 self._open_initial(state, opening)
             if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state["port"],
-                                    last_activity=time.time()):
+                                    last_activity=time.time(), **SETTLED):
                 raise _Cancelled()
             log.info("session %s active: %s", record.id, self.launcher.process_id(state))
         except _Cancelled:
@@ -231,7 +235,7 @@ class SessionService:
     @staticmethod
     def _mark_startup_failed(store, session_id):
         if store.transition(session_id, [STARTING], FAILED, ended_at=time.time(),
-                            end_reason="startup_failed"):
+                            end_reason="startup_failed", **SETTLED):
             metrics.SESSIONS_ENDED.labels("startup_failed").inc()
 
     def _discard(self, record, state):
@@ -455,9 +459,15 @@ class SessionService:
             log.warning("session %s not ended (%s): its process runs on %s", record.id, reason,
                         record.domain)
             return False
-        # ended_at marks when ending began: the sweeper finishes what a dead worker left.
-        if not self.store.transition(record.id, [STARTING, ACTIVE], TERMINATING, ended_at=time.time()):
+        # ended_at marks when ending began, the owner who does it and why: if
+        # that worker dies, the sweeper finishes the job at once.
+        if not self.store.transition(record.id, [STARTING, ACTIVE], TERMINATING, ended_at=time.time(),
+                                     end_reason=reason, owner=owners.current(), operation=END):
             return False
+        self._finish(record, reason)
+        return True
+
+    def _finish(self, record, reason):
         final = FAILED if reason in FAILED_REASONS else TERMINATED
         keep = reason in RETAINED_REASONS and self.settings["FAILED_RETENTION"] > 0
         try:
@@ -466,21 +476,18 @@ class SessionService:
             if not keep:
                 shutil.rmtree(record.workspace, ignore_errors=True)
         finally:
-            self.store.transition(record.id, [TERMINATING], final, ended_at=time.time(),
-                                  end_reason=reason, workspace_removed=0 if keep else 1)
-        metrics.SESSIONS_ENDED.labels(reason).inc()
-        log.info("session %s ended: %s (%s)", record.id, final, reason)
-        return True
+            ended = self.store.transition(record.id, [TERMINATING], final, ended_at=time.time(),
+                                          end_reason=reason, workspace_removed=0 if keep else 1, **SETTLED)
+        if ended:
+            metrics.SESSIONS_ENDED.labels(reason).inc()
+            log.info("session %s ended: %s (%s)", record.id, final, reason)
+        return ended
 
-    def finish_termination(self, record):
-        """Complete a delete whose worker died midway (status stuck at terminating)."""
+    def finish_termination(self, record, reason=None):
+        """Complete an end whose owner died midway (status stuck at terminating)."""
         if not self.launcher.reaches(record.domain):
-            return
-        if record.process:
-            self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
-        shutil.rmtree(record.workspace, ignore_errors=True)
-        self.store.transition(record.id, [TERMINATING], TERMINATED, ended_at=time.time(),
-                              end_reason=record.end_reason or "deleted", workspace_removed=1)
+            return False
+        return self._finish(record, reason or record.end_reason or "deleted")
 
     def process_id(self, record):
         return self.launcher.process_id(record.process) if record.process else None

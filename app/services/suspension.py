@@ -12,9 +12,12 @@ very bytes into the new process's workspace for ChimeraX to open. A user can
 never make the service open a session file the service did not write.
 
 Status changes are compare-and-set like every other: ACTIVE -> TERMINATING
-(commands refused) -> SUSPENDED; SUSPENDED -> STARTING -> ACTIVE. A worker
-that dies while suspending leaves a TERMINATING row, which the sweeper
-finishes as an ended session (the scene is lost, the rest is consistent).
+(commands refused) -> SUSPENDED; SUSPENDED -> STARTING -> ACTIVE. Each row
+in transition names its owner (services/owners.py): however long a save
+takes, nobody else touches it while that worker lives. A worker that dies
+while suspending leaves a TERMINATING row that the sweeper takes over at
+once (`take_over`): back to active while the process still runs, suspended
+if the file was already kept, failed (workspace retained) otherwise.
 """
 import hashlib
 import hmac
@@ -27,9 +30,11 @@ import time
 import uuid
 
 from ..store import ACTIVE, STARTING, SUSPENDED, TERMINATED, TERMINATING, LimitReached, StoreUnavailable
-from . import chimerax_client, metrics
+from ..store.models import SUSPEND
+from . import chimerax_client, metrics, owners
 from .errors import (Capacity, NotActive, Resuming, ServiceError, SessionFileRejected, StoreDown,
                      SuspendFailed, UserLimit)
+from .sessions import SETTLED
 
 log = logging.getLogger("cxs.suspension")
 audit = logging.getLogger("cxs.audit")
@@ -65,8 +70,10 @@ class Suspension:
         if self.store.count_suspended(record.user) >= self.settings["MAX_SUSPENDED_PER_USER"]:
             raise UserLimit("%s already has %d suspended sessions (the limit): delete one first"
                             % (record.user, self.settings["MAX_SUSPENDED_PER_USER"]))
-        if not self.store.transition(record.id, [ACTIVE], TERMINATING, ended_at=time.time()):
+        if not self.store.transition(record.id, [ACTIVE], TERMINATING, ended_at=time.time(),
+                                     owner=owners.current(), operation=SUSPEND):
             raise NotActive("session %s is no longer active" % record.id)
+        _remove(self._file(record.id))      # a resume's leftover must never pass for this suspend's file
         with self.service.scratch_file(record, record.process, "suspend", ".cxs") as (scratch, inside):
             try:
                 saved = chimerax_client.run_command(self.launcher.channel(record.process), 'save "%s"' % inside,
@@ -76,16 +83,44 @@ class Suspension:
                 # Read while the process still runs: a failure leaves the session as it was.
                 data = _read_regular(scratch, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
             except ServiceError:
-                self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None)
+                self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None, **SETTLED)
                 raise
             self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         _write_private(self._file(record.id), data)
-        self.store.transition(record.id, [TERMINATING], SUSPENDED, process={}, port=None, ended_at=None,
-                              suspended_at=time.time(), suspend_digest=self._digest(data))
-        metrics.SESSIONS_ENDED.labels("suspended").inc()
-        log.info("session %s suspended (%d bytes)", record.id, len(data))
+        self._kept(record, data)
         return self.store.get_session(record.id)
+
+    def _kept(self, record, data):
+        if self.store.transition(record.id, [TERMINATING], SUSPENDED, process={}, port=None, ended_at=None,
+                                 suspended_at=time.time(), suspend_digest=self._digest(data), **SETTLED):
+            metrics.SESSIONS_ENDED.labels("suspended").inc()
+            log.info("session %s suspended (%d bytes)", record.id, len(data))
+            return True
+        return False
+
+    def take_over(self, record):
+        """A suspend whose owner died: keep the scene wherever it still is. The
+        process still runs: active again, as it was. The file was kept
+        already (written whole, by the service, from a stopped process):
+        suspended. Otherwise the scene is lost: failed, the workspace retained."""
+        state = record.process
+        if state and not self.launcher.poll(state):
+            if self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None, end_reason=None,
+                                     **SETTLED):
+                _remove_scratch(record.workspace, "suspend")
+                log.warning("session %s: its suspend did not finish; active again", record.id)
+                return "active"
+            return None
+        try:
+            data = _read_regular(self._file(record.id), None)
+        except SuspendFailed:
+            data = None
+        if data is not None and self._kept(record, data):
+            return "suspended"
+        if self.service.finish_termination(record, "suspend_failed"):
+            return "suspend_failed"
+        return None
 
     # Resume
 
@@ -102,7 +137,7 @@ class Suspension:
                 record.id, record.user, self.launcher.domain, self.settings["HOST_ID"],
                 self.settings["MAX_SESSIONS"], self.settings["MAX_SESSIONS_PER_USER"],
                 ports=self.launcher.port_range, port_is_free=self.launcher.port_is_free,
-                claim_pool=self.settings["POOL_SIZE"] > 0)
+                claim_pool=self.settings["POOL_SIZE"] > 0, owner=owners.current())
         except LimitReached as err:
             if err.scope == "user":
                 raise UserLimit("you already have %d live sessions (the limit)" % err.limit, retry_after=30)
@@ -147,7 +182,8 @@ class Suspension:
             if not opened.ok:
                 raise SuspendFailed("ChimeraX could not restore the session: %s" % opened.error["message"])
             if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state.get("port"),
-                                    last_activity=time.time(), suspended_at=None, suspend_digest=None):
+                                    last_activity=time.time(), suspended_at=None, suspend_digest=None,
+                                    **SETTLED):
                 raise NotActive("session %s was ended while resuming" % record.id)
             _remove(self._file(record.id))
             log.info("session %s resumed: %s", record.id, self.launcher.process_id(state))
@@ -155,7 +191,7 @@ class Suspension:
             log.warning("session %s could not be resumed (%s); it stays suspended", record.id, err)
             if state:
                 self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
-            store.transition(record.id, [STARTING], SUSPENDED, process={}, port=None)
+            store.transition(record.id, [STARTING], SUSPENDED, process={}, port=None, **SETTLED)
         finally:
             store.close()
 
@@ -180,7 +216,7 @@ class Suspension:
         """A resume that never finished (its worker died): back to suspended."""
         if record.process:
             self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
-        if self.store.transition(record.id, [STARTING], SUSPENDED, process={}, port=None):
+        if self.store.transition(record.id, [STARTING], SUSPENDED, process={}, port=None, **SETTLED):
             log.warning("session %s: its resume did not finish; suspended again", record.id)
 
     # Deleting
@@ -239,6 +275,17 @@ def _write_private(path, data, owner=None):
     except BaseException:
         _remove(temporary)
         raise
+
+
+def _remove_scratch(workspace, kind):
+    """One-off files of `kind` (sessions.scratch_file) an interrupted operation left."""
+    try:
+        names = os.listdir(workspace)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".%s-" % kind):
+            _remove(os.path.join(workspace, name))
 
 
 def _owner(directory):

@@ -13,7 +13,8 @@ import os
 import time
 
 from ..store import ACTIVE, STARTING, TERMINATING
-from . import chimerax_client
+from ..store.models import END_REASONS
+from . import chimerax_client, transitions
 from .errors import ServiceError
 from .recovery import reap_orphans
 from .sessions import startup_grace
@@ -55,32 +56,18 @@ class Sweeper:
     def reap_orphans(self, now):
         """Stop processes of this service that neither a session nor the pool
         accounts for: a worker killed between spawning one and recording it
-        leaves them. Only those older than the start-up grace: younger ones
-        may be a live worker's, not yet recorded."""
+        leaves them. Only those whose starter is gone, or older than the
+        start-up grace: a younger one may be a live worker's, not yet recorded."""
         known = [r.process for r in self.store.live_sessions() if r.process]
         known += [e["process"] for e in self.store.pool_entries() if e["process"]]
         return reap_orphans(self.service, known, now, startup_grace(self.settings, self.launcher))
 
     def _check(self, record, now):
         settings = self.settings
-        if record.status == STARTING:
-            if record.suspend_digest:
-                # Being resumed (its file is kept until it is active): a resume
-                # whose worker died goes back to suspended, the scene intact.
-                if now - record.last_activity > startup_grace(settings, self.launcher):
-                    self.service.suspension.abandon_resume(record)
-                return None
-            # Its starter (maybe a worker that died) had its own deadlines; allow slack.
-            if now - record.created_at > startup_grace(settings, self.launcher):
-                return self._end(record, "startup_failed")
-            return None
-        if record.status == TERMINATING:
-            # Left behind by a worker that died mid-delete (or still being ended
-            # by a live one, which has STOP_GRACE_PERIOD for it): finish the job.
-            stalled = now - (record.ended_at or 0) > settings["STOP_GRACE_PERIOD"] + 10
-            if not record.process or self.launcher.poll(record.process) or stalled:
-                self.service.finish_termination(record)
-            return None
+        if record.status in (STARTING, TERMINATING):
+            # Its owner's, until that worker is gone or stuck (transitions.py).
+            done = transitions.resolve(self.service, record, now)
+            return done if done in END_REASONS else None
         if record.status != ACTIVE:
             return None
         # A process that ended is reaped (as crashed, unless its launcher knows

@@ -9,7 +9,14 @@ LIVE_STATUSES = (STARTING, ACTIVE, TERMINATING)
 
 END_REASONS = ("deleted", "idle_timeout", "max_lifetime", "crashed", "unhealthy",
                "startup_failed", "server_restart", "server_shutdown", "memory_limit", "command_timeout",
-               "suspended_expired")
+               "suspended_expired", "suspend_failed")
+
+# What the owner of a session in transition is doing: a cold start (which the
+# sweeper may adopt once ready), a start that has more to do once the process
+# is ready (a claimed pool process, an initial file to open: never adopted
+# half done), a resume, an end, a suspend.
+CREATE, CREATE_MORE, RESUME, END, SUSPEND = "create", "create_more", "resume", "end", "suspend"
+OPERATIONS = (CREATE, CREATE_MORE, RESUME, END, SUSPEND)
 
 ROLES = ("user", "admin")
 
@@ -46,6 +53,8 @@ class SessionRecord:
     suspended_at: Optional[float] = None
     suspend_digest: Optional[str] = None
     deleted_at: Optional[float] = None
+    owner: Optional[str] = None
+    operation: Optional[str] = None
 
     @classmethod
     def from_row(cls, row):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from . import database
 from .database import StoreUnavailable
-from .models import LIVE_STATUSES, SessionRecord, TokenRecord
+from .models import CREATE_MORE, LIVE_STATUSES, SessionRecord, TokenRecord
 from .tables import history, pool, service, sessions, sweeps, tokens
 
 # On every request's path: compiled once (see database.Prepared).
@@ -24,7 +24,7 @@ FIND_TOKEN = database.Prepared(tokens.select().where(
 GET_SESSION = database.Prepared(sessions.select().where(sessions.c.id == sa.bindparam("id")))
 
 TRANSITION_FIELDS = ("ended_at", "end_reason", "port", "process", "last_activity", "workspace_removed",
-                     "suspended_at", "suspend_digest")
+                     "suspended_at", "suspend_digest", "owner", "operation")
 
 
 class _NotSuspended(Exception):
@@ -197,7 +197,8 @@ class Store:
             if claimed is None and self._used(record.domain) >= max_total:
                 raise LimitReached("global", max_total)
             if claimed is not None:
-                record.port, record.process = claimed["port"], claimed["process"]
+                # A claimed process still has to move into the workspace: never adopted half done.
+                record.port, record.process, record.operation = claimed["port"], claimed["process"], CREATE_MORE
             elif ports is not None:
                 record.port = self._free_port(record.domain, ports, port_is_free)
             self._execute(sessions.insert().values(
@@ -205,11 +206,11 @@ class Store:
                 created_at=record.created_at, last_activity=record.last_activity,
                 idle_timeout=record.idle_timeout, max_lifetime=record.max_lifetime,
                 workspace=record.workspace, port=record.port, process=record.process,
-                host_id=record.host_id, domain=record.domain))
+                host_id=record.host_id, domain=record.domain, owner=record.owner, operation=record.operation))
         return claimed
 
     def resume_session(self, session_id, user, domain, host_id, max_total, max_per_user, ports=None,
-                       port_is_free=None, claim_pool=False):
+                       port_is_free=None, claim_pool=False, owner=None):
         """Make a suspended session `starting` again if the limits allow (it did not
         count while suspended); reserve a port, or claim a ready pool process as a
         create does. Returns (resumed, the claimed pool entry or None); not
@@ -229,7 +230,8 @@ class Store:
                 if self._execute(sessions.update().where(
                         sessions.c.id == session_id, sessions.c.status == "suspended")
                         .values(status="starting", port=port, process=process, domain=domain,
-                                host_id=host_id, last_activity=time.time())).rowcount != 1:
+                                host_id=host_id, last_activity=time.time(), owner=owner,
+                                operation="resume")).rowcount != 1:
                     raise _NotSuspended()       # rolls the claim back
                 return True, claimed
         except _NotSuspended:
@@ -275,7 +277,7 @@ class Store:
     # The warm pool
 
     def add_pool_entry(self, entry_id, directory, max_total, want, host_id, domain,
-                       ports=None, port_is_free=None):
+                       ports=None, port_is_free=None, owner=None):
         """Reserve a pool slot in `domain` if its pool is short and capacity allows:
         returns its port (None when ChimeraX picks), or False when nothing was reserved."""
         with self._decision(domain):
@@ -285,7 +287,7 @@ class Store:
             port = self._free_port(domain, ports, port_is_free) if ports is not None else None
             self._execute(pool.insert().values(id=entry_id, status="starting", created_at=time.time(),
                                                directory=directory, port=port, host_id=host_id,
-                                               domain=domain))
+                                               domain=domain, owner=owner))
             return port
 
     def set_pool_entry(self, entry_id, status, process, port):

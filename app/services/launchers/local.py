@@ -24,6 +24,7 @@ import uuid
 
 import psutil
 
+from .. import owners
 from ..chimerax_client import Channel, unix_address
 from ..errors import StartupFailed
 from . import ports, processes
@@ -37,6 +38,7 @@ SERVICE_VARIABLE = "CXS_SERVICE_ID"
 HOST_VARIABLE = "CXS_HOST_ID"
 SECRET_VARIABLE = "CXS_AGENT_SECRET"
 TOKEN_VARIABLE = "CXS_CONTROL_TOKEN"
+OWNER_VARIABLE = "CXS_STARTED_BY"
 
 
 def machine_domain():
@@ -53,6 +55,8 @@ def _child_env(marker, service_id, host_id, secret, token):
     env[HOST_VARIABLE] = host_id        # which instance started it (its own start-up reaps only those)
     env[SECRET_VARIABLE] = secret
     env[TOKEN_VARIABLE] = token     # so that an orphan's control files can be removed too
+    # The worker starting it: an unrecorded process whose starter is gone is an orphan at once.
+    env[OWNER_VARIABLE] = owners.current()
     return env
 
 
@@ -285,13 +289,14 @@ class LocalLauncher(Launcher):
         known = set()
         for state in known_states:
             known.update(p for p in (state.get("pid"), state.get("leader")) if p)
-        marked, tokens = {}, {}
+        marked, tokens, started_by = {}, {}, {}
         for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
             try:
                 env = proc.environ()
                 if (env.get(SERVICE_VARIABLE) == self.service_id and proc.status() != psutil.STATUS_ZOMBIE
                         and (host_id is None or env.get(HOST_VARIABLE) == host_id)):
                     marked[proc.pid], tokens[proc.pid] = proc, env.get(TOKEN_VARIABLE)
+                    started_by[proc.pid] = env.get(OWNER_VARIABLE)
             except (psutil.Error, OSError):
                 continue
         found = []
@@ -301,7 +306,7 @@ class LocalLauncher(Launcher):
                 continue
             found.append({"pid": pid, "create_time": proc.info["create_time"], "leader": pid,
                           "leader_create_time": proc.info["create_time"], "sandbox": "unknown",
-                          "token": _safe_token(tokens[pid])})
+                          "token": _safe_token(tokens[pid]), "owner": started_by[pid]})
         return found
 
 
