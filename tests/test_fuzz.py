@@ -4,6 +4,7 @@ check it has (schema-valid requests accepted, invalid ones rejected, every
 status, header and body as documented, use after delete...), its stateful
 phase on, as a user and as an admin: no failure of any kind."""
 import os
+import random
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 100
+# Each run draws its seed (printed, and named in a failure); CXS_FUZZ_SEED replays one.
+SEED = int(os.environ.get("CXS_FUZZ_SEED") or random.SystemRandom().randrange(2**31))
 
 
 @pytest.mark.parametrize("role", ["user", "admin"])
@@ -23,12 +26,13 @@ def test_schemathesis_all_checks_pass(gunicorn_server, tmp_path, role):
     config = os.path.join(os.path.dirname(__file__), "schemathesis.toml")
     out = subprocess.run([cli, "--config-file", config, "run", server.url + "/api/openapi.json", "-H", "Authorization: " + token,
                           "--checks", "all", "--phases", "examples,coverage,fuzzing,stateful",
-                          "--max-examples", str(EXAMPLES), "--request-timeout", "60",
+                          "--max-examples", str(EXAMPLES), "--seed", str(SEED), "--request-timeout", "60",
                           "--report", "junit", "--report-dir", str(tmp_path), "--output-truncate", "false"],
                          capture_output=True, text=True, timeout=1200, cwd=tmp_path,
                          env=dict(os.environ, NO_COLOR="1"))
     summary = out.stdout.split("SUMMARY")[-1]
+    print("schemathesis seed %d (CXS_FUZZ_SEED=%d replays it)" % (SEED, SEED))
     print(out.stdout[-4000:])
-    assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
+    assert out.returncode == 0, "seed %d: %s" % (SEED, out.stdout[-8000:] + out.stderr[-2000:])
     assert "Stateful" in out.stdout and "Failures:" not in summary
     assert "Traceback" not in server.log_text()
