@@ -100,6 +100,11 @@ class Config:
     WORKSPACE_QUOTA_MB = _env("WORKSPACE_QUOTA_MB", 200, int)
     SNAPSHOT_MAX_PIXELS = _env("SNAPSHOT_MAX_PIXELS", 4096, int)       # per side
     SNAPSHOT_MAX_SUPERSAMPLE = _env("SNAPSHOT_MAX_SUPERSAMPLE", 4, int)
+    # What one render draws, width x height x supersample² pixels, for the snapshot
+    # route and every image `save`: ChimeraX draws the width x height image
+    # supersample² times (its time), in about 28 bytes of address space a pixel
+    # of width x height (measured; README "Configuration").
+    RENDER_MAX_PIXELS = _env("RENDER_MAX_PIXELS", 4096 * 4096, int)
     SCENE_MAX_BYTES = _env("SCENE_MAX_BYTES", 50 * 1024 * 1024, int)   # a scene.glb larger: 413
     HISTORY_MAX = _env("HISTORY_MAX", 1000, int)       # commands kept per session (oldest go first)
 

@@ -1,5 +1,7 @@
 """/api/sessions: each operation's contract (what it reads, what it answers)
 and the controller that serves it. The first docstring line is its summary."""
+import re
+
 from ..controllers import files as f
 from ..controllers import sessions as c
 from ..schemas import sessions as s
@@ -10,6 +12,7 @@ bp = Blueprint("sessions", __name__, url_prefix="/api/sessions",
                description="Sessions, their commands and their workspace files")
 
 BINARY = {"type": "string", "format": "binary"}
+SETTING = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 FILE_NAME = {"type": "string", "pattern": FILE_NAME_PATTERN, "maxLength": FILE_NAME_MAX,
              "description": "letters, digits, '.', '_' or '-', starting with a letter or digit, ending "
                             "in one of " + " ".join(FILE_SUFFIXES)}
@@ -138,11 +141,18 @@ def delete_file(session_id, name):
 
 
 @bp.route("/<uuid:session_id>/snapshot", methods=["GET"])
-@bp.errors(404, 409, 502, 504)
+@bp.errors(404, 409, 413, 502, 504)
 @bp.arguments(s.SnapshotQuerySchema, location="query")
 @bp.response(200, BINARY, content_type="image/png", description="A PNG rendered offscreen by ChimeraX")
 def snapshot(args, session_id):
-    """A PNG image of the current view"""
+    """A PNG image of the current view
+
+    Each side at most {SNAPSHOT_MAX_PIXELS} pixels (SNAPSHOT_MAX_PIXELS), supersample at most
+    {SNAPSHOT_MAX_SUPERSAMPLE} (SNAPSHOT_MAX_SUPERSAMPLE), and what ChimeraX draws, width × height ×
+    supersample² pixels, at most {RENDER_MAX_PIXELS} (RENDER_MAX_PIXELS): a request over any of them is
+    answered 400 validation_error, its `fields` naming the bound. A view that does not fit in the session's
+    memory ({SESSION_MEMORY_MB} MB, SESSION_MEMORY_MB) at that size is answered 413 scene_too_large.
+    """
     return f.snapshot(args, session_id)
 
 
@@ -151,5 +161,24 @@ def snapshot(args, session_id):
 @bp.arguments(s.SceneQuerySchema, location="query")
 @bp.response(200, BINARY, content_type="model/gltf-binary", description="Binary glTF")
 def scene(args, session_id):
-    """The current scene as binary glTF (ChimeraX's own writer), for three.js or model-viewer"""
+    """The current scene as binary glTF (ChimeraX's own writer), for three.js or model-viewer
+
+    Structures, surfaces and maps in every style, as last shown. A scene over {SCENE_MAX_BYTES} bytes
+    (SCENE_MAX_BYTES), or showing more than {SCENE_MAX_BYTES} / 12 triangles without `instancing` (each takes
+    at least 12 bytes), or that does not fit in the session's memory ({SESSION_MEMORY_MB} MB,
+    SESSION_MEMORY_MB), is answered 413 scene_too_large.
+    """
     return f.scene(args, session_id)
+
+
+def _configured_descriptions(doc, doc_info, *, app, **kwargs):
+    """An operation's description may name settings as {SETTING}: the document
+    states this deployment's values, as the parameters' bounds do (other braces stay)."""
+    docstring = doc_info.get("docstring") or {}
+    if docstring.get("description"):
+        docstring["description"] = SETTING.sub(lambda found: str(app.config.get(found.group(1), found.group(0))),
+                                               docstring["description"])
+    return doc
+
+
+bp._prepare_doc_cbks.append(_configured_descriptions)

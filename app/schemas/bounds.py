@@ -49,5 +49,46 @@ def properties_from(config):
                 props["minimum"], props["maximum"] = validator.bounds(config)
             elif isinstance(validator, AtMostChars):
                 props["maxLength"] = _resolve(validator.limit, config)
+            elif isinstance(validator, _PartOf):
+                said = field.metadata.get("description")
+                props["description"] = "; ".join(filter(None, (said, validator.bound.describe(config))))
         return props
     return configured_bounds
+
+
+class RenderedPixels:
+    """A bound over a render's three fields: the pixels ChimeraX draws,
+    width x height x supersample² (its `save` draws the image supersample² times,
+    each with a pixel shift), at most `limit`. Each field carries `part` (which
+    checks nothing alone) so that the document states the bound on each of them;
+    the schema checks it once all three are valid (`check`)."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.part = _PartOf(self)
+
+    def limit_in(self, config):
+        return _resolve(self.limit, config)
+
+    def _stated(self, config):
+        value = self.limit_in(config)
+        return "%s (%d)" % (self.limit, value) if isinstance(self.limit, str) else "%d" % value
+
+    def describe(self, config):
+        return "width × height × supersample² (the pixels drawn) at most %s" % self._stated(config)
+
+    def check(self, width, height, supersample):
+        drawn = width * height * supersample ** 2
+        if drawn > self.limit_in(current_app.config):
+            message = ("width × height × supersample² is %d × %d × %d² = %d pixels drawn, over %s: lower "
+                       "the size or the supersampling" % (width, height, supersample, drawn,
+                                                          self._stated(current_app.config)))
+            raise ValidationError({name: [message] for name in ("width", "height", "supersample")})
+
+
+class _PartOf(validate.Validator):
+    def __init__(self, bound):
+        self.bound = bound
+
+    def __call__(self, value):
+        return value

@@ -2,11 +2,11 @@
 from datetime import datetime, timezone
 
 from flask_smorest.fields import Upload
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from ..services.workspace import FILE_NAME_PATTERN
 from ..store import STATUSES
-from .bounds import AtMostChars, Between
+from .bounds import AtMostChars, Between, RenderedPixels
 
 # Python's str.strip() and ECMAScript's \s disagree on some characters; an
 # explicit class keeps the rule the same for the server and the document.
@@ -141,13 +141,25 @@ class HistorySchema(Schema):
     limit = fields.Integer()
 
 
+# What one snapshot draws: each side bounded, and the three together.
+RENDERED = RenderedPixels("RENDER_MAX_PIXELS")
+
+
 class SnapshotQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    width = fields.Integer(load_default=800, validate=Between(1, "SNAPSHOT_MAX_PIXELS"))
-    height = fields.Integer(load_default=600, validate=Between(1, "SNAPSHOT_MAX_PIXELS"))
-    supersample = fields.Integer(load_default=3, validate=Between(1, "SNAPSHOT_MAX_SUPERSAMPLE"))
+    width = fields.Integer(load_default=800, validate=[Between(1, "SNAPSHOT_MAX_PIXELS"), RENDERED.part],
+                           metadata={"description": "pixels"})
+    height = fields.Integer(load_default=600, validate=[Between(1, "SNAPSHOT_MAX_PIXELS"), RENDERED.part],
+                            metadata={"description": "pixels"})
+    supersample = fields.Integer(load_default=3, validate=[Between(1, "SNAPSHOT_MAX_SUPERSAMPLE"), RENDERED.part],
+                                 metadata={"description": "ChimeraX draws the image supersample² times "
+                                                          "(shifted by a fraction of a pixel) and averages them"})
+
+    @validates_schema(skip_on_field_errors=True)
+    def _rendered_pixels(self, data, **kwargs):
+        RENDERED.check(data["width"], data["height"], data["supersample"])
 
 
 class FormBoolean(fields.Boolean):

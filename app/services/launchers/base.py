@@ -80,6 +80,10 @@ class Launcher(abc.ABC):
     def memory_bytes(self, state):
         return None
 
+    def address_space_bytes(self, state):
+        """The process's virtual size, what its address-space limit counts (None: unknown)."""
+        return None
+
     def refresh(self):
         """Learn the state of all its processes at once (a scheduler's one query);
         called at the start of every sweep, so that `poll` of each session is free."""

@@ -273,6 +273,13 @@ class LocalLauncher(Launcher):
         main = self._main(state)
         return processes.rss_bytes(processes.tree(main)) if main else None
 
+    def address_space_bytes(self, state):
+        main = self._main(state)
+        try:
+            return main.memory_info().vms if main else None
+        except psutil.Error:
+            return None
+
     def adoptable(self, state, marker):
         main = self._main(state)
         if main is None or not state.get("channel"):
