@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt setup.cfg | sha256sum | cut -c1-12)
 
-.PHONY: install chimerax sandbox test test-deps test-fast run bench soak which-chimerax web clean
+.PHONY: install chimerax sandbox test test-deps test-fast lint run bench soak which-chimerax web clean
 SANDBOX_USER ?= cxs-sandbox
 
 install: $(STAMP)
@@ -50,6 +50,11 @@ test-deps:
 
 test: install chimerax sandbox web test-deps
 	$(PY) -m pytest
+
+# ruff (pyflakes, isort, bugbear, pyupgrade: ruff.toml) and mypy (setup.cfg).
+lint: install
+	$(VENV)/bin/ruff check app cxs_client chimerax_agent
+	$(VENV)/bin/mypy app cxs_client chimerax_agent
 
 test-fast: install sandbox
 	$(PY) -m pytest -m "not slow"

@@ -7,6 +7,7 @@ import shlex
 import sqlalchemy as sa
 
 from config import ConfigError
+
 from .services.launchers import LAUNCHERS
 from .services.launchers.ports import parse_port_range
 from .store.models import ROLES

@@ -1,7 +1,17 @@
 """Python client for the ChimeraX session service: `Client(base_url, token)`."""
 from .client import Client, Session
-from .errors import (ApiError, BadRequest, ChimeraXFailure, CommandFailed, Conflict, Forbidden,
-                     NotFound, RateLimited, Unauthorized, Unavailable)
+from .errors import (
+                     ApiError,
+                     BadRequest,
+                     ChimeraXFailure,
+                     CommandFailed,
+                     Conflict,
+                     Forbidden,
+                     NotFound,
+                     RateLimited,
+                     Unauthorized,
+                     Unavailable,
+)
 
 __all__ = ["Client", "Session", "ApiError", "BadRequest", "ChimeraXFailure", "CommandFailed",
            "Conflict", "Forbidden", "NotFound", "RateLimited", "Unauthorized", "Unavailable"]

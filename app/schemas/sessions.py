@@ -4,7 +4,6 @@ from datetime import datetime, timezone
 from flask_smorest.fields import Upload
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from ..services.workspace import FILE_NAME_PATTERN
 from ..store import STATUSES
 from .bounds import AtMostChars, Between, RenderedPixels
 
@@ -172,7 +171,7 @@ class SessionCreateFormSchema(SessionCreateSchema):
     """The same fields sent as multipart/form-data beside a `file` part."""
     idle_timeout = fields.Integer(validate=Between(
         "SESSION_IDLE_TIMEOUT_MIN", "SESSION_IDLE_TIMEOUT_MAX", " seconds"))
-    wait = FormBoolean(load_default=True)
+    wait = FormBoolean(load_default=True)  # type: ignore[assignment]  # the form's text, not JSON's
     file = Upload(metadata={"description": "a structure or map to open (see the file part's name rule)"})
 
 

@@ -6,6 +6,8 @@ fails (the outcome is in the body's `error`). Unlike that server it listens
 where the launcher said (a Unix-domain socket or TCP) and answers only
 requests that carry the session's secret.
 """
+from contextlib import contextmanager
+from dataclasses import dataclass
 import hashlib
 import hmac
 import http.client
@@ -14,9 +16,6 @@ import os
 import socket
 import ssl
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Optional
 from urllib.parse import urlencode
 
 from .errors import ChimeraXDied, CommandDenied, CommandTimeout, SessionBusy
@@ -28,12 +27,12 @@ _LOG_LEVELS = ("note", "warning", "error", "bug")
 class Channel:
     """Where a session's agent listens, and the secret it expects."""
     secret: str
-    path: Optional[str] = None      # a Unix-domain socket, or
-    host: Optional[str] = None      # TCP host and port
-    port: Optional[int] = None
+    path: str | None = None      # a Unix-domain socket, or
+    host: str | None = None      # TCP host and port
+    port: int | None = None
     # Across hosts: TLS to a certificate the job made for itself, pinned by
     # its SHA-256 (reported through the shared file system, not the network).
-    fingerprint: Optional[str] = None
+    fingerprint: str | None = None
 
     def connect(self, timeout):
         if self.path:
@@ -107,7 +106,7 @@ class CommandResult:
     ok: bool
     log: dict
     json_values: list
-    error: dict = None
+    error: dict | None = None
     duration_ms: float = 0.0
     commands: tuple = ()        # as ChimeraX parsed them (requests with a profile)
 
@@ -135,7 +134,7 @@ def run_command(channel, command, timeout, connect_timeout=2.0, profile=None):
     try:
         status, body = _get(channel, "/run?" + urlencode({"command": command}), timeout, connect_timeout,
                             {"X-CXS-Profile": profile.wire} if profile is not None else {})
-    except (socket.timeout, TimeoutError) as err:
+    except TimeoutError as err:
         raise CommandTimeout("ChimeraX did not answer within %g s" % timeout) from err
     except (OSError, http.client.HTTPException) as err:
         raise ChimeraXDied("ChimeraX closed the connection or is not listening") from err

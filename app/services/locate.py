@@ -1,8 +1,8 @@
 """Finding a ChimeraX executable: configured path, official installs, then our runtime."""
+from dataclasses import dataclass
 import glob
 import os
 import shutil
-from dataclasses import dataclass
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEST_RUNTIME = os.path.join(PROJECT_ROOT, ".chimerax", "bin", "chimerax")

@@ -38,14 +38,14 @@ class Owner:
         return "%s/%d/%.3f" % (self.machine, self.pid, self.started)
 
     @classmethod
-    def parse(cls, text: Optional[str]) -> Optional["Owner"]:
+    def parse(cls, text: str | None) -> Optional["Owner"]:
         try:
             machine, pid, started = (text or "").rsplit("/", 2)
             return cls(machine, int(pid), float(started))
         except ValueError:
             return None
 
-    def alive(self) -> Optional[bool]:
+    def alive(self) -> bool | None:
         """True or False on its own machine; None elsewhere (cannot be told)."""
         if self.machine != MACHINE:
             return None
@@ -57,7 +57,7 @@ class Owner:
             return False
 
 
-_current = {}
+_current: dict[int, str] = {}
 
 
 def current() -> str:
@@ -69,7 +69,7 @@ def current() -> str:
     return _current[pid]
 
 
-def owner_alive(text: Optional[str]) -> Optional[bool]:
+def owner_alive(text: str | None) -> bool | None:
     """Whether the owner recorded as `text` lives; None: unknown (no owner
     recorded, or one on another machine)."""
     owner = Owner.parse(text)

@@ -4,21 +4,46 @@ Every status change is a compare-and-set in the store, so concurrent deletes,
 sweeps and start-ups from several workers settle on exactly one outcome, and
 whoever loses a transition cleans up what it alone created.
 """
+from contextlib import contextmanager
 import logging
 import os
 import shutil
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 
-from ..store import (ACTIVE, FAILED, STARTING, SUSPENDED, TERMINATED, TERMINATING,
-                     LimitReached, SessionRecord, StoreUnavailable)
+from ..store import (
+    ACTIVE,
+    FAILED,
+    STARTING,
+    SUSPENDED,
+    TERMINATED,
+    TERMINATING,
+    LimitReached,
+    SessionRecord,
+    StoreUnavailable,
+)
 from ..store.models import CREATE, CREATE_MORE, END
 from . import chimerax_client, metrics, owners, policy, render
-from .errors import (Capacity, ChimeraXDied, ChimeraXUnavailable, CommandDenied, Deleted, Forbidden,
-                     NotActive, NotFound, RenderingUnavailable, SceneTooLarge, ServiceError,
-                     SnapshotFailed, StartupFailed, StoreDown, Unreachable, UnreadableStructure, UserLimit)
+from .errors import (
+    Capacity,
+    ChimeraXDied,
+    ChimeraXUnavailable,
+    CommandDenied,
+    Deleted,
+    Forbidden,
+    NotActive,
+    NotFound,
+    RenderingUnavailable,
+    SceneTooLarge,
+    ServiceError,
+    SnapshotFailed,
+    StartupFailed,
+    StoreDown,
+    Unreachable,
+    UnreadableStructure,
+    UserLimit,
+)
 from .workspace import QuotaExceeded, Workspace, check_name
 
 log = logging.getLogger("cxs.sessions")

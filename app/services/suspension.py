@@ -32,8 +32,16 @@ import uuid
 from ..store import ACTIVE, STARTING, SUSPENDED, TERMINATED, TERMINATING, LimitReached, StoreUnavailable
 from ..store.models import SUSPEND
 from . import chimerax_client, metrics, owners
-from .errors import (Capacity, NotActive, Resuming, ServiceError, SessionFileRejected, StoreDown,
-                     SuspendFailed, UserLimit)
+from .errors import (
+    Capacity,
+    NotActive,
+    Resuming,
+    ServiceError,
+    SessionFileRejected,
+    StoreDown,
+    SuspendFailed,
+    UserLimit,
+)
 from .sessions import SETTLED
 
 log = logging.getLogger("cxs.suspension")
@@ -140,7 +148,7 @@ class Suspension:
                 claim_pool=self.settings["POOL_SIZE"] > 0, owner=owners.current())
         except LimitReached as err:
             if err.scope == "user":
-                raise UserLimit("you already have %d live sessions (the limit)" % err.limit, retry_after=30)
+                raise UserLimit("you already have %d live sessions (the limit)" % err.limit, retry_after=30) from err
             raise Capacity("the service is at capacity; try again later", retry_after=30) from err
         except StoreUnavailable as err:
             raise StoreDown("the session store is unavailable", retry_after=5) from err

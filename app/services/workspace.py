@@ -6,10 +6,10 @@ a dot (snapshot and upload scratch) are hidden. The quota covers everything
 in the folder, whoever wrote it: uploads are refused beyond it, and files a
 ChimeraX command wrote beyond it are removed (`remove_over_quota`).
 """
+from dataclasses import dataclass
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 
 from .errors import ServiceError
 
@@ -122,7 +122,7 @@ class Workspace:
         """If the folder is over quota, remove files changed at or after `since`
         (newest first) until it is not; returns their names."""
         total, recent = 0, []
-        for dirpath, dirnames, filenames in os.walk(self.path):
+        for dirpath, _dirnames, filenames in os.walk(self.path):
             for name in filenames:
                 path = os.path.join(dirpath, name)
                 try:

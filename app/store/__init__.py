@@ -2,8 +2,19 @@
 Nothing above this package writes SQL or imports a database driver."""
 from .database import StoreUnavailable, database_url
 from .leader import leader_lock
-from .models import (ACTIVE, FAILED, LIVE_STATUSES, STARTING, STATUSES, SUSPENDED, TERMINATED,
-                     TERMINATING, Principal, SessionRecord, TokenRecord)
+from .models import (
+                     ACTIVE,
+                     FAILED,
+                     LIVE_STATUSES,
+                     STARTING,
+                     STATUSES,
+                     SUSPENDED,
+                     TERMINATED,
+                     TERMINATING,
+                     Principal,
+                     SessionRecord,
+                     TokenRecord,
+)
 from .schema import SchemaMismatch
 from .store import LimitReached, Store
 

@@ -14,12 +14,12 @@ serialises them across processes and hosts:
   atomic, costs one round trip, and is released by COMMIT or by the
   server when the connection dies.
 """
+from contextlib import contextmanager
 import os
 import sqlite3
 import sys
 import threading
 import zlib
-from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -116,7 +116,7 @@ class Prepared:
     def _columns(self, dialect, description):
         # The processors depend on the types the driver reports: known after a first run.
         return [(column.key, column.type.dialect_impl(dialect).result_processor(dialect, described[1]))
-                for column, described in zip(self.statement.selected_columns, description)]
+                for column, described in zip(self.statement.selected_columns, description, strict=True)]
 
     def first(self, connection, **params):
         """The first row as a dict, or None."""
@@ -132,10 +132,10 @@ class Prepared:
             cursor.close()
         if row is None:
             return None
-        return {key: process(value) if process else value for (key, process), value in zip(columns, row)}
+        return {key: process(value) if process else value for (key, process), value in zip(columns, row, strict=True)}
 
 
-_engines = {}
+_engines: dict = {}
 _engines_lock = threading.Lock()
 
 

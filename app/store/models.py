@@ -1,6 +1,5 @@
 """Plain records the store hands out; no behaviour beyond derived values."""
 from dataclasses import dataclass, field
-from typing import Optional
 
 STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED, SUSPENDED = (
     "starting", "active", "terminating", "terminated", "failed", "suspended")
@@ -35,26 +34,26 @@ class Principal:
 class SessionRecord:
     id: str
     user: str
-    label: Optional[str]
+    label: str | None
     status: str
     created_at: float
     last_activity: float
     idle_timeout: int
     max_lifetime: int
     workspace: str
-    ended_at: Optional[float] = None
-    end_reason: Optional[str] = None
-    port: Optional[int] = None
+    ended_at: float | None = None
+    end_reason: str | None = None
+    port: int | None = None
     process: dict = field(default_factory=dict)
     health_failures: int = 0
     workspace_removed: int = 0
-    host_id: Optional[str] = None    # the service instance that started it
-    domain: Optional[str] = None     # where its process runs, as its launcher names it
-    suspended_at: Optional[float] = None
-    suspend_digest: Optional[str] = None
-    deleted_at: Optional[float] = None
-    owner: Optional[str] = None
-    operation: Optional[str] = None
+    host_id: str | None = None    # the service instance that started it
+    domain: str | None = None     # where its process runs, as its launcher names it
+    suspended_at: float | None = None
+    suspend_digest: str | None = None
+    deleted_at: float | None = None
+    owner: str | None = None
+    operation: str | None = None
 
     @classmethod
     def from_row(cls, row):
@@ -82,7 +81,7 @@ class TokenRecord:
     user: str
     role: str
     created_at: float
-    revoked_at: Optional[float]
+    revoked_at: float | None
     token_hash: str = ""
 
     @classmethod

@@ -6,18 +6,18 @@ as revision 0001), or at a revision. The service runs only at the head its
 code knows; `flask --app wsgi db upgrade` moves an older database there,
 backing a SQLite file up first.
 """
+from contextlib import contextmanager
 import fcntl
 import os
 import shutil
 import sqlite3
 import time
-from contextlib import contextmanager
 
-import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 
 from . import database
 

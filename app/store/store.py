@@ -7,9 +7,9 @@ Decisions that must not race between workers or hosts (capacity, port
 choice, the pool claim) run in `database.decision()`; status changes are
 single compare-and-set statements.
 """
+from contextlib import contextmanager
 import os
 import time
-from contextlib import contextmanager
 
 import sqlalchemy as sa
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 # Seconds since the epoch as a double: sub-millisecond on both backends
 # (PostgreSQL's REAL is 4 bytes, about 2 minutes of resolution today).
-Timestamp = sa.Double().with_variant(sa.REAL(), "sqlite")
+Timestamp: sa.types.TypeEngine[float] = sa.Double().with_variant(sa.REAL(), "sqlite")
 
 
 class JsonText(sa.types.TypeDecorator):

@@ -87,6 +87,7 @@ class Launcher(abc.ABC):
     def refresh(self):
         """Learn the state of all its processes at once (a scheduler's one query);
         called at the start of every sweep, so that `poll` of each session is free."""
+        return None
 
     def startup_allowance(self):
         """Seconds a start may wait before its process even runs (a scheduler's queue)."""

@@ -160,7 +160,7 @@ class Bubblewrap:
         _WORKING.add(key)
 
 
-_WORKING = set()
+_WORKING: set[tuple] = set()
 
 
 def _scratch_dir():
