@@ -1,9 +1,9 @@
 """The application factory: builds the app, its runtime and its scheduler."""
+from dataclasses import dataclass, field
 import logging
 import os
 import sys
 import threading
-from dataclasses import dataclass, field
 
 from flask import Flask
 
@@ -27,8 +27,8 @@ class Runtime:
     launcher: Launcher
     profiles: dict
     url: str
-    schema_problem: str = None       # set when the database is not at this code's revision
-    schedule: SweeperSchedule = None
+    schema_problem: str | None = None       # set when the database is not at this code's revision
+    schedule: SweeperSchedule | None = None
     _local: threading.local = field(default_factory=threading.local)
 
     def session_service(self, store):
@@ -153,7 +153,7 @@ def create_app(config=None, config_name=None):
     _configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     profiles = policy.default_profiles(app.config["VIEWER_ALLOW_EXTRA"], app.config["VIEWER_DENY"],
                                        app.config["ALLOW_FETCH"], app.config["SNAPSHOT_MAX_PIXELS"],
-                                       app.config["SNAPSHOT_MAX_SUPERSAMPLE"])
+                                       app.config["SNAPSHOT_MAX_SUPERSAMPLE"], app.config["RENDER_MAX_PIXELS"])
     check_settings(app.config, profiles)     # fail at start, naming the setting
 
     os.makedirs(app.config["WORKSPACE_ROOT"], mode=0o700, exist_ok=True)

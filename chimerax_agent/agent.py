@@ -28,6 +28,7 @@ return_list=True)`, the calls ChimeraX's own REST server makes, unchanged
 from 1.6 to 1.9. Checked against the PyPI library build (ChimeraX 1.7.1).
 """
 import hmac
+from http.server import BaseHTTPRequestHandler
 import json
 import os
 import queue
@@ -36,7 +37,6 @@ import socketserver
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 if "__file__" in globals():         # run as a script: its folder holds the policy
@@ -81,6 +81,11 @@ def run_commands(session, commands, profile=None):
         except NotABug as err:
             values, error = [], err
             session.logger.info(str(err))
+        except MemoryError as err:
+            # An allocation the session's memory limit refused (Python's, or a
+            # C++ extension's std::bad_alloc as ChimeraX raises it): the command
+            # failed, the session did not. Free what the command left behind.
+            values, error = [], _out_of_memory(err)
         except Exception as err:        # a ChimeraX bug: reported, not fatal to the agent
             values, error = [], err
         reply = {
@@ -98,6 +103,14 @@ def run_commands(session, commands, profile=None):
         # ChimeraX's own REST server (1.7) never answers such a command.
         reply["python values"] = [None] * len(reply["python values"])
         return 200, json.dumps(reply, default=lambda value: None)
+
+
+def _out_of_memory(err):
+    import gc
+    gc.collect()
+    detail = str(err).strip() or "an allocation failed"
+    return MemoryError("out of memory: %s (the session's memory limit; the session keeps running: "
+                       "ask for less, or close models)" % detail)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -206,7 +219,21 @@ def _doing(current):
     return {"command": text, "since": since, "seconds": round(time.monotonic() - started, 3)}
 
 
+def complete_offscreen_context():
+    """ChimeraX's glTF writer reads each 2D texture back and then calls
+    done_current() on the OpenGL context; the offscreen (OSMesa) context has
+    none, official builds included, so a map shown as planes could not be
+    exported headless. Releasing the context is nothing to do offscreen: a no-op."""
+    try:
+        from chimerax.graphics.opengl import OffScreenRenderingContext
+    except ImportError:
+        return
+    if not hasattr(OffScreenRenderingContext, "done_current"):
+        OffScreenRenderingContext.done_current = lambda self: None
+
+
 def start(session, environ=os.environ):
+    complete_offscreen_context()
     secret = environ.pop("CXS_AGENT_SECRET", "")
     fd = environ.pop("CXS_AGENT_FD", "")
     if fd:

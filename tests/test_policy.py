@@ -6,10 +6,15 @@ of it may reach a ChimeraX command function. A spy, installed inside ChimeraX
 by an admin, wraps every registered command function and records each call:
 the proof comes from inside ChimeraX, not from our reading of the line.
 """
+import json
 import logging
 import os
+import subprocess
 
 import pytest
+
+from app.services import policy
+from app.services.locate import TEST_RUNTIME
 
 from .conftest import alanin_pdb, token_header
 
@@ -246,3 +251,89 @@ def test_analysis_commands_are_allowed_and_their_file_keywords_refused(session, 
     if writes and ("saveFile" in writes or "writeSurfaceData" in writes):
         refused = run(client, alice, session_id, writes)
         assert refused.status_code == 403, refused.get_json()
+
+
+# Every registered command's argument names, as ChimeraX's parser hands them to
+# the policy (kw_args keys), from the runtime itself. `save` and `open` parse
+# their options again with the keywords of the chosen format: those count too.
+# A command the runtime only stands in for (2dlabels: no Qt here) is registered
+# by its own ChimeraX code first.
+KEYWORDS = """
+import json
+from chimerax.core.commands import cli
+
+def desc_of(info):
+    return getattr(info, "cmd_desc", None)
+
+def walk(info, prefix, found):
+    for word, sub in list(info.subcommands.items()):
+        name = (prefix + " " + word).strip()
+        if sub.is_deferred():
+            try:
+                sub.lazy_register(name)
+            except Exception:
+                continue
+        desc = desc_of(sub)
+        if desc is not None and getattr(desc, "function", None) is not None:
+            stand_in = (desc.synopsis or "").startswith("not available")
+            found[name] = None if stand_in else sorted(set(desc._required) | set(desc._optional)
+                                                       | set(desc._keyword))
+        walk(sub, name, found)
+
+found = {}
+walk(cli._command_info.commands, "", found)        # registers what the toolshed defers (stand-ins too)
+from chimerax.label import label2d
+label2d.register_label_command(session.logger)     # ChimeraX's own 2dlabels over the stand-in
+walk(cli._command_info.commands, "", found)
+for name, manager, formats, args in (("save", session.save_command, "save_data_formats", "save_args"),
+                                     ("open", session.open_command, "open_data_formats", "open_args")):
+    for data_format in getattr(manager, formats):
+        try:
+            found[name] = sorted(set(found[name]) | set(getattr(manager, args)(data_format)))
+        except Exception:
+            pass
+with open(OUT, "w") as out:
+    json.dump(found, out)
+"""
+
+
+@pytest.fixture(scope="module")
+def runtime_keywords(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keywords")
+    script, out = folder / "keywords.py", folder / "keywords.json"
+    script.write_text("OUT = %r\n" % str(out) + KEYWORDS)
+    done = subprocess.run([TEST_RUNTIME, "--nogui", "--offscreen", "--silent", "--script", str(script), "--exit"],
+                          capture_output=True, text=True, timeout=120, cwd=folder, stdin=subprocess.DEVNULL)
+    assert out.exists(), done.stdout + done.stderr
+    return json.loads(out.read_text())
+
+
+def test_every_bounded_keyword_is_a_keyword_of_its_command_in_the_runtime(runtime_keywords):
+    """A bound on a misspelt keyword (`msMapSize` bounded as `multi_shadow_map_size`)
+    bounds nothing: every keyword the profile names must be one ChimeraX parses."""
+    viewer = policy.default_profiles()["viewer"]
+    named = {}
+    for table in (viewer.bounds, viewer.texts, viewer.data_values):
+        for command, keywords in table.items():
+            named.setdefault(command, set()).update(keywords)
+    wrong = {}
+    for command, keywords in sorted(named.items()):
+        if command == "*":
+            everywhere = {k for name, known in runtime_keywords.items() if known
+                          and name.lstrip("~").split()[0] in viewer.commands for k in known}
+            missing = keywords - everywhere
+        elif runtime_keywords.get(command) is None:
+            missing = {"(no such command in the runtime)"}
+        else:
+            missing = keywords - set(runtime_keywords[command])
+        if missing:
+            wrong[command] = sorted(missing)
+    assert wrong == {}
+    # the table was read from the runtime, not from nothing
+    assert "ms_map_size" in runtime_keywords["lighting"] and "supersample" in runtime_keywords["save"]
+    assert "size" in runtime_keywords["2dlabels"]
+
+
+def test_the_keyword_check_catches_a_misspelt_bound(runtime_keywords):
+    assert "multi_shadow_map_size" not in runtime_keywords["lighting"]      # the old, silent bound
+    assert "shadow_map_size" not in runtime_keywords["lighting"]

@@ -206,10 +206,8 @@ MAP_STYLES = {
 }
 # Planes drawn with 2D textures: ChimeraX's glTF writer reads each texture back
 # and then calls done_current() on the OpenGL context, which ChimeraX's offscreen
-# (OSMesa) context lacks, official builds included. A no-op done_current, set where
-# the service loads its code into ChimeraX (chimerax_agent), lets them export
-# (checked by hand: 3 textured planes for orthoplanes, 6 for box faces).
-TEXTURED = pytest.mark.xfail(strict=True, reason="ChimeraX's OffScreenRenderingContext has no done_current()")
+# (OSMesa) context lacks, official builds included; the agent gives it a no-op
+# one (chimerax_agent/agent.py, complete_offscreen_context).
 TEXTURED_STYLES = {
     "orthoplanes": ("volume #1 style image imageMode orthoplanes",
                     lambda p: sum(textured for _, _, textured in p) == 3),
@@ -251,7 +249,6 @@ def test_a_map_exports_in_each_style(defaults, style):
 
 
 @slow
-@TEXTURED
 @pytest.mark.parametrize("style", sorted(TEXTURED_STYLES))
 def test_a_map_shown_as_textured_planes_exports(defaults, style):
     _exports(defaults, "blobs.mrc", *TEXTURED_STYLES[style])

@@ -48,7 +48,9 @@ def shown_triangles(result):
 def rendering_unavailable(error):
     """Whether ChimeraX's error says it cannot render at all (no OpenGL / OSMesa)."""
     text = error["message"].lower()
-    return "rendering" in text or "opengl" in text
+    # "Offscreen rendering is not available", "OpenGL ... not available": not a
+    # GL error of a working renderer (out of GL memory), which is the request's.
+    return "not available" in text and ("render" in text or "opengl" in text)
 
 
 def out_of_memory(error):
