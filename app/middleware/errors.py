@@ -1,6 +1,8 @@
 """One error shape everywhere: {"error": {"code", "message", "fields"?, "request_id"}}.
 
-Domain errors carry a code; this module alone decides their HTTP status.
+Domain errors declare their code and status (services/errors.py); the
+HTTP layer's own are declared here; `catalogue` is both, for the API
+document and the docs.
 Unexpected exceptions are logged with their traceback and answered with a
 bare 500 and the request id, nothing of the internals.
 """
@@ -10,44 +12,51 @@ from flask import g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from ..services import errors as service_errors
-from ..services import workspace
 from ..store import StoreUnavailable
 
 log = logging.getLogger("cxs.errors")
 
-STATUS_BY_CODE = {
-    service_errors.NotFound.code: 404,
-    service_errors.Deleted.code: 404,
-    service_errors.Forbidden.code: 403,
-    service_errors.CommandDenied.code: 403,
-    service_errors.NotActive.code: 409,
-    service_errors.SessionBusy.code: 409,
-    service_errors.UserLimit.code: 429,
-    service_errors.Capacity.code: 503,
-    service_errors.ChimeraXUnavailable.code: 503,
-    service_errors.StartupFailed.code: 503,
-    service_errors.StoreDown.code: 503,
-    service_errors.Unreachable.code: 503,
-    service_errors.ChimeraXDied.code: 502,
-    service_errors.CommandTimeout.code: 504,
-    service_errors.UnreadableStructure.code: 422,     # well-formed, but not a structure
-    service_errors.RenderingUnavailable.code: 503,
-    service_errors.SnapshotFailed.code: 502,
-    workspace.BadFile.code: 400,
-    workspace.FileNotFound.code: 404,
-    workspace.QuotaExceeded.code: 413,
-    service_errors.SceneTooLarge.code: 413,
-    service_errors.SuspendFailed.code: 502,
-    service_errors.SessionFileRejected.code: 409,
-    service_errors.Resuming.code: 409,
-}
+# The HTTP layer's own answers (request reading, auth, routing, our bugs),
+# declared like the domain errors: (status, code, when).
+HTTP_ERRORS = (
+    (400, "validation_error", "missing, extra, wrong-typed or out-of-bound fields or query values (per-field "
+                              "`fields`)"),
+    (400, "invalid_json", "a body that is not JSON"),
+    (400, "bad_request", "HTTP gunicorn cannot read"),
+    (401, "unauthorized", "no, malformed, unknown or revoked credentials"),
+    (404, "not_found", "unknown route"),
+    (405, "method_not_allowed", "wrong method (with `Allow`)"),
+    (413, "payload_too_large", "a body over MAX_CONTENT_LENGTH or an upload over MAX_UPLOAD_BYTES"),
+    (414, "uri_too_long", "a request line over gunicorn's limit_request_line"),
+    (415, "unsupported_media_type", "a body of a type the operation does not take"),
+    (431, "headers_too_large", "headers over gunicorn's limit_request_fields / limit_request_field_size"),
+    (500, "internal_error", "a bug of ours (any SQL error other than the database being down is one): the reply "
+                            "has only the request id; the traceback is in the server log"),
+)
+HTTP_CODES = {status: code for status, code, _ in HTTP_ERRORS if code not in ("validation_error", "invalid_json")}
+HTTP_CODES.update({403: "forbidden", 409: "conflict", 429: "too_many_requests", 501: "not_implemented"})
 
-HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 414: "uri_too_long",
-    415: "unsupported_media_type", 429: "too_many_requests", 431: "headers_too_large",
-    500: "internal_error", 501: "not_implemented",
-}
+
+def catalogue():
+    """Every error the API answers: {status: [(code, when), ...]}, one source
+    for the handler, the API document and the docs' table."""
+    table = {}
+    for status, code, when in HTTP_ERRORS:
+        table.setdefault(status, []).append((code, when))
+    for cls in service_errors.domain_errors():
+        if (cls.code, cls.when) not in table.setdefault(cls.status, []):
+            table[cls.status].append((cls.code, cls.when))
+    return dict(sorted(table.items()))
+
+
+def markdown():
+    """The docs' error table (generated: never edit the copy by hand)."""
+    lines = ["| status | code | when |", "|---|---|---|"]
+    for status, entries in catalogue().items():
+        lines += ["| %d | `%s` | %s |" % (status, code, when) for code, when in entries]
+    return "\n".join(lines)
+
+
 # What a client waits before retrying when the cause did not say (the API
 # document promises Retry-After on every 429 and 503).
 DEFAULT_RETRY_AFTER = {429: "30", 503: "5"}
@@ -82,7 +91,7 @@ def init_app(app):
 
     @app.errorhandler(service_errors.ServiceError)
     def _service_error(err):
-        status = STATUS_BY_CODE.get(err.code, 500)
+        status = err.status
         headers = {"Retry-After": str(int(err.retry_after))} if err.retry_after else None
         if status >= 500:
             log.warning("request %s: %s: %s", getattr(g, "request_id", "-"), err.code, err.message)
@@ -110,3 +119,7 @@ def init_app(app):
     def _unexpected(err):
         log.exception("request %s failed", getattr(g, "request_id", "-"))
         return error_response(500, "internal_error", "internal server error")
+
+
+if __name__ == "__main__":
+    print(markdown())

@@ -5,7 +5,8 @@ answers; flask-smorest validates requests with them (through our parser,
 which keeps the one error shape) and builds the OpenAPI document from the
 same objects, with this app's configured bounds. The errors a route can give
 are partly implied by what it is (authenticated; reads a body or a query)
-and partly declared (`errors`): `ERRORS` says what each status means.
+and partly declared (`errors`); what each status means comes from the
+declarations of the errors themselves (`error_responses`).
 """
 from functools import wraps
 
@@ -13,32 +14,23 @@ from flask import request
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint as SmorestBlueprint
 
-from ..middleware.errors import ApiError
+from ..middleware.errors import ApiError, catalogue
 from ..middleware.validation import RequestParser
 from ..schemas.bounds import properties_from
 from ..schemas.sessions import ErrorSchema
 
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "required": True,
                                "schema": {"type": "integer", "minimum": 0}}}
-ERRORS = {
-    400: ("Invalid request: `fields` says which field and why", None),
-    401: ("No, an invalid or a revoked token", {"WWW-Authenticate": {"schema": {"type": "string"}}}),
-    403: ("Not yours, admins only, or refused by the command policy (command_denied)", None),
-    404: ("No such session or file; session_deleted: it was ended by DELETE (listings still show it)", None),
-    409: ("The session is not in a state for this (session_not_active, session_busy, "
-          "session_resuming, session_file_rejected)", None),
-    413: ("Body over MAX_CONTENT_LENGTH / MAX_UPLOAD_BYTES, workspace quota, or scene over "
-          "SCENE_MAX_BYTES", None),
-    414: ("Request line over gunicorn's limit_request_line (uri_too_long)", None),
-    415: ("Content-Type not one the operation accepts", None),
-    422: ("The file is not one ChimeraX can open (unreadable_structure)", None),
-    429: ("A per-user limit (live or suspended sessions)", RETRY_AFTER),
-    431: ("Headers over gunicorn's limit_request_fields / limit_request_field_size (headers_too_large)", None),
-    500: ("A bug of ours: the request id is logged with the traceback", None),
-    502: ("ChimeraX failed this request (died, snapshot or suspend failed)", None),
-    503: ("A dependency is unavailable (store, ChimeraX, capacity, rendering)", RETRY_AFTER),
-    504: ("ChimeraX did not answer within COMMAND_TIMEOUT", None),
-}
+HEADERS = {401: {"WWW-Authenticate": {"schema": {"type": "string"}}}, 429: RETRY_AFTER, 503: RETRY_AFTER}
+
+
+def error_responses():
+    """{status: (description, headers)} of the document's error responses, from
+    the one declaration of every error (middleware/errors.py `catalogue`)."""
+    return {status: ("; ".join("`%s`: %s" % entry for entry in entries), HEADERS.get(status))
+            for status, entries in catalogue().items()}
+
+
 BODY_LOCATIONS = {"json": "application/json", "multipart": "multipart/form-data"}
 
 
@@ -59,7 +51,7 @@ class Api(SmorestApi):
         self.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
         self.spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header",
                                                         "name": "X-API-Key"})
-        for status, (description, headers) in ERRORS.items():
+        for status, (description, headers) in error_responses().items():
             response = {"description": description,
                         "content": {"application/json": {"schema": "Error"}}}
             if headers:

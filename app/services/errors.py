@@ -1,8 +1,13 @@
-"""Domain errors. Each carries a stable `code`; the HTTP layer maps codes to statuses."""
+"""Domain errors, one declaration each: its stable `code`, its HTTP `status`
+and `when` it happens. The HTTP layer answers with that status
+(middleware/errors.py) and the API document and docs' error table are made
+from these same classes (`catalogue`), so no second list can disagree."""
 
 
 class ServiceError(Exception):
     code = "error"
+    status = 500
+    when = ""
 
     def __init__(self, message, retry_after=None):
         super().__init__(message)
@@ -11,94 +16,107 @@ class ServiceError(Exception):
 
 
 class NotFound(ServiceError):
-    code = "not_found"
+    code, status, when = "not_found", 404, "unknown or malformed session id"
+
+
+class Deleted(ServiceError):
+    code, status = "session_deleted", 404
+    when = "the session was ended by DELETE (listings still show it, for accounting)"
 
 
 class Forbidden(ServiceError):
-    code = "forbidden"
-
-
-class NotActive(ServiceError):
-    code = "session_not_active"
-
-
-class UserLimit(ServiceError):
-    code = "user_session_limit"
-
-
-class Capacity(ServiceError):
-    code = "capacity_exhausted"
-
-
-class ChimeraXUnavailable(ServiceError):
-    """No ChimeraX executable, or the store is unreachable: try again later."""
-    code = "chimerax_unavailable"
-
-
-class StartupFailed(ServiceError):
-    code = "startup_failed"
-
-
-class ChimeraXDied(ServiceError):
-    code = "chimerax_died"
-
-
-class CommandTimeout(ServiceError):
-    code = "command_timeout"
-
-
-class StoreDown(ServiceError):
-    code = "store_unavailable"
-
-
-class Unreachable(ServiceError):
-    """The session's process runs where this instance's launcher cannot reach."""
-    code = "session_unreachable"
-
-
-class SessionBusy(ServiceError):
-    """The session's ChimeraX is running another command: one at a time."""
-    code = "session_busy"
+    code, status, when = "forbidden", 403, "another user's session, or an admin's route"
 
 
 class CommandDenied(ServiceError):
-    code = "command_denied"
+    code, status, when = "command_denied", 403, "the command policy refused the command (naming it and why)"
 
     def __init__(self, message, verb):
         super().__init__(message)
         self.verb = verb
 
 
-class Deleted(ServiceError):
-    """Ended by DELETE: the session no longer exists (404; its record stays in listings, for accounting)."""
-    code = "session_deleted"
+class NotActive(ServiceError):
+    code, status, when = "session_not_active", 409, "the session is not in a state for this (not active, ended)"
 
 
-class UnreadableStructure(ServiceError):
-    code = "unreadable_structure"
-
-
-class RenderingUnavailable(ServiceError):
-    code = "rendering_unavailable"
-
-
-class SnapshotFailed(ServiceError):
-    code = "snapshot_failed"
-
-
-class SceneTooLarge(ServiceError):
-    code = "scene_too_large"
-
-
-class SuspendFailed(ServiceError):
-    code = "suspend_failed"
+class SessionBusy(ServiceError):
+    code, status = "session_busy", 409
+    when = "another command of the same session is running (one at a time; with what and since when)"
 
 
 class SessionFileRejected(ServiceError):
-    """A suspended session's file does not match the HMAC the service recorded."""
-    code = "session_file_rejected"
+    code, status = "session_file_rejected", 409
+    when = "a suspended session's file does not match the HMAC the service recorded: never opened"
 
 
 class Resuming(ServiceError):
-    """The session is suspended and being resumed: retry shortly."""
-    code = "session_resuming"
+    code, status, when = "session_resuming", 409, "the session was suspended and is being resumed (`Retry-After`)"
+
+
+class UnreadableStructure(ServiceError):
+    code, status, when = "unreadable_structure", 422, "a file ChimeraX cannot open (create with a file)"
+
+
+class SceneTooLarge(ServiceError):
+    code, status = "scene_too_large", 413
+    when = ("a scene over SCENE_MAX_BYTES, or a render or export the session's memory (SESSION_MEMORY_MB) "
+            "cannot hold")
+
+
+class UserLimit(ServiceError):
+    code, status = "user_session_limit", 429
+    when = "the user has MAX_SESSIONS_PER_USER live or MAX_SUSPENDED_PER_USER suspended sessions (`Retry-After`)"
+
+
+class ChimeraXDied(ServiceError):
+    code, status, when = "chimerax_died", 502, "ChimeraX died during the request"
+
+
+class SnapshotFailed(ServiceError):
+    code, status, when = "snapshot_failed", 502, "ChimeraX could not render or export what was asked"
+
+
+class SuspendFailed(ServiceError):
+    code, status, when = "suspend_failed", 502, "ChimeraX could not save the session to suspend it"
+
+
+class Capacity(ServiceError):
+    code, status, when = "capacity_exhausted", 503, "MAX_SESSIONS reached (`Retry-After`)"
+
+
+class ChimeraXUnavailable(ServiceError):
+    code, status, when = "chimerax_unavailable", 503, "no ChimeraX executable was found (`Retry-After`)"
+
+
+class StartupFailed(ServiceError):
+    code, status, when = "startup_failed", 503, "ChimeraX could not be started (`Retry-After`)"
+
+
+class StoreDown(ServiceError):
+    code, status = "store_unavailable", 503
+    when = "the database is down: locked, read-only, unreachable (`Retry-After`)"
+
+
+class Unreachable(ServiceError):
+    code, status = "session_unreachable", 503
+    when = "the session's process runs where this instance cannot reach (`Retry-After`)"
+
+
+class RenderingUnavailable(ServiceError):
+    code, status, when = "rendering_unavailable", 503, "this ChimeraX cannot render offscreen (no OSMesa)"
+
+
+class CommandTimeout(ServiceError):
+    code, status, when = "command_timeout", 504, "ChimeraX did not answer within COMMAND_TIMEOUT"
+
+
+def domain_errors():
+    """Every ServiceError subclass the service defines, wherever it is declared."""
+    from . import workspace  # noqa: F401  (declares the file errors)
+    found, todo = [], list(ServiceError.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found

@@ -32,15 +32,15 @@ FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(?:%s)$" % "|".join(map(_any_ca
 
 
 class BadFile(ServiceError):
-    code = "bad_file"
+    code, status, when = "bad_file", 400, "a file name or upload the workspace does not take (naming the rule)"
 
 
 class FileNotFound(ServiceError):
-    code = "file_not_found"
+    code, status, when = "file_not_found", 404, "no such file in the session's workspace"
 
 
 class QuotaExceeded(ServiceError):
-    code = "quota_exceeded"
+    code, status, when = "quota_exceeded", 413, "the workspace would be over WORKSPACE_QUOTA_MB"
 
 
 @dataclass
