@@ -3,6 +3,8 @@ implementations, and the one place that picks one (`LAUNCHER`). Nothing
 outside this package knows where a process runs."""
 import os
 
+from chimerax_agent import AGENT_SCRIPT
+
 from ..locate import find_chimerax
 from .base import Launcher
 from .local import Limits, LocalLauncher, machine_domain
@@ -10,9 +12,6 @@ from .ports import parse_port_range
 from .sandbox import Bubblewrap, NoSandbox, SandboxUnavailable, choose_sandbox
 from .slurm import SlurmLauncher, cluster_domain
 from .slurm_cli import Slurm
-
-AGENT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))), "chimerax_agent", "agent.py")
 
 
 def local_launcher(config, service_id):
