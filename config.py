@@ -1,8 +1,13 @@
-"""Configuration: every setting has a default here and an environment override.
+"""Configuration: one declaration per setting (`SETTINGS`: name, type, default,
+bounds or choices, what it does), from which the values are read from the
+environment, a value that cannot be used is refused naming its variable,
+app/settings.py checks the whole, and the docs' configuration table is made
+(`python -m config`; a test checks the docs hold exactly that).
 
 `create_app()` takes one of the classes below (chosen by APP_ENV, default
 production) and then a mapping of overrides; tests pass a mapping.
 """
+from dataclasses import dataclass
 import os
 import socket
 
@@ -15,24 +20,57 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names the variable."""
 
 
-def _env(name, default, cast=str):
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if cast is bool:
-        value = BOOLEANS.get(raw.strip().lower())
-        if value is None:
-            raise ConfigError("%s=%r is not a boolean (use one of: %s)" % (name, raw, ", ".join(BOOLEANS)))
-        return value
-    try:
-        return cast(raw.strip())
-    except ValueError:
-        raise ConfigError("%s=%r is not %s" % (name, raw, "an integer" if cast is int else "a number")) \
-            from None
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: object            # str, int, float, bool, list (comma-separated), dict (name=value pairs)
+    default: object         # in the environment's text for list and dict
+    doc: str
+    shown: str = ""         # how the docs show a default computed here (a path, the host name)
+    positive: bool = False
+    not_negative: bool = False
+    choices: tuple = ()
+    server: bool = False    # read by gunicorn.conf.py, not the app
+
+    def read(self, environ=os.environ):
+        raw = environ.get(self.name)
+        if self.kind in (list, dict):
+            return _pairs(self.name, raw or self.default) if self.kind is dict else _list(raw or self.default)
+        if raw is None or raw == "":
+            return self.default
+        if self.kind is bool:
+            value = BOOLEANS.get(raw.strip().lower())
+            if value is None:
+                raise ConfigError("%s=%r is not a boolean (use one of: %s)" % (self.name, raw, ", ".join(BOOLEANS)))
+            return value
+        try:
+            return self.kind(raw.strip())
+        except ValueError:
+            raise ConfigError("%s=%r is not %s" % (self.name, raw, "an integer" if self.kind is int
+                                                     else "a number")) from None
+
+    def default_text(self):
+        if self.shown:
+            return self.shown
+        if self.default in ("", None):
+            return "*(none)*"
+        if self.kind is bool:
+            return "`%s`" % str(self.default).lower()
+        if self.kind is float and float(self.default).is_integer():
+            return "`%d`" % self.default
+        return "`%s`" % self.default
+
+    def rule_text(self):
+        if self.choices:
+            return " (one of %s)" % ", ".join("`%s`" % c for c in self.choices)
+        if self.positive:
+            return " (> 0)"
+        if self.not_negative:
+            return " (≥ 0)"
+        return ""
 
 
-def _pairs(name, default):
-    raw = _env(name, default)
+def _pairs(name, raw):
     pairs = {}
     for part in _list(raw):
         key, sep, value = part.partition("=")
@@ -46,122 +84,265 @@ def _list(raw):
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-class Config:
-    # Store and files (README "Operating"): a SQLAlchemy URL; DATABASE_PATH is
-    # the shorthand for a SQLite file, used when DATABASE_URL is empty.
-    DATABASE_URL = _env("DATABASE_URL", "")
-    DATABASE_PATH = _env("DATABASE_PATH", os.path.join(HERE, "instance", "sessions.sqlite3"))
-    HOST_ID = _env("HOST_ID", socket.gethostname())    # this instance, among those sharing the store
-    WORKSPACE_ROOT = _env("WORKSPACE_ROOT", os.path.join(HERE, "instance", "workspaces"))
+SETTINGS = (
+    # Store and files (docs: Operating)
+    Setting("DATABASE_URL", str, "",
+            'the store as a SQLAlchemy URL: `sqlite:////abs/path.sqlite3` or '
+            '`postgresql+psycopg://user:password@host/db` (several hosts)', shown='*(empty)*'),
+    Setting("DATABASE_PATH", str, os.path.join(HERE, "instance", "sessions.sqlite3"),
+            'shorthand for a SQLite file (WAL), used when `DATABASE_URL` is empty', shown='`instance/sessions.sqlite3`'),
+    Setting("HOST_ID", str, socket.gethostname(),
+            'this instance among those sharing the store; recorded with each session it starts', shown='the host name'),
+    Setting("WORKSPACE_ROOT", str, os.path.join(HERE, "instance", "workspaces"),
+            'one working directory per session, removed when it ends', shown='`instance/workspaces`'),
 
     # ChimeraX processes
-    LAUNCHER = _env("LAUNCHER", "local")               # where they run: local (this machine) | slurm
-    CHIMERAX_PATH = _env("CHIMERAX_PATH", "")          # empty: search the usual places
-    CHIMERAX_PORT_RANGE = _env("CHIMERAX_PORT_RANGE", "6100-6199")  # or "0": ChimeraX picks
-    CHIMERAX_OFFSCREEN = _env("CHIMERAX_OFFSCREEN", True, bool)
-    STARTUP_TIMEOUT = _env("STARTUP_TIMEOUT", 60.0, float)
-    COMMAND_TIMEOUT = _env("COMMAND_TIMEOUT", 30.0, float)          # s the API waits for a reply
-    COMMAND_MAX_RUNTIME = _env("COMMAND_MAX_RUNTIME", 600.0, float)  # s a command may run at all
-    STOP_GRACE_PERIOD = _env("STOP_GRACE_PERIOD", 5.0, float)
+    Setting("LAUNCHER", str, "local",
+            'where ChimeraX processes run: `local` (this machine, in its sandbox: '
+            '[threat-model.md](threat-model.md)) or `slurm` (one job per session: [scaling.md](scaling.md))', choices=("local", "slurm")),
+    Setting("CHIMERAX_PATH", str, "",
+            'executable; unset: `ChimeraX`/`chimerax` on `PATH`, `/usr/bin/chimerax`, '
+            '`/opt/UCSF/ChimeraX*/bin/ChimeraX`, …, then `.chimerax/bin/chimerax`', shown='*(search)*'),
+    Setting("CHIMERAX_PORT_RANGE", str, "6100-6199",
+            'agent TCP ports handed out when unsandboxed (reserved in the store, taken ports '
+            'skipped); `0`: the agent picks and announces its port. Sandboxed sessions use a Unix '
+            'socket'),
+    Setting("CHIMERAX_OFFSCREEN", bool, True,
+            'pass `--offscreen` (OSMesa rendering)', shown='`true`'),
+    Setting("STARTUP_TIMEOUT", float, 60.0,
+            's until ChimeraX must be ready, else `startup_failed`', shown='`60`', positive=True),
+    Setting("COMMAND_TIMEOUT", float, 30.0,
+            "s the API waits for a command's reply, else 504 (the command may go on: the session "
+            'answers `session_busy` meanwhile)', shown='`30`', positive=True),
+    Setting("COMMAND_MAX_RUNTIME", float, 600.0,
+            's a command may run at all; past it the sweeper ends the session (`command_timeout`)', shown='`600`', positive=True),
+    Setting("STOP_GRACE_PERIOD", float, 5.0,
+            's between SIGTERM and SIGKILL to the process group', shown='`5`', not_negative=True),
 
     # The OS sandbox around each ChimeraX (README "Threat model")
-    SANDBOX = _env("SANDBOX", "auto")                  # auto (bwrap where it works) | bwrap | none
-    SANDBOX_USER = _env("SANDBOX_USER", "cxs-sandbox")  # ChimeraX's own uid when the service is root
-    SANDBOX_READONLY_PATHS = _list(_env("SANDBOX_READONLY_PATHS", ""))
-    SANDBOX_TMP_MB = _env("SANDBOX_TMP_MB", 64, int)   # private /tmp (and $HOME) inside
-    SANDBOX_MAX_PROCESSES = _env("SANDBOX_MAX_PROCESSES", 4096, int)  # all processes of SANDBOX_USER
-    SESSION_MEMORY_MB = _env("SESSION_MEMORY_MB", 4096, int)   # address space of each ChimeraX process
-    SESSION_MAX_OPEN_FILES = _env("SESSION_MAX_OPEN_FILES", 1024, int)
-    CONTROL_DIR = _env("CONTROL_DIR", "")      # empty: <WORKSPACE_ROOT>/.control
+    Setting("SANDBOX", str, "auto",
+            '`bwrap` (required: start fails if it cannot work), `auto` (bwrap where it works, else '
+            'none with a warning), `none` (warning)', choices=("auto", "bwrap", "none")),
+    Setting("SANDBOX_USER", str, "cxs-sandbox",
+            'uid ChimeraX runs as when the service is root (created by the Makefile)'),
+    Setting("SANDBOX_READONLY_PATHS", list, "",
+            'comma-separated extra folders shown read-only (installations spread over several '
+            'directories)', shown='*(none)*'),
+    Setting("SANDBOX_TMP_MB", int, 64,
+            'size of the private `/tmp` (also `$HOME`) inside'),
+    Setting("SANDBOX_MAX_PROCESSES", int, 4096,
+            'processes and threads of `SANDBOX_USER`, all sessions together (RLIMIT_NPROC)'),
+    Setting("SESSION_MEMORY_MB", int, 4096,
+            'address space of each ChimeraX process (RLIMIT_AS)'),
+    Setting("SESSION_MAX_OPEN_FILES", int, 1024,
+            'open files of each ChimeraX process'),
+    Setting("CONTROL_DIR", str, "",
+            'logs, stdin FIFOs and channel sockets of the processes (0700)', shown='`<WORKSPACE_ROOT>/.control`'),
 
     # LAUNCHER=slurm (docs/scaling.md): one job per session; WORKSPACE_ROOT
     # and CONTROL_DIR on a file system the nodes share.
-    SLURM_PARTITION = _env("SLURM_PARTITION", "")      # empty: the cluster's default
-    SLURM_ACCOUNT = _env("SLURM_ACCOUNT", "")
-    SLURM_EXTRA_ARGS = _env("SLURM_EXTRA_ARGS", "")    # more sbatch options, shell-quoted
-    SLURM_PENDING_TIMEOUT = _env("SLURM_PENDING_TIMEOUT", 300.0, float)  # s a job may wait in the queue
-    SLURM_POLL_INTERVAL = _env("SLURM_POLL_INTERVAL", 5.0, float)  # s between squeue calls of a process
-    SLURM_SCRIPT_TEMPLATE = _env("SLURM_SCRIPT_TEMPLATE", "")   # empty: the shipped session.sbatch
-    SLURM_CONF = _env("SLURM_CONF", "")                # empty: Slurm's own default
-    SLURM_CLUSTER = _env("SLURM_CLUSTER", "default")   # names the cluster's sessions in the store
-    SLURM_BIND_ADDRESS = _env("SLURM_BIND_ADDRESS", "")  # empty: each node's NodeAddr
+    Setting("SLURM_PARTITION", str, "",
+            'the partition session jobs are submitted to', shown='*(cluster default)*'),
+    Setting("SLURM_ACCOUNT", str, "",
+            'the account session jobs are charged to', shown='*(cluster default)*'),
+    Setting("SLURM_EXTRA_ARGS", str, "",
+            'more `sbatch` options, shell-quoted (e.g. `--qos=interactive`)', shown='*(none)*'),
+    Setting("SLURM_PENDING_TIMEOUT", float, 300.0,
+            "s a session's job may wait in the queue (its `pending_reason` shown meanwhile), then "
+            '`startup_failed` and cancelled', shown='`300`'),
+    Setting("SLURM_POLL_INTERVAL", float, 5.0,
+            's between the batched `squeue` calls of one service process (sweeps always ask once, for'
+            ' all jobs)', shown='`5`'),
+    Setting("SLURM_SCRIPT_TEMPLATE", str, "",
+            'the batch script (`$python`, `$project`, `$spec` filled in)', shown='`app/services/launchers/session.sbatch`'),
+    Setting("SLURM_CONF", str, "",
+            "the cluster's `slurm.conf`", shown="*(Slurm's)*"),
+    Setting("SLURM_CLUSTER", str, "default",
+            "the name the cluster's sessions carry in the store"),
+    Setting("SLURM_BIND_ADDRESS", str, "",
+            "address a job's channel listens on", shown="*(each node's `NodeAddr`)*"),
 
     # Sessions and limits
-    MAX_SESSIONS = _env("MAX_SESSIONS", 10, int)
-    MAX_SESSIONS_PER_USER = _env("MAX_SESSIONS_PER_USER", 3, int)
-    SESSION_IDLE_TIMEOUT = _env("SESSION_IDLE_TIMEOUT", 1800, int)
-    SESSION_IDLE_TIMEOUT_MIN = _env("SESSION_IDLE_TIMEOUT_MIN", 1, int)
-    SESSION_IDLE_TIMEOUT_MAX = _env("SESSION_IDLE_TIMEOUT_MAX", 86400, int)
-    SESSION_MAX_LIFETIME = _env("SESSION_MAX_LIFETIME", 86400, int)
-    ACTIVITY_WRITE_INTERVAL = _env("ACTIVITY_WRITE_INTERVAL", 5.0, float)
-    MAX_CONTENT_LENGTH = _env("MAX_CONTENT_LENGTH", 1024 * 1024, int)
-    MAX_COMMAND_LENGTH = _env("MAX_COMMAND_LENGTH", 10000, int)
-    MAX_UPLOAD_BYTES = _env("MAX_UPLOAD_BYTES", 50 * 1024 * 1024, int)
-    WORKSPACE_QUOTA_MB = _env("WORKSPACE_QUOTA_MB", 200, int)
-    SNAPSHOT_MAX_PIXELS = _env("SNAPSHOT_MAX_PIXELS", 4096, int)       # per side
-    SNAPSHOT_MAX_SUPERSAMPLE = _env("SNAPSHOT_MAX_SUPERSAMPLE", 4, int)
+    Setting("MAX_SESSIONS", int, 10,
+            'live sessions (and pooled processes) on this machine, whichever instances started them '
+            '(503 beyond)', positive=True),
+    Setting("MAX_SESSIONS_PER_USER", int, 3,
+            'live sessions per user (429 beyond)', positive=True),
+    Setting("SESSION_IDLE_TIMEOUT", int, 1800,
+            's without commands or heartbeats before the sweeper suspends or ends a session '
+            '(`IDLE_ACTION`)', positive=True),
+    Setting("SESSION_IDLE_TIMEOUT_MIN", int, 1,
+            "lower bound of a client's `idle_timeout`"),
+    Setting("SESSION_IDLE_TIMEOUT_MAX", int, 86400,
+            "upper bound of a client's `idle_timeout`"),
+    Setting("SESSION_MAX_LIFETIME", int, 86400,
+            's after creation when a session ends whatever its activity', positive=True),
+    Setting("ACTIVITY_WRITE_INTERVAL", float, 5.0,
+            's: command activity is written at most this often', shown='`5`'),
+    Setting("MAX_CONTENT_LENGTH", int, 1024 * 1024,
+            'bytes per request body (413 beyond)', shown='`1048576`'),
+    Setting("MAX_COMMAND_LENGTH", int, 10000,
+            'characters per command line'),
+    Setting("MAX_UPLOAD_BYTES", int, 50 * 1024 * 1024,
+            'bytes per uploaded file (413 beyond)', shown='`52428800`'),
+    Setting("WORKSPACE_QUOTA_MB", int, 200,
+            'everything in a workspace, uploads and what ChimeraX writes (413 beyond); also the '
+            'largest file ChimeraX may write', not_negative=True),
+    Setting("SNAPSHOT_MAX_PIXELS", int, 4096,
+            "largest snapshot `width` and `height`, and of a viewer's image `save` (400 beyond)", positive=True),
+    Setting("SNAPSHOT_MAX_SUPERSAMPLE", int, 4,
+            'largest snapshot `supersample` (400 beyond)', positive=True),
     # What one render draws, width x height x supersample² pixels, for the snapshot
     # route and every image `save`: ChimeraX draws the width x height image
     # supersample² times (its time), in about 28 bytes of address space a pixel
     # of width x height (measured; README "Configuration").
-    RENDER_MAX_PIXELS = _env("RENDER_MAX_PIXELS", 4096 * 4096, int)
-    SCENE_MAX_BYTES = _env("SCENE_MAX_BYTES", 50 * 1024 * 1024, int)   # a scene.glb larger: 413
-    HISTORY_MAX = _env("HISTORY_MAX", 1000, int)       # commands kept per session (oldest go first)
+    Setting("RENDER_MAX_PIXELS", int, 4096 * 4096,
+            'pixels one snapshot draws, width × height × supersample² (ChimeraX draws the image '
+            'supersample² times; 400 beyond, naming it). Measured on the test runtime in the sandbox '
+            'at `SESSION_MEMORY_MB=4096`: a render takes 25–32 bytes of address space a pixel of '
+            'width × height, whatever the supersampling (4096 × 4096: +0.4–0.5 GB), and at the bound '
+            '0.7 s of an empty scene, 1.7 s of a structure in sticks and cartoon, 11 s of one '
+            'surfaced, lit (`lighting full`) and with a map shown as an image', shown='`16777216`', positive=True),
+    Setting("SCENE_MAX_BYTES", int, 50 * 1024 * 1024,
+            'largest `scene.glb` served; a scene showing more than `SCENE_MAX_BYTES` / 12 triangles '
+            'without `instancing` is refused before it is built (413 `scene_too_large` either way)', shown='`52428800`', positive=True),
+    Setting("HISTORY_MAX", int, 1000,
+            "commands kept in each session's history (the oldest go first)", positive=True),
 
     # Warm pool: ready processes waiting for sessions (0 disables)
-    POOL_SIZE = _env("POOL_SIZE", 2, int)
-    POOL_MAX_AGE = _env("POOL_MAX_AGE", 3600, int)            # s before a pooled process is recycled
-    POOL_CHECK_INTERVAL = _env("POOL_CHECK_INTERVAL", 1.0, float)
+    Setting("POOL_SIZE", int, 2,
+            'warm pool of ready ChimeraX processes per host (0 disables); they count against '
+            '`MAX_SESSIONS`', not_negative=True),
+    Setting("POOL_MAX_AGE", int, 3600,
+            's before an idle pooled process is recycled'),
+    Setting("POOL_CHECK_INTERVAL", float, 1.0,
+            's between pool refills by the sweeper leader', shown='`1`'),
 
     # Suspend and resume: a suspended session keeps its workspace and a saved
     # ChimeraX session file, and no process.
-    IDLE_ACTION = _env("IDLE_ACTION", "suspend")           # at the idle timeout: suspend | terminate
-    AUTO_RESUME = _env("AUTO_RESUME", True, bool)          # a command or heartbeat resumes it
-    MAX_SUSPENDED_PER_USER = _env("MAX_SUSPENDED_PER_USER", 10, int)
-    SUSPENDED_RETENTION = _env("SUSPENDED_RETENTION", 7 * 86400, int)   # s, then deleted
-    SUSPEND_DIR = _env("SUSPEND_DIR", "")      # empty: <WORKSPACE_ROOT>/.suspended (the service's only)
+    Setting("IDLE_ACTION", str, "suspend",
+            'at the idle timeout: `suspend` or `terminate`', choices=("suspend", "terminate")),
+    Setting("AUTO_RESUME", bool, True,
+            'a command or heartbeat to a suspended session resumes it (409 `session_resuming` '
+            'meanwhile)', shown='`true`'),
+    Setting("MAX_SUSPENDED_PER_USER", int, 10,
+            'suspended sessions per user (429 beyond)', not_negative=True),
+    Setting("SUSPENDED_RETENTION", int, 7 * 86400,
+            's a suspended session is kept, then deleted (`suspended_expired`)', shown='`604800`', not_negative=True),
+    Setting("SUSPEND_DIR", str, "",
+            "where suspended sessions' files are kept (0700, outside every workspace)", shown='`<WORKSPACE_ROOT>/.suspended`'),
 
     # Reliability
-    FAILED_RETENTION = _env("FAILED_RETENTION", 3600, int)   # s a failed session's files stay
-    MAX_RSS_MB = _env("MAX_RSS_MB", 0, int)                   # per ChimeraX; 0 = no limit
-    ADOPT_ON_START = _env("ADOPT_ON_START", True, bool)
-    SHUTDOWN_TERMINATES_SESSIONS = _env("SHUTDOWN_TERMINATES_SESSIONS", False, bool)
-    STORE_BUSY_TIMEOUT = _env("STORE_BUSY_TIMEOUT", 5.0, float)
+    Setting("FAILED_RETENTION", int, 3600,
+            "s a crashed/unhealthy/over-memory session's files stay downloadable", not_negative=True),
+    Setting("MAX_RSS_MB", int, 0,
+            'resident memory limit per ChimeraX; above it the sweeper ends it (`memory_limit`)', shown='`0` (off)', not_negative=True),
+    Setting("ADOPT_ON_START", bool, True,
+            'on start, adopt sessions whose ChimeraX survived; `false`: end them all', shown='`true`'),
+    Setting("SHUTDOWN_TERMINATES_SESSIONS", bool, False,
+            'on SIGTERM, end every session (`server_shutdown`) instead of leaving them for adoption', shown='`false`'),
+    Setting("STORE_BUSY_TIMEOUT", float, 5.0,
+            's to wait for a locked database before answering 503', shown='`5`', positive=True),
 
     # Sweeper
-    SWEEPER_ENABLED = _env("SWEEPER_ENABLED", True, bool)
-    SWEEP_INTERVAL = _env("SWEEP_INTERVAL", 30.0, float)
-    HEALTH_CHECK_TIMEOUT = _env("HEALTH_CHECK_TIMEOUT", 5.0, float)
-    HEALTH_CHECK_FAILURES = _env("HEALTH_CHECK_FAILURES", 3, int)
+    Setting("SWEEPER_ENABLED", bool, True,
+            "run the sweeper and the warm pool's upkeep in this instance's workers (one of them "
+            'leads); `false`: another instance must', shown='`true`'),
+    Setting("SWEEP_INTERVAL", float, 30.0,
+            's between sweeps (≤ 0 disables)', shown='`30`'),
+    Setting("HEALTH_CHECK_TIMEOUT", float, 5.0,
+            "s for the sweeper's ping of each active session", shown='`5`', positive=True),
+    Setting("HEALTH_CHECK_FAILURES", int, 3,
+            'failed pings in a row before the process is killed (`unhealthy`)', positive=True),
 
     # Auth
-    TRUSTED_PROXIES = _list(_env("TRUSTED_PROXIES", ""))
-    ADMIN_USERS = _list(_env("ADMIN_USERS", ""))   # trusted-proxy users with the admin role
+    Setting("TRUSTED_PROXIES", list, "",
+            'comma-separated peer addresses allowed to set `X-Remote-User`', shown='*(none)*'),
+    Setting("ADMIN_USERS", list, "",
+            'comma-separated proxy users with the admin role', shown='*(none)*'),
 
     # Command policy (see README "Command policy"): role -> profile; the
     # viewer profile's allowlist can be widened or narrowed by name.
-    ROLE_PROFILES = _pairs("ROLE_PROFILES", "user=viewer,admin=trusted")
-    VIEWER_ALLOW_EXTRA = _list(_env("VIEWER_ALLOW_EXTRA", ""))
-    VIEWER_DENY = _list(_env("VIEWER_DENY", ""))
-    ALLOW_FETCH = _env("ALLOW_FETCH", False, bool)
+    Setting("ROLE_PROFILES", dict, "user=viewer,admin=trusted",
+            'command policy profile per role'),
+    Setting("VIEWER_ALLOW_EXTRA", list, "",
+            'command families added to the viewer allowlist (comma-separated)', shown='*(none)*'),
+    Setting("VIEWER_DENY", list, "",
+            'command families removed from the viewer allowlist (comma-separated)', shown='*(none)*'),
+    Setting("ALLOW_FETCH", bool, False,
+            'allow `open <PDB id>` database fetches', shown='`false`'),
 
-    METRICS_TOKEN = _env("METRICS_TOKEN", "")     # bearer token for /metrics besides admin tokens
+    Setting("METRICS_TOKEN", str, "",
+            'bearer token accepted for `/metrics` only (admin tokens work too)', shown='*(none)*'),
 
-    LOG_LEVEL = _env("LOG_LEVEL", "INFO")
-    LOG_FORMAT = _env("LOG_FORMAT", "text")        # "text" or "json"
+    Setting("LOG_LEVEL", str, "INFO",
+            '`DEBUG`, `INFO`, `WARNING` or `ERROR`'),
+    Setting("LOG_FORMAT", str, "text",
+            '`json`: one JSON object per line, with the request id', choices=("text", "json")),
+
+    # gunicorn.conf.py's (the server's, not the app's)
+    Setting("BIND", str, "127.0.0.1:8000", "address and port gunicorn listens on", server=True),
+    Setting("WORKERS", int, 4, "gunicorn worker processes", server=True, positive=True),
+    Setting("WORKER_CLASS", str, "app.gunicorn_worker.Worker",
+            "gunicorn worker class (gthread, answering what gunicorn cannot read in the one error shape)",
+            server=True),
+    Setting("THREADS", int, 16, "threads of each gthread worker", server=True, positive=True),
+    Setting("WORKER_CONNECTIONS", int, 0, "connections a worker holds at once", shown="= `THREADS`",
+            server=True, not_negative=True),
+    Setting("GUNICORN_TIMEOUT", int, 120, "s a worker may be silent before gunicorn restarts it", server=True,
+            positive=True),
+    Setting("CLIENT_READ_TIMEOUT", float, 10.0, "s a client may stall while sending a request before it is dropped",
+            server=True, positive=True),
+    Setting("MAX_REQUESTS", int, 20000, "requests after which a worker is recycled (± 10 %); 0: never", server=True,
+            not_negative=True),
+)
+
+
+def values(environ=os.environ):
+    """{name: value} of the app's settings, read from `environ`."""
+    return {s.name: s.read(environ) for s in SETTINGS if not s.server}
+
+
+def server_setting(name, environ=os.environ):
+    """A gunicorn.conf.py setting's value."""
+    return next(s for s in SETTINGS if s.name == name and s.server).read(environ)
+
+
+def markdown():
+    """The docs' configuration table (generated: never edit the copy by hand)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += ["| `%s` | %s | %s%s%s |" % (s.name, s.default_text(), s.doc, s.rule_text(),
+                                         " (read by `gunicorn.conf.py`)" if s.server else "") for s in SETTINGS]
+    return "\n".join(lines)
+
+
+class Config:
     TESTING = False
 
 
+for _setting in SETTINGS:
+    if not _setting.server:
+        setattr(Config, _setting.name, _setting.read())
+
+
+def _default(name, default):
+    """A setting's value where an environment has another default for it."""
+    from dataclasses import replace
+    return replace(next(s for s in SETTINGS if s.name == name), default=default).read()
+
+
 class DevelopmentConfig(Config):
-    LOG_LEVEL = _env("LOG_LEVEL", "DEBUG")
+    LOG_LEVEL = _default("LOG_LEVEL", "DEBUG")
 
 
 class TestingConfig(Config):
+    """The defaults (warm pool, IDLE_ACTION=suspend, sandbox): a test that needs
+    another value sets it itself and says why."""
     TESTING = True
-    # The tests of idle sessions ending predate suspend; those of suspend ask for it.
-    IDLE_ACTION = _env("IDLE_ACTION", "terminate")
-    SWEEPER_ENABLED = _env("SWEEPER_ENABLED", False, bool)
-    STOP_GRACE_PERIOD = _env("STOP_GRACE_PERIOD", 2.0, float)
+    # The tests' `flask` CLI calls and in-process apps run no background sweeper
+    # (tests drive sweeps); a test server turns it on (tests/conftest.py Gunicorn).
+    SWEEPER_ENABLED = _default("SWEEPER_ENABLED", False)
+    STOP_GRACE_PERIOD = _default("STOP_GRACE_PERIOD", 2.0)   # tests stop many sessions: less waiting
 
 
 class ProductionConfig(Config):
@@ -177,3 +358,7 @@ CONFIGS = {
 
 def config_class(name=None):
     return CONFIGS[(name or os.environ.get("APP_ENV") or "production").lower()]
+
+
+if __name__ == "__main__":
+    print(markdown())

@@ -8,8 +8,10 @@ lock with PostgreSQL) lets exactly one process sweep, across instances too.
 """
 import os
 
-bind = os.environ.get("BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WORKERS", "4"))
+from config import server_setting
+
+bind = server_setting("BIND")
+workers = server_setting("WORKERS")
 # Threads, not processes, carry requests (app/gunicorn_worker.py): gthread
 # with a read timeout on client sockets. With `sync`, four slow clients or
 # four long commands held all four workers and nothing else was answered;
@@ -19,9 +21,9 @@ workers = int(os.environ.get("WORKERS", "4"))
 # new connections go to a worker that can serve them. Async workers
 # (gevent) would need every blocking call (SQLite, psutil, subprocess) to
 # cooperate; threads need nothing of the code.
-worker_class = os.environ.get("WORKER_CLASS", "app.gunicorn_worker.Worker")
-threads = int(os.environ.get("THREADS", "16"))
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", str(threads)))
+worker_class = server_setting("WORKER_CLASS")
+threads = server_setting("THREADS")
+worker_connections = server_setting("WORKER_CONNECTIONS") or threads
 # No keep-alive: gthread keeps at most worker_connections - threads idle
 # connections, none here, and an idle connection held by a worker would be a
 # connection it accepted without a thread free to serve it. (With a value
@@ -30,12 +32,12 @@ keepalive = 0
 # Workers are recycled after this many requests (sessions are not tied to a
 # worker, and the sweeper's lock moves on): a bound on the slow growth of
 # worker memory `make soak` measured (RELIABILITY.md). 0 disables.
-max_requests = int(os.environ.get("MAX_REQUESTS", "20000"))
+max_requests = server_setting("MAX_REQUESTS")
 max_requests_jitter = max_requests // 10
 # The worker timeout is the worker's own heartbeat (its main thread), not a
 # request's: a create waiting STARTUP_TIMEOUT on a thread does not trip it.
 # It must still exceed STARTUP_TIMEOUT for WORKER_CLASS=sync.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+timeout = server_setting("GUNICORN_TIMEOUT")
 graceful_timeout = 30
 preload_app = False
 accesslog = None          # the app logs one line per request itself

@@ -15,18 +15,19 @@ HTML page. This worker has it answered in the API's one JSON error shape.
 """
 import json
 import logging
-import os
 import socket
 import uuid
 
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
+from config import server_setting
+
 from .middleware.errors import HTTP_CODES
 
 log = logging.getLogger("cxs.errors")
 
-CLIENT_READ_TIMEOUT = float(os.environ.get("CLIENT_READ_TIMEOUT", "10"))
+CLIENT_READ_TIMEOUT = server_setting("CLIENT_READ_TIMEOUT")
 
 
 class _TimedSocket(socket.socket):

@@ -6,24 +6,23 @@ import shlex
 
 import sqlalchemy as sa
 
-from config import ConfigError
+from config import SETTINGS, ConfigError
 
 from .services.launchers import LAUNCHERS
 from .services.launchers.ports import parse_port_range
 from .store.models import ROLES
 
-CHOICES = {"SANDBOX": ("auto", "bwrap", "none"), "LOG_FORMAT": ("text", "json"), "LAUNCHER": tuple(LAUNCHERS),
-           "IDLE_ACTION": ("suspend", "terminate")}
 BACKENDS = ("sqlite", "postgresql")
-POSITIVE = ("MAX_SESSIONS", "MAX_SESSIONS_PER_USER", "SESSION_IDLE_TIMEOUT", "SESSION_MAX_LIFETIME",
-            "STARTUP_TIMEOUT", "COMMAND_TIMEOUT", "COMMAND_MAX_RUNTIME", "HEALTH_CHECK_TIMEOUT",
-            "HEALTH_CHECK_FAILURES", "STORE_BUSY_TIMEOUT", "SNAPSHOT_MAX_PIXELS", "SNAPSHOT_MAX_SUPERSAMPLE",
-            "RENDER_MAX_PIXELS", "SCENE_MAX_BYTES", "HISTORY_MAX")
-NOT_NEGATIVE = ("POOL_SIZE", "MAX_RSS_MB", "FAILED_RETENTION", "STOP_GRACE_PERIOD", "WORKSPACE_QUOTA_MB",
-                "MAX_SUSPENDED_PER_USER", "SUSPENDED_RETENTION")
+# Bounds and choices come from each setting's declaration (config.SETTINGS).
+CHOICES = {s.name: s.choices for s in SETTINGS if s.choices and not s.server}
+POSITIVE = tuple(s.name for s in SETTINGS if s.positive and not s.server)
+NOT_NEGATIVE = tuple(s.name for s in SETTINGS if s.not_negative and not s.server)
 
 
 def check_settings(config, profiles):
+    if set(LAUNCHERS) != set(CHOICES["LAUNCHER"]):
+        raise ConfigError("LAUNCHER's declared choices %s are not the launchers %s" % (CHOICES["LAUNCHER"],
+                                                                                      sorted(LAUNCHERS)))
     for name, allowed in CHOICES.items():
         if config[name] not in allowed:
             raise ConfigError("%s=%r: use one of %s" % (name, config[name], ", ".join(allowed)))

@@ -19,10 +19,10 @@ def test_every_domain_error_declares_a_code_status_and_when():
         assert codes.setdefault(cls.code, cls.status) == cls.status, "one code, one status: %s" % cls.code
 
 
-def test_the_readme_error_table_is_the_generated_one():
-    readme = open(os.path.join(ROOT, "README.md")).read()
+def test_the_docs_error_table_is_the_generated_one():
+    readme = open(os.path.join(ROOT, "docs", "api.md")).read()
     block = re.search(r"<!-- errors:begin.*?-->\n(.*?)\n<!-- errors:end -->", readme, re.S)
-    assert block, "README lacks the generated error table"
+    assert block, "docs/api.md lacks the generated error table"
     assert block.group(1) == errors.markdown()
 
 

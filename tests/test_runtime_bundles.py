@@ -84,10 +84,10 @@ def user_error(rest, command):
     return reply["error"]["message"]
 
 
-def test_readme_table_is_made_from_the_bundle_table():
-    with open(os.path.join(PROJECT_ROOT, "README.md")) as readme:
+def test_the_docs_table_is_made_from_the_bundle_table():
+    with open(os.path.join(PROJECT_ROOT, "docs", "runtime.md")) as readme:
         assert runtime_table.markdown(TABLE) in readme.read(), \
-            "README.md is stale: run .venv/bin/python chimerax_runtime/runtime_table.py"
+            "docs/runtime.md is stale: run .venv/bin/python chimerax_runtime/runtime_table.py"
 
 
 def test_every_row_of_the_table(rest):

@@ -13,8 +13,8 @@ what the user types as `msMapSize`), per full command name (`graphics quality`);
 tests/test_policy.py checks, in the runtime, that every one is a real keyword
 of its command, so a misspelt bound can never silently bound nothing.
 
-`python -m app.services.policy` prints the viewer profile as the README's
-table (tests/test_policy.py checks the README holds exactly that).
+`python -m app.services.policy` prints the viewer profile as docs/policy.md's
+table (tests/test_policy_profiles.py checks the docs hold exactly that).
 """
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -232,7 +232,7 @@ def _of(command):
 
 
 def markdown(profile):
-    """The profile as README tables (generated: never edit the README's copy by hand)."""
+    """The profile as the docs' tables (generated: never edit the copy in docs/policy.md by hand)."""
     limits = profile.limits
     lines = ["| allowed command families (and their sub-commands, `~` forms) |", "|---|",
              "| %s |" % " ".join("`%s`" % c for c in profile.commands), "",
