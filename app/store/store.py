@@ -7,9 +7,11 @@ Decisions that must not race between workers or hosts (capacity, port
 choice, the pool claim) run in `database.decision()`; status changes are
 single compare-and-set statements.
 """
+from collections.abc import Sequence
 from contextlib import contextmanager
 import os
 import time
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -48,7 +50,7 @@ def _filtered(query, table, **equal):
 
 
 class Store:
-    def __init__(self, target, busy_timeout=5.0):
+    def __init__(self, target: str, busy_timeout: float = 5.0) -> None:
         self.url = database.as_url(target)
         self.engine = database.engine_for(self.url, busy_timeout)
         self.pid = os.getpid()      # a handle (and its pool) must not cross a fork
@@ -62,7 +64,7 @@ class Store:
             self._connection = self.engine.connect()
         return self._connection
 
-    def release(self):
+    def release(self) -> None:
         """Give the connection back to the pool (end of a request, of a job)."""
         if self._connection is not None:
             try:
@@ -73,7 +75,7 @@ class Store:
 
     close = release
 
-    def end_request(self):
+    def end_request(self) -> None:
         """Between two requests of a worker thread. A PostgreSQL connection is a
         server process shared through the pool: it goes back. A SQLite one
         (autocommit, no transaction open between statements) holds no lock and
@@ -140,36 +142,36 @@ class Store:
             self._fault(err)
             raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
 
-    def init_schema(self):
+    def init_schema(self) -> None:
         """Create the schema on an empty database (tests, first start); see `schema`."""
         from . import schema
         schema.prepare(self.url)
 
-    def ping(self):
+    def ping(self) -> None:
         self._execute(sa.select(1)).scalar()
 
-    def service_id(self):
+    def service_id(self) -> str | None:
         return self._execute(sa.select(service.c.id)).scalar()
 
-    def service_secret(self):
+    def service_secret(self) -> str | None:
         return self._execute(sa.select(service.c.secret)).scalar()
 
     # Tokens
 
-    def add_token(self, token_hash, user, role):
+    def add_token(self, token_hash: str, user: str, role: str) -> int:
         return self._execute(tokens.insert().values(
             token_hash=token_hash, user=user, role=role, created_at=time.time())
             .returning(tokens.c.id)).scalar()
 
-    def find_token(self, token_hash):
+    def find_token(self, token_hash: str) -> TokenRecord | None:
         row = self._first(FIND_TOKEN, token_hash=token_hash)
         return TokenRecord.from_row(row) if row else None
 
-    def list_tokens(self):
+    def list_tokens(self) -> list[TokenRecord]:
         rows = self._execute(tokens.select().order_by(tokens.c.id)).mappings()
         return [TokenRecord.from_row(r) for r in rows]
 
-    def revoke_token(self, token_id):
+    def revoke_token(self, token_id: int) -> bool:
         result = self._execute(tokens.update().where(
             tokens.c.id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=time.time()))
         return result.rowcount == 1
@@ -237,10 +239,11 @@ class Store:
         except _NotSuspended:
             return False, None
 
-    def count_suspended(self, user):
+    def count_suspended(self, user: str) -> int:
         return self._count(sessions, sessions.c.status == "suspended", sessions.c.user == user)
 
-    def suspended_sessions(self, suspended_before=None, domain=None):
+    def suspended_sessions(self, suspended_before: float | None = None,
+                           domain: str | None = None) -> list[SessionRecord]:
         query = sessions.select().where(sessions.c.status == "suspended")
         if suspended_before is not None:
             query = query.where(sessions.c.suspended_at < suspended_before)
@@ -302,11 +305,12 @@ class Store:
         query = _filtered(pool.select().order_by(pool.c.created_at), pool, domain=domain, host_id=host_id)
         return [dict(row) for row in self._execute(query).mappings()]
 
-    def get_session(self, session_id):
+    def get_session(self, session_id: str) -> SessionRecord | None:
         row = self._first(GET_SESSION, id=session_id)
         return SessionRecord.from_row(row) if row else None
 
-    def list_sessions(self, user=None, statuses=None, limit=None, before=None):
+    def list_sessions(self, user: str | None = None, statuses: Sequence[str] | None = None,
+                      limit: int | None = None, before: tuple[float, str] | None = None) -> list[SessionRecord]:
         """Newest first. `before`: a (created_at, id) position; only sessions
         after it in this order (keyset paging: stable while rows are added)."""
         query = _filtered(sessions.select(), sessions, user=user)
@@ -319,12 +323,12 @@ class Store:
         query = query.order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(limit)
         return [SessionRecord.from_row(r) for r in self._execute(query).mappings()]
 
-    def live_sessions(self, domain=None, host_id=None):
+    def live_sessions(self, domain: str | None = None, host_id: str | None = None) -> list[SessionRecord]:
         query = _filtered(sessions.select().where(_live()).order_by(sessions.c.created_at), sessions,
                           domain=domain, host_id=host_id)
         return [SessionRecord.from_row(r) for r in self._execute(query).mappings()]
 
-    def transition(self, session_id, from_statuses, to_status, **fields):
+    def transition(self, session_id: str, from_statuses: Sequence[str], to_status: str, **fields: Any) -> bool:
         """Move a session to `to_status` only if it is in one of `from_statuses`.
 
         The compare-and-set is what makes concurrent deletes, sweeps and
@@ -338,23 +342,23 @@ class Store:
             .values(status=to_status, **fields))
         return result.rowcount == 1
 
-    def expired_failed_workspaces(self, ended_before, domain=None):
+    def expired_failed_workspaces(self, ended_before: float, domain: str | None = None) -> list[SessionRecord]:
         query = sessions.select().where(sessions.c.status == "failed", sessions.c.workspace_removed == 0,
                                         sessions.c.ended_at < ended_before)
         return [SessionRecord.from_row(r) for r in self._execute(_filtered(query, sessions, domain=domain))
                 .mappings()]
 
-    def mark_workspace_removed(self, session_id):
+    def mark_workspace_removed(self, session_id: str) -> None:
         self._execute(sessions.update().where(sessions.c.id == session_id).values(workspace_removed=1))
 
-    def touch(self, session_id, now, min_interval):
+    def touch(self, session_id: str, now: float, min_interval: float) -> bool:
         """Record activity, skipping the write when the stored value is recent."""
         result = self._execute(sessions.update().where(
             sessions.c.id == session_id, sessions.c.last_activity <= now - min_interval, _live())
             .values(last_activity=now))
         return result.rowcount == 1
 
-    def record_health(self, session_id, ok):
+    def record_health(self, session_id: str, ok: bool) -> int:
         if ok:
             self._execute(sessions.update().where(sessions.c.id == session_id,
                                                   sessions.c.health_failures != 0)
@@ -365,17 +369,18 @@ class Store:
                                  .returning(sessions.c.health_failures)).scalar()
         return failures or 0
 
-    def count_sessions_by_status(self):
+    def count_sessions_by_status(self) -> dict[str, int]:
         query = sa.select(sessions.c.status, sa.func.count()).group_by(sessions.c.status)
         return {status: n for status, n in self._execute(query)}
 
-    def count_pool_by_status(self):
+    def count_pool_by_status(self) -> dict[str, int]:
         query = sa.select(pool.c.status, sa.func.count()).group_by(pool.c.status)
         return {status: n for status, n in self._execute(query)}
 
     # Command history
 
-    def add_history(self, session_id, at, command, verdict, ok, duration_ms, keep):
+    def add_history(self, session_id: str, at: float, command: str, verdict: str, ok: bool | None,
+                    duration_ms: float | None, keep: int) -> None:
         """Append one entry; beyond `keep` entries the session's oldest go."""
         self._execute(history.insert().values(session_id=session_id, at=at, command=command,
                                               verdict=verdict, ok=ok, duration_ms=duration_ms))
@@ -383,7 +388,7 @@ class Store:
                   .order_by(history.c.id.desc()).offset(keep).limit(1).scalar_subquery())
         self._execute(history.delete().where(history.c.session_id == session_id, history.c.id <= cutoff))
 
-    def history(self, session_id, offset=0, limit=None):
+    def history(self, session_id: str, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
         """(entries oldest first, total)."""
         query = (history.select().where(history.c.session_id == session_id).order_by(history.c.id)
                  .offset(offset).limit(limit))
@@ -391,12 +396,12 @@ class Store:
                               .where(history.c.session_id == session_id)).scalar()
         return [dict(row) for row in self._execute(query).mappings()], total
 
-    def mark_deleted(self, session_id, at):
+    def mark_deleted(self, session_id: str, at: float) -> None:
         """Record the first DELETE of a session (it may have ended before, for another reason)."""
         self._execute(sessions.update().where(sessions.c.id == session_id, sessions.c.deleted_at.is_(None))
                       .values(deleted_at=at))
 
-    def recent_denied(self, limit):
+    def recent_denied(self, limit: int) -> list[dict]:
         """The newest commands the policy refused, across sessions, with their users."""
         query = (sa.select(history.c.at, history.c.command, history.c.session_id, sessions.c.user)
                  .join(sessions, sessions.c.id == history.c.session_id)
@@ -405,7 +410,7 @@ class Store:
 
     # Sweeper bookkeeping: which process swept, how often (proof of a single sweeper)
 
-    def record_sweep(self, host_id, pid):
+    def record_sweep(self, host_id: str, pid: int) -> None:
         now = time.time()
         updated = self._execute(sweeps.update().where(sweeps.c.host_id == host_id, sweeps.c.pid == pid)
                                 .values(runs=sweeps.c.runs + 1, last_run_at=now)).rowcount
@@ -413,6 +418,6 @@ class Store:
             # Only the leader writes its own row: no race between update and insert.
             self._execute(sweeps.insert().values(host_id=host_id, pid=pid, runs=1, last_run_at=now))
 
-    def sweep_counts(self):
+    def sweep_counts(self) -> dict[tuple[str, int], int]:
         return {(host, pid): runs for host, pid, runs in
                 self._execute(sa.select(sweeps.c.host_id, sweeps.c.pid, sweeps.c.runs))}
