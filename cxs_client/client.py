@@ -1,7 +1,10 @@
 """A small requests-based client for the ChimeraX session service."""
+import builtins
+from collections.abc import Sequence
 import os
 import threading
 import time
+from typing import Any
 
 import requests
 
@@ -11,10 +14,12 @@ from .errors import BY_STATUS, ApiError, CommandFailed
 # idempotent. A create is retried only on 429/503, which say nothing was made.
 IDEMPOTENT = {"GET", "PUT", "DELETE"}
 RETRY_STATUSES = {502, 503, 504}
+JSON = dict[str, Any]     # a reply's body, as the API document describes it
 
 
 class Client:
-    def __init__(self, base_url=None, token=None, timeout=120, retries=3, backoff=0.5):
+    def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 120,
+                 retries: int = 3, backoff: float = 0.5) -> None:
         self.base_url = (base_url or os.environ.get("CXS_URL", "http://127.0.0.1:8000")).rstrip("/")
         token = token or os.environ.get("CXS_TOKEN")
         if not token:
@@ -49,7 +54,8 @@ class Client:
 
     # Sessions
 
-    def create(self, label=None, idle_timeout=None, wait=True, file=None):
+    def create(self, label: str | None = None, idle_timeout: int | None = None, wait: bool = True,
+               file: str | None = None) -> JSON:
         fields = {k: v for k, v in (("label", label), ("idle_timeout", idle_timeout)) if v is not None}
         if file is None:
             body = dict(fields, wait=wait)
@@ -60,14 +66,15 @@ class Client:
             files = {"file": (os.path.basename(file), handle)}
             return self._request("POST", "/api/sessions", data=form, files=files).json()
 
-    def get(self, session_id):
+    def get(self, session_id: str) -> JSON:
         return self._request("GET", "/api/sessions/" + session_id).json()
 
-    def list(self, status=None, user=None, limit=None):
+    def list(self, status: str | Sequence[str] | None = None, user: str | None = None,
+             limit: int | None = None) -> builtins.list[JSON]:
         """Sessions, newest first: all of them, or the newest `limit`. `status`:
         one status or several. (The service answers in pages; this follows them.)"""
         params = {k: v for k, v in (("status", status), ("user", user)) if v}
-        sessions = []
+        sessions: builtins.list[JSON] = []
         while limit is None or len(sessions) < limit:
             page = self._request("GET", "/api/sessions", params=params).json()
             sessions += page["sessions"]
@@ -76,13 +83,13 @@ class Client:
             params["starting_after"] = sessions[-1]["id"]
         return sessions[:limit]
 
-    def delete(self, session_id):
+    def delete(self, session_id: str) -> None:
         self._request("DELETE", "/api/sessions/" + session_id)
 
-    def heartbeat(self, session_id):
+    def heartbeat(self, session_id: str) -> JSON:
         return self._request("PUT", "/api/sessions/%s/heartbeat" % session_id).json()
 
-    def run(self, session_id, command, check=True):
+    def run(self, session_id: str, command: str, check: bool = True) -> JSON:
         """Run a command line; with `check`, a ChimeraX error raises CommandFailed."""
         result = self._request("POST", "/api/sessions/%s/commands" % session_id,
                                json={"command": command}).json()
@@ -92,22 +99,23 @@ class Client:
 
     # Files
 
-    def upload(self, session_id, path, name=None):
+    def upload(self, session_id: str, path: str, name: str | None = None) -> JSON:
         with open(path, "rb") as handle:
             files = {"file": (name or os.path.basename(path), handle)}
             return self._request("POST", "/api/sessions/%s/files" % session_id, files=files).json()
 
-    def files(self, session_id):
+    def files(self, session_id: str) -> builtins.list[JSON]:
         return self._request("GET", "/api/sessions/%s/files" % session_id).json()["files"]
 
-    def download(self, session_id, name, dest=None):
+    def download(self, session_id: str, name: str, dest: str | None = None) -> bytes:
         data = self._request("GET", "/api/sessions/%s/files/%s" % (session_id, name)).content
         if dest:
             with open(dest, "wb") as out:
                 out.write(data)
         return data
 
-    def snapshot(self, session_id, width=800, height=600, supersample=3, dest=None):
+    def snapshot(self, session_id: str, width: int = 800, height: int = 600, supersample: int = 3,
+                 dest: str | None = None) -> bytes:
         data = self._request("GET", "/api/sessions/%s/snapshot" % session_id,
                              params={"width": width, "height": height, "supersample": supersample}).content
         if dest:
@@ -115,7 +123,7 @@ class Client:
                 out.write(data)
         return data
 
-    def scene(self, session_id, dest=None, **options):
+    def scene(self, session_id: str, dest: str | None = None, **options: Any) -> bytes:
         """The scene as binary glTF; options as the API's (center, size, flat_lighting, ...)."""
         params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in options.items()}
         data = self._request("GET", "/api/sessions/%s/scene.glb" % session_id, params=params).content
@@ -124,11 +132,11 @@ class Client:
                 out.write(data)
         return data
 
-    def suspend(self, session_id):
+    def suspend(self, session_id: str) -> JSON:
         """Save the scene and end the process; the session becomes `suspended`."""
         return self._request("POST", "/api/sessions/%s/suspend" % session_id).json()
 
-    def resume(self, session_id, wait=True, timeout=120):
+    def resume(self, session_id: str, wait: bool = True, timeout: float = 120) -> JSON:
         """Restore a suspended session; with `wait`, return once it is active again."""
         session = self._request("POST", "/api/sessions/%s/resume" % session_id).json()
         deadline = time.monotonic() + timeout
@@ -137,16 +145,16 @@ class Client:
             session = self.get(session_id)
         return session
 
-    def history(self, session_id, offset=0, limit=100):
+    def history(self, session_id: str, offset: int = 0, limit: int = 100) -> JSON:
         """{"history": [...], "total", "offset", "limit"}: the session's commands, oldest first."""
         return self._request("GET", "/api/sessions/%s/history" % session_id,
                              params={"offset": offset, "limit": limit}).json()
 
-    def history_script(self, session_id):
+    def history_script(self, session_id: str) -> str:
         """The allowed, successful commands as a ChimeraX command script (.cxc text)."""
         return self._request("GET", "/api/sessions/%s/history" % session_id, params={"format": "cxc"}).text
 
-    def session(self, heartbeat_every=None, **create_args):
+    def session(self, heartbeat_every: float | None = None, **create_args: Any) -> "Session":
         """A context manager: a new session, deleted on exit, optionally kept alive."""
         return Session(self, heartbeat_every, create_args)
 
@@ -173,7 +181,7 @@ class Session:
             except ApiError:
                 return          # the session ended: nothing left to keep alive
 
-    def run(self, command, check=True):
+    def run(self, command: str, check: bool = True) -> JSON:
         return self.client.run(self.id, command, check=check)
 
     def __getattr__(self, name):
