@@ -176,18 +176,21 @@ def add_ended_sessions(store, users, count):
 
 
 def make_config(tmp_path, **overrides):
+    """An in-process app at config.py's defaults (warm pool, IDLE_ACTION=suspend,
+    sandbox) but for what a test process needs; a test sets anything else itself,
+    with its reason. POOL_SIZE stays 2: creates claim from the pool, but nothing
+    fills it here (only a sweeper does); tests of the pool fill it themselves."""
     config = {
-        "DATABASE_PATH": str(tmp_path / "store.sqlite3"),
+        "DATABASE_PATH": str(tmp_path / "store.sqlite3"),     # a store and files of the test's own
         "WORKSPACE_ROOT": str(tmp_path / "workspaces"),
         "CHIMERAX_PATH": TEST_RUNTIME,
-        "CHIMERAX_PORT_RANGE": "0",
-        "SWEEPER_ENABLED": False,
-        "STARTUP_TIMEOUT": 30.0,
+        "CHIMERAX_PORT_RANGE": "0",      # each ChimeraX picks a free port: none clashes with the machine's others
+        "SWEEPER_ENABLED": False,        # tests drive sweeps themselves (make_sweeper), not a background job
+        "STARTUP_TIMEOUT": 30.0,         # shorter than production's: a test fails sooner
         "COMMAND_TIMEOUT": 10.0,
         "STOP_GRACE_PERIOD": 2.0,
-        "ACTIVITY_WRITE_INTERVAL": 0.0,
+        "ACTIVITY_WRITE_INTERVAL": 0.0,  # every activity written at once: tests read it back
         "LOG_LEVEL": "WARNING",
-        "POOL_SIZE": 0,
     }
     config.update(overrides)
     return config
@@ -284,7 +287,7 @@ class Gunicorn:
                         DATABASE_PATH=str(tmp_path / "store.sqlite3"),
                         WORKSPACE_ROOT=str(tmp_path / "workspaces"),
                         CHIMERAX_PATH=TEST_RUNTIME, CHIMERAX_PORT_RANGE="0",
-                        STARTUP_TIMEOUT="30", LOG_LEVEL="INFO", POOL_SIZE="0")
+                        STARTUP_TIMEOUT="30", LOG_LEVEL="INFO")
         if database_url:
             self.env["DATABASE_URL"] = database_url
         self.env.update({k: str(v) for k, v in env.items()})
@@ -305,6 +308,14 @@ class Gunicorn:
 
     def store(self):
         return Store(self.database)
+
+    def pool(self):
+        """The warm pool's entries, read from the server's store."""
+        store = self.store()
+        try:
+            return store.pool_entries()
+        finally:
+            store.close()
 
     def start(self):
         self.log = open(self.log_path, "ab")
@@ -375,7 +386,7 @@ def _end_sessions_of(server):
         server.start()      # a test that stopped it: start again to clean up
     admin = server.token("cleanup", "admin")
     client = Client(server.url, admin["Authorization"].split(" ", 1)[1], timeout=30)
-    for s in client.list(status=["starting", "active"]):       # every page of them
+    for s in client.list(status=["starting", "active", "suspended"]):       # every page of them
         client.delete(s["id"])      # raises: a failed cleanup must not pass silently
 
 

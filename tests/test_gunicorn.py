@@ -49,7 +49,7 @@ def test_users_admin_and_delete_under_four_workers(database_url, gunicorn_server
     assert requests.get(url, headers=alice, timeout=10).status_code == 404     # deleted: gone
 
 
-def test_idle_timeout_ends_session_with_one_sweeper(database_url, gunicorn_server):
+def test_idle_timeout_suspends_session_with_one_sweeper(database_url, gunicorn_server):
     interval, idle = 1.0, 3
     server = gunicorn_server(workers=4, SWEEP_INTERVAL=interval, SESSION_IDLE_TIMEOUT_MIN=1,
                              database_url=database_url)
@@ -61,13 +61,15 @@ def test_idle_timeout_ends_session_with_one_sweeper(database_url, gunicorn_serve
     admin = server.token("boss", "admin")
     tree = sandbox_tree(requests.get(url, headers=admin, timeout=10).json()["pid"])
 
-    ended = wait_until(lambda: (lambda s: s if s["status"] == "terminated" else None)(
+    # IDLE_ACTION=suspend, the default: the scene kept in a file, no process.
+    suspended = wait_until(lambda: (lambda s: s if s["status"] == "suspended" else None)(
         requests.get(url, headers=alice, timeout=10).json()), idle + interval + 2 + 5,
-        interval=0.2, message="idle session to end")
+        interval=0.2, message="idle session to be suspended")
     elapsed = time.monotonic() - started
-    assert ended["end_reason"] == "idle_timeout"
+    assert suspended["end_reason"] is None
     assert elapsed <= idle + interval + 2 + 1.5, elapsed     # creation-to-idle plus request slack
     assert not any(alive(p.pid) for p in tree)
+    assert os.path.getsize(os.path.join(server.env["WORKSPACE_ROOT"], ".suspended", session["id"] + ".cxs")) > 0
 
     # Exactly one worker swept, however many ran the schedule.
     wait_until(lambda: _sweeps(server), 5, message="sweeps to be recorded")

@@ -34,6 +34,7 @@ def live_fakes():
 
 @pytest.mark.parametrize("mode, timeout", [("exit-at-start", 10.0), ("never-ready", 1.0)])
 def test_failed_startup_is_503_and_leaves_nothing(app_factory, tmp_path, mode, timeout):
+    # SANDBOX=none: the fake speaks the agent's TCP channel, the unsandboxed one (tests/fake_chimerax.py).
     app = app_factory(CHIMERAX_PATH=fake_executable(tmp_path, mode), STARTUP_TIMEOUT=timeout, SANDBOX="none")
     client = app.test_client()
     alice = token_header(app, "alice")

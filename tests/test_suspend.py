@@ -96,8 +96,9 @@ def test_suspend_then_resume_restores_the_scene(app_factory):
 
 
 def test_idle_sessions_suspend_by_default(app_factory):
-    assert config.Config.IDLE_ACTION == "suspend"           # the production default
-    app = app_factory(IDLE_ACTION="suspend")
+    assert config.Config.IDLE_ACTION == "suspend"           # the production default ...
+    app = app_factory()
+    assert app.config["IDLE_ACTION"] == "suspend"           # ... and the tests'
     client, alice = app.test_client(), token_header(app, "alice")
     sid = create(client, alice)
     sweeper, close = app.extensions[EXTENSION].make_sweeper()

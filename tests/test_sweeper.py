@@ -50,7 +50,7 @@ def gone(proc):
 
 
 def test_idle_session_is_ended_and_cleaned(env):
-    app, client, alice, sweeper = env()
+    app, client, alice, sweeper = env(IDLE_ACTION="terminate")   # the other idle action; suspend: test_suspend.py
     idle = create(client, alice, idle_timeout=1)
     busy = create(client, alice, idle_timeout=600)
     proc = process_of(sweeper, idle["id"])
@@ -159,6 +159,6 @@ def test_one_bad_session_does_not_stop_the_sweep(env, monkeypatch):
             raise RuntimeError("boom")
         return real_poll(state)
     monkeypatch.setattr(sweeper.launcher, "poll", poll)
-    assert sweeper.sweep(now=idle_at) == {"idle_timeout": 1}
-    assert status_of(client, alice, second["id"])[0] == "terminated"
+    assert sweeper.sweep(now=idle_at) == {"suspended": 1}            # IDLE_ACTION=suspend, the default
+    assert status_of(client, alice, second["id"])[0] == "suspended"
     assert status_of(client, alice, first["id"])[0] == "active"

@@ -1,9 +1,18 @@
 """The web console in a real browser (Debian's headless chromium through
-selenium) against a real gunicorn running the real ChimeraX runtime."""
+selenium) against a real gunicorn running the real ChimeraX runtime.
+
+The console and the admin page run at the defaults `make run` serves: the
+warm pool (POOL_SIZE=2) filling from the server's start, IDLE_ACTION=suspend,
+gthread workers, the bwrap sandbox and the sweeper on. Two workers rather
+than four: requests still cross workers, and the machine has two cores."""
 import filecmp
+import re
 import shutil
 import tempfile
+import threading
+import time
 
+import psutil
 import pytest
 import requests
 from selenium.common.exceptions import NoAlertPresentException
@@ -12,7 +21,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from . import browser as chromium
-from .conftest import alanin_pdb
+from .conftest import alanin_pdb, wait_until
 
 pytestmark = pytest.mark.slow
 WAIT = 60
@@ -80,9 +89,23 @@ def run(driver, command):
     return by_testid(driver, "command-output").find_elements(By.CSS_SELECTOR, ".entry")[-1]
 
 
+def warm_process_ready(server):
+    """Wait for a ready process in the pool; then the time (a claim takes a process started before it)."""
+    wait_until(lambda: any(e["status"] == "ready" for e in server.pool()), 60, message="a ready pool process")
+    return time.time()
+
+
+def started_before(server, boss, session_id, moment):
+    """Whether the session's ChimeraX was started before `moment`: a warm process, not a cold start."""
+    pid = requests.get(server.url + "/api/sessions/" + session_id, headers={"Authorization": boss},
+                       timeout=10).json()["pid"]
+    return psutil.Process(pid).create_time() < moment
+
+
 def test_a_user_runs_a_session_from_the_browser(gunicorn_server, browser):
-    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    server = gunicorn_server(workers=2)             # the defaults (module docstring)
     alice = server.token("alice")["Authorization"]
+    boss = server.token("boss", "admin")["Authorization"]
     driver = browser()
     sign_in(driver, server.url + "/", alice)
     assert by_testid(driver, "who").text == "alice"
@@ -90,9 +113,12 @@ def test_a_user_runs_a_session_from_the_browser(gunicorn_server, browser):
 
     by_testid(driver, "create-label").send_keys("alanine")
     by_testid(driver, "create-file").send_keys(alanin_pdb())
+    clicked = warm_process_ready(server)
     by_testid(driver, "create-session").click()
     until(driver, lambda: "/sessions/" in driver.current_url, "the console opened")
     until(driver, lambda: session_status(driver) == "active" and snapshot_version(driver) >= 1, "first image")
+    session_id = driver.current_url.rsplit("/", 1)[-1]
+    assert started_before(server, boss, session_id, clicked), "the session did not take the pool's warm process"
     until(driver, lambda: "alanin.pdb" in by_testid(driver, "files").text, "the uploaded file listed")
     run(driver, "show atoms; style sphere")
     before = by_testid(driver, "snapshot").screenshot_as_png
@@ -124,11 +150,15 @@ def test_a_user_runs_a_session_from_the_browser(gunicorn_server, browser):
     by_testid(driver, "suspend-session").click()
     until(driver, lambda: session_status(driver) == "suspended", "suspended")
     assert "suspended" in by_testid(driver, "session-ended").text
+    clicked = warm_process_ready(server)            # refilled since the create took one
+    image = snapshot_version(driver)
     by_testid(driver, "resume-session").click()
-    until(driver, lambda: session_status(driver) == "active", "resumed")
+    until(driver, lambda: session_status(driver) == "active" and snapshot_version(driver) > image, "resumed")
     until(driver, lambda: not by_testid(driver, "session-ended").is_displayed(), "banner gone")
+    assert started_before(server, boss, session_id, clicked), "the resume did not take the pool's warm process"
+    entry = run(driver, "info models")              # the scene came back in the warm process
+    assert "failed" not in entry.get_attribute("class") and "alanin.pdb" in entry.text, entry.text
 
-    session_id = driver.current_url.rsplit("/", 1)[-1]
     driver.get(server.url + "/")       # the token survives navigation within the tab
     until(driver, lambda: all_by_testid(driver, "session-link"), "the session listed")
     assert [link.text for link in all_by_testid(driver, "session-link")] == ["alanine"]
@@ -142,38 +172,89 @@ def test_a_user_runs_a_session_from_the_browser(gunicorn_server, browser):
     assert record.status_code == 404 and record.json()["error"]["code"] == "session_deleted"
 
 
+class OverviewSampler(threading.Thread):
+    """GET /api/admin/overview every 50 ms, keeping each answer: (status code, body)."""
+
+    def __init__(self, server, boss):
+        super().__init__(daemon=True)
+        self.server, self.boss, self.answers, self.stopping = server, boss, [], threading.Event()
+
+    def run(self):
+        while not self.stopping.wait(0.05):
+            try:
+                reply = requests.get(self.server.url + "/api/admin/overview",
+                                     headers={"Authorization": self.boss}, timeout=10)
+                self.answers.append((reply.status_code, reply.json() if reply.status_code == 200 else reply.text))
+            except (requests.RequestException, ValueError) as err:
+                self.answers.append((None, repr(err)))
+
+    def pool(self):
+        """The last answer's pool counts, if it was a 200."""
+        return self.answers[-1][1]["pool"] if self.answers and self.answers[-1][0] == 200 else None
+
+    def stop(self):
+        self.stopping.set()
+        self.join(15)
+        return self.answers
+
+
+POOL_TEXT = re.compile(r"\d+ (starting|ready)(, \d+ (starting|ready))? \(target size 2\)")
+
+
 def test_an_admin_ends_another_users_session_and_a_user_cannot_open_admin(gunicorn_server, browser):
-    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    server = gunicorn_server(workers=2)             # the defaults (module docstring)
     alice, boss = server.token("alice")["Authorization"], server.token("boss", "admin")["Authorization"]
-    created = requests.post(server.url + "/api/sessions", json={"label": "alice's"},
-                            headers={"Authorization": alice}, timeout=60)
-    assert created.status_code == 201, created.text
-    session_id = created.json()["id"]
-    denied = requests.post(server.url + "/api/sessions/%s/commands" % session_id, json={"command": "runscript x.py"},
-                           headers={"Authorization": alice}, timeout=60)
-    assert denied.status_code == 403, denied.text
+    # The overview API all along: while the pool fills, and refills after alice's create takes a process.
+    sampler = OverviewSampler(server, boss)
+    sampler.start()
+    try:
+        wait_until(lambda: server.pool(), 30, message="the pool to have entries")
+        created = requests.post(server.url + "/api/sessions", json={"label": "alice's"},
+                                headers={"Authorization": alice}, timeout=60)
+        assert created.status_code == 201, created.text
+        session_id = created.json()["id"]
+        denied = requests.post(server.url + "/api/sessions/%s/commands" % session_id,
+                               json={"command": "runscript x.py"}, headers={"Authorization": alice}, timeout=60)
+        assert denied.status_code == 403, denied.text
 
-    driver = browser()
-    sign_in(driver, server.url + "/admin", alice)
-    until(driver, lambda: error_text(driver), "the refusal shown")
-    assert "forbidden" in error_text(driver) and "request" in error_text(driver)
-    assert all_by_testid(driver, "admin-session-row") == []
-    chromium.screenshot(driver, "admin-refused")
+        driver = browser()
+        sign_in(driver, server.url + "/admin", alice)
+        until(driver, lambda: error_text(driver), "the refusal shown")
+        assert "forbidden" in error_text(driver) and "request" in error_text(driver)
+        assert all_by_testid(driver, "admin-session-row") == []
+        chromium.screenshot(driver, "admin-refused")
 
-    admin = browser()
-    sign_in(admin, server.url + "/admin", boss)
-    until(admin, lambda: all_by_testid(admin, "admin-session-row"), "rows")
-    row = admin.find_element(By.CSS_SELECTOR, '[data-testid="admin-session-row"][data-session-id="%s"]' % session_id)
-    assert "alice" in row.text and "active" in row.text and "MiB" in row.text
-    assert "ready" in by_testid(admin, "pool").text or "empty" in by_testid(admin, "pool").text
-    assert "runscript x.py" in by_testid(admin, "denied").text and "alice" in by_testid(admin, "denied").text
-    chromium.screenshot(admin, "admin")
-    chromium.keep_readme_image("admin")
-    by_testid(admin, "admin-end-session", row).click()
-    until(admin, lambda: not admin.find_elements(
-        By.CSS_SELECTOR, '[data-testid="admin-session-row"][data-session-id="%s"]' % session_id), "row gone")
-    record = requests.get(server.url + "/api/sessions/" + session_id, headers={"Authorization": alice}, timeout=10)
-    assert record.status_code == 404 and record.json()["error"]["code"] == "session_deleted"
+        admin = browser()
+        # The page loads while the pool has entries (with any, the overview was a
+        # 500 and the page showed nothing at all).
+        wait_until(lambda: server.pool(), 30, message="the pool to have entries")
+        sign_in(admin, server.url + "/admin", boss)
+        until(admin, lambda: all_by_testid(admin, "admin-session-row"), "rows")
+        row = admin.find_element(By.CSS_SELECTOR,
+                                 '[data-testid="admin-session-row"][data-session-id="%s"]' % session_id)
+        assert "alice" in row.text and "active" in row.text and "MiB" in row.text
+        until(admin, lambda: POOL_TEXT.fullmatch(by_testid(admin, "pool").text), "the pool's processes by status")
+        assert error_text(admin) == ""
+        assert "runscript x.py" in by_testid(admin, "denied").text and "alice" in by_testid(admin, "denied").text
+        chromium.screenshot(admin, "admin")
+        chromium.keep_readme_image("admin")
+        by_testid(admin, "admin-end-session", row).click()
+        until(admin, lambda: not admin.find_elements(
+            By.CSS_SELECTOR, '[data-testid="admin-session-row"][data-session-id="%s"]' % session_id), "row gone")
+        record = requests.get(server.url + "/api/sessions/" + session_id, headers={"Authorization": alice},
+                              timeout=10)
+        assert record.status_code == 404 and record.json()["error"]["code"] == "session_deleted"
+
+        # The pool full again, and the overview says so.
+        wait_until(lambda: sampler.pool() == {"ready": 2}, 60, message="the overview to count 2 ready processes")
+    finally:
+        answers = sampler.stop()
+    assert answers and {code for code, _ in answers} == {200}, [a for a in answers if a[0] != 200][:3]
+    assert all(body["pool_size"] == 2 and set(body["pool"]) <= {"starting", "ready"}
+               and sum(body["pool"].values()) <= 2 for _, body in answers), answers
+    seen = {status for _, body in answers for status in body["pool"]}
+    assert seen == {"starting", "ready"}, "while the pool filled, the overview counted only %s" % seen
+    assert [e["status"] for e in server.pool()] == ["ready", "ready"]          # as the store has it
 
 
 def test_a_hostile_reply_from_chimerax_is_shown_as_text(gunicorn_server, browser):
