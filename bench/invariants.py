@@ -22,9 +22,9 @@ def broken_invariants(runtime, pool_size, max_sessions=None):
     broken = ["%s stuck %s" % (r.id, r.status) for r in live if r.status != "active"]
     broken += ["%s active without its process" % r.id for r in live
                if r.status == "active" and launcher.poll(r.process)]
-    known = [r.process for r in live if r.process] + [e["process"] for e in pool if e["process"]]
-    broken += ["process %s without a session" % s["pid"] for s in launcher.orphans(known)]
-    ready = [e for e in pool if e["status"] == "ready" and not launcher.poll(e["process"])]
+    known = [r.process for r in live if r.process] + [e.process for e in pool if e.process]
+    broken += ["process %s without a session" % s.details["pid"] for s in launcher.orphans(known)]
+    ready = [e for e in pool if e.status == "ready" and not launcher.poll(e.process)]
     want = pool_size if max_sessions is None else max(0, min(pool_size, max_sessions - len(live)))
     if len(ready) != want:
         broken.append("pool has %d ready of %d" % (len(ready), want))

@@ -133,7 +133,7 @@ def warm_create(workdir, workers, runs, **env):
         user, admin = server.token("bench"), server.token("root", "admin")
 
         def ready():
-            return stored(server, lambda store: sum(e["status"] == "ready" for e in store.pool_entries()))
+            return stored(server, lambda store: sum(e.status == "ready" for e in store.pool_entries()))
         times = []
         for _ in range(runs):
             deadline = time.monotonic() + 60
@@ -161,7 +161,7 @@ def stored(server, read):
 def channel_of(server, sid):
     """The session's agent channel, as the service reads it from the store."""
     from app.services.launchers.local import channel_of
-    return channel_of(stored(server, lambda store: store.get_session(sid).process))
+    return channel_of(stored(server, lambda store: store.get_session(sid).process.details))
 
 
 def command_overhead(server, user, admin, runs):

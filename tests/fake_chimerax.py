@@ -5,13 +5,13 @@ the agent's TCP channel (SANDBOX=none); `--mode` picks the failure. Normal
 behaviour is always tested with the real runtime.
 """
 import argparse
+from http.server import BaseHTTPRequestHandler, HTTPServer
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -14,13 +14,13 @@ JSON shape, GET /health answers idle. `save "<path>"` writes a small file at
 the path and `open "<path>"` reads one back, enough for suspend and resume.
 Tests make a process die (`kill`) or never become ready (`hold_ready`).
 """
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
 import secrets
 import threading
 import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+import uuid
 
 from app.services.chimerax_client import Channel
 from app.services.errors import StartupFailed
@@ -93,7 +93,7 @@ class FakeLauncher(Launcher):
     def describe(self):
         return "fake launcher (tests/fake_launcher.py)"
 
-    def start(self, marker, workspace, port):
+    def _start(self, marker, workspace, port):
         secret = secrets.token_urlsafe(16)
         agent = _Agent(secret)
         with self._lock:
@@ -103,35 +103,36 @@ class FakeLauncher(Launcher):
         return {"pid": pid, "marker": marker, "secret": secret, "port": agent.server_address[1],
                 "create_time": time.time()}
 
-    def wait_ready(self, state, timeout, progress=None):
+    def _wait_ready(self, state, timeout, progress=None):
         if self.ready_gate is not None and not self.ready_gate.wait(timeout):
             raise StartupFailed("ChimeraX was not ready within %g s" % timeout)
-        if self.poll(state):
+        if self._poll(state):
             raise StartupFailed("ChimeraX exited during start-up")
         return dict(state, ready=True)
 
-    def poll(self, state):
+    def _poll(self, state):
         return None if state and state.get("pid") in self.agents else "process %s is gone" % state.get("pid")
 
-    def stop(self, state, grace):
+    def _stop(self, state, grace):
         self.kill(state)
 
-    def kill(self, state):
-        """The process dies (a crash)."""
+    def kill(self, handle):
+        """The process dies (a crash). `handle`: a ProcessHandle or its state."""
+        state = getattr(handle, "details", handle)
         with self._lock:
             agent = self.agents.pop(state.get("pid"), None)
         if agent is not None:
             agent.shutdown()
             agent.server_close()
 
-    def channel(self, state):
+    def _channel(self, state):
         return Channel(secret=state.get("secret", ""), path=None, host="127.0.0.1", port=state.get("port"),
                        fingerprint=None)
 
-    def adoptable(self, state, marker):
+    def _adoptable(self, state, marker):
         return state.get("pid") in self.agents and self.markers.get(state.get("pid")) == state.get("marker", marker)
 
-    def orphans(self, known_states, host_id=None):
+    def _orphans(self, known_states, host_id=None):
         known = {s.get("pid") for s in known_states}
         return [{"pid": pid, "create_time": self.created[pid]} for pid in list(self.agents) if pid not in known]
 

@@ -52,7 +52,7 @@ def agent_channel(server, session_id):
     from app.store import Store
     store = Store(server.env["DATABASE_PATH"])
     try:
-        return channel_of(store.get_session(session_id).process)
+        return channel_of(store.get_session(session_id).process.details)
     finally:
         store.close()
 
@@ -245,8 +245,8 @@ def test_the_sweeper_stops_processes_no_session_accounts_for(app_factory, tmp_pa
     try:
         assert sweeper.reap_orphans(time.time()) == []            # young: maybe a live worker's
         later = time.time() + app.config["STARTUP_TIMEOUT"] + app.config["COMMAND_TIMEOUT"] + 6
-        assert sweeper.reap_orphans(later) == [stray["leader"]]    # an injected clock, no waiting
+        assert sweeper.reap_orphans(later) == [stray.details["leader"]]    # an injected clock, no waiting
     finally:
         close()
-    assert not alive(stray["pid"])
-    assert not psutil.pid_exists(stray["pid"]) or psutil.Process(stray["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert not alive(stray.details["pid"])
+    assert not psutil.pid_exists(stray.details["pid"]) or psutil.Process(stray.details["pid"]).status() == psutil.STATUS_ZOMBIE

@@ -9,7 +9,7 @@ import pytest
 from cxs_client import Client, CommandFailed, Conflict, Forbidden, NotFound, RateLimited
 
 from .conftest import add_ended_sessions, alanin_pdb, wait_until
-from .test_runtime import distinct_colours
+from .helpers import distinct_colours
 
 pytestmark = pytest.mark.slow
 

@@ -3,10 +3,10 @@ import json
 import re
 import uuid
 
-import pytest
-import requests
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
+import pytest
+import requests
 
 from .conftest import token_header, wait_until
 

@@ -298,7 +298,7 @@ def test_an_unrecorded_process_is_reaped_only_when_old(fake):
     sweeper, close = app.extensions[EXTENSION].make_sweeper()
     try:
         assert sweeper.reap_orphans(time.time()) == []
-        assert sweeper.reap_orphans(time.time() + 3600) == [stray["pid"]]
+        assert sweeper.reap_orphans(time.time() + 3600) == [stray.details["pid"]]
     finally:
         close()
     assert launcher.poll(stray)
@@ -340,7 +340,7 @@ def test_a_dead_pool_process_is_dropped_and_replaced(fake):
         entry = store.pool_entries()[0]
     finally:
         store.close()
-    launcher.kill(entry["process"])
+    launcher.kill(entry.process)
     assert pool(app, "maintain") == 1
     assert pool(app, "fill") == 1
 
@@ -351,7 +351,7 @@ def test_a_pool_start_whose_owner_is_gone_is_dropped_at_once(fake):
     try:
         directory = os.path.join(app.config["WORKSPACE_ROOT"], ".pool-x")
         assert store.add_pool_entry("x", directory, 10, 2, app.config["HOST_ID"], launcher.domain,
-                                    owner=gone_owner()) is None
+                                    owner=gone_owner()).port is None
     finally:
         store.close()
     assert pool(app, "maintain") == 1

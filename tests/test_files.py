@@ -1,30 +1,12 @@
 """Workspace files and snapshots against the real runtime."""
-import io
 import os
 
 import pytest
 
 from .conftest import alanin_pdb, token_header
-from .test_runtime import distinct_colours
+from .helpers import distinct_colours, new_session, run, upload
 
 pytestmark = pytest.mark.slow
-
-
-def new_session(client, headers):
-    response = client.post("/api/sessions", json={}, headers=headers)
-    assert response.status_code == 201
-    return "/api/sessions/" + response.get_json()["id"]
-
-
-def run(client, headers, url, command):
-    reply = client.post(url + "/commands", json={"command": command}, headers=headers)
-    assert reply.status_code == 200, reply.get_json()
-    return reply.get_json()
-
-
-def upload(client, headers, url, name, data):
-    return client.post(url + "/files", headers=headers, content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(data), name)})
 
 
 def test_allowed_workflow_end_to_end(client, alice, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from app.services.errors import StartupFailed
 from app.services.launchers import LocalLauncher, NoSandbox, local
 from app.services.locate import Executable
+from app.store.models import ProcessHandle
 
 from .conftest import FAKE_CHIMERAX, token_header, workspaces
 
@@ -54,7 +55,7 @@ def test_stop_escalates_to_sigkill_for_the_whole_group(tmp_path):
     workspace = tmp_path / "ws"
     workspace.mkdir()
     state = launcher.wait_ready(launcher.start("s1", str(workspace), None), 10)
-    leader = psutil.Process(state["pid"])
+    leader = psutil.Process(state.details["pid"])
     # the grandchild joins the leader's group
     group = [p for p in psutil.process_iter() if _pgid(p) == leader.pid]
     assert len(group) >= 2
@@ -70,8 +71,8 @@ def test_identity_is_pid_and_create_time(tmp_path):
     state = launcher.wait_ready(launcher.start("s2", str(workspace), None), 10)
     try:
         assert launcher.poll(state) is None
-        impostor = dict(state, create_time=state["create_time"] - 1000,
-                        leader_create_time=state["leader_create_time"] - 1000)
+        impostor = ProcessHandle(dict(state.details, create_time=state.details["create_time"] - 1000,
+                                      leader_create_time=state.details["leader_create_time"] - 1000))
         assert launcher.poll(impostor) is not None       # same pid, other process: not ours
         launcher.stop(impostor, grace=0.5)               # and never signalled
         assert launcher.poll(state) is None

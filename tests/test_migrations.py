@@ -9,10 +9,10 @@ import sqlite3
 import subprocess
 import sys
 
-import pytest
-import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+import pytest
+import sqlalchemy as sa
 
 from app.services.locate import PROJECT_ROOT
 from app.store import Store, schema
@@ -68,7 +68,7 @@ def test_upgrading_a_file_of_the_previous_release_keeps_every_row(release_copy):
     try:
         assert store.service_id() == hashlib.sha256(os.path.realpath(release_copy).encode()).hexdigest()[:16]
         active = store.get_session("00000000-0000-4000-8000-000000000001")
-        assert active.process["pid"] == 100 and active.created_at == before["sessions"][0]["created_at"]
+        assert active.process.details["pid"] == 100 and active.created_at == before["sessions"][0]["created_at"]
     finally:
         store.close()
 

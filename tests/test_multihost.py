@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from app.store import Store, SessionRecord
+from app.store import SessionRecord, Store
 
 from .conftest import alive, token_header, wait_until
 

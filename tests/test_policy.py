@@ -17,57 +17,11 @@ from app.services import policy
 from app.services.locate import TEST_RUNTIME
 
 from .conftest import alanin_pdb, token_header
+from .helpers import CORPUS, OUTSIDE
 
 pytestmark = pytest.mark.slow
 
-OUTSIDE = "/tmp/cxs-policy-escape"       # nothing may ever be written here
 
-CORPUS = [
-    # dangerous commands, spelled out, abbreviated, cased
-    "runscript evil.py", "runsc evil.py", "runs evil.py", "run evil.py", "r evil.py", "RUNSCRIPT evil.py",
-    "Runscript evil.py", "shell", "she", "pip install requests", "pi install x", "toolshed install x",
-    "tools", "devel build .", "cd /", "cd ..", "c /", "alias evil runscript evil.py", "ali evil pwd",
-    "perframe \"runscript evil.py\"", "remotecontrol rest start port 1234", "remote rest start",
-    "exit", "ex", "quit", "q", "log save %s/log.html" % OUTSIDE, "movie record", "debug sdump x",
-    "defattr evil.defattr", "~runscript x", "~alias evil", "unknowncommand",
-    # chaining and separators
-    "pwd; runscript evil.py", "pwd ;runscript evil.py", "pwd;;runscript evil.py", "pwd\nrunscript evil.py",
-    "pwd\rrunscript evil.py", "pwd\trunscript evil.py", "pwd\x00", "pwd\u2028runscript evil.py",
-    "pwd\u0085runscript evil.py", "# comment; runscript evil.py", "  ; shell", "pwd # c; runscript evil.py",
-    "style stick; cd /", "view; exit",
-    # look-alikes and invisible characters
-    "\uff52\uff55\uff4e\uff53\uff43\uff52\uff49\uff50\uff54 evil.py", "runscr\u0456pt evil.py",
-    "run\u200bscript evil.py", "open\u00a0evil.py", "\u202eyp.live tpircsnur", "ｏｐｅｎ x.pdb",
-    # quoting: doubled, mixed, backslashes, unterminated
-    "open \"evil.py\"", "open 'x.pdb' format 'python'", "open \"a;runscript evil.py\"", "open \"unterminated",
-    "'runscript' evil.py", "\"shell\"",
-    'info models #1 attribute "x"" saveFile "%s/a.txt"' % OUTSIDE,
-    "info models #1 attribute 'x'\" saveFile %s/b.txt" % OUTSIDE,
-    'info models #1 attribute "x\\" saveFile %s/c.txt"' % OUTSIDE,
-    "save \"a b\\\".pdb\"", "save a\\ b.pdb", "save ..\\\\x.pdb", "save \"..\"/x.pdb",
-    # keyword tricks: abbreviations, case, before positional arguments, file keywords of any command
-    "open x.pdb format python", "open x.pdb form python", "open x.pdb fo py", "open x.pdb format cmd",
-    "open x.pdb format PYTHON", "open x.pdb format cxc", "open x.pdb x.py", "open x.pdb name a x.py",
-    "save x.pdb format python", "save evil.py", "save evil.cxc", "save evil.cxs",
-    "save evil.html", "open evil.cxc", "open evil.cxs", "open evil.pyc", "open evil.py",
-    "info models saveFile %s/info.txt" % OUTSIDE, "info models savef %s/x" % OUTSIDE,
-    "info models s %s/x" % OUTSIDE, "info models SAVEFILE %s/x" % OUTSIDE, "info saveFile %s/x models" % OUTSIDE,
-    "info models saveFile out.txt", "info models saveFile ../out.pdb",
-    "measure convexity #1 writeSurfaceData %s/x" % OUTSIDE, "meas convexity #1 w %s/x" % OUTSIDE,
-    # paths
-    "open /etc/passwd", "open %s/x.pdb" % OUTSIDE, "open ../x.pdb", "open ./../x.pdb", "open ~/x.pdb",
-    "open ~root/x.pdb", "save /tmp/x.pdb", "save %s/x.pdb" % OUTSIDE, "save ../x.pdb", "save ~/x.pdb",
-    "save sub/../../x.pdb", "open x.pdb\x00.png", "open .hidden.pdb",
-    "open %2e%2e/x.pdb", "open C:\\x.pdb", "save \\\\host\\share\\x.pdb",
-    # URLs and databases (server-side request forgery)
-    "open http://127.0.0.1/x.pdb", "open https://127.0.0.1/x.cif", "open ftp://127.0.0.1/x.pdb",
-    "open file:///etc/passwd", "open 1abc", "open pdb:1abc", "open 1abc format mmcif",
-    "info notify start models url http://127.0.0.1:1/x",
-    # commands that would run for minutes or take gigabytes
-    "save x.png width 20000 height 20000 supersample 4", "save x.png width 100 supersample 64",
-    "windowsize 30000 30000", "turn y 1 frames 100000", "wait 100000", "roll y 1 100000",
-    "sym #1 group i copies true", "lighting shadows true multiShadow 100000", "surface gridSpacing 0.001",
-]
 
 SPY = """
 from chimerax.core.commands import cli

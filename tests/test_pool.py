@@ -23,7 +23,7 @@ def pooled(app_factory):
 
 
 def ready_pids(pool):
-    return {e["process"]["pid"] for e in pool.store.pool_entries() if e["status"] == "ready"}
+    return {e.process.details["pid"] for e in pool.store.pool_entries() if e.status == "ready"}
 
 
 def test_claim_moves_a_ready_process_into_a_fresh_workspace(pooled):
@@ -36,8 +36,8 @@ def test_claim_moves_a_ready_process_into_a_fresh_workspace(pooled):
     session = client.post("/api/sessions", json={}, headers=alice).get_json()
     print("measured: warm create %.1f ms in-process" % ((time.perf_counter() - started) * 1000))
     record = pool.store.get_session(session["id"])
-    assert session["status"] == "active" and record.process["pid"] in waiting
-    proc = psutil.Process(record.process["pid"])
+    assert session["status"] == "active" and record.process.details["pid"] in waiting
+    proc = psutil.Process(record.process.details["pid"])
     assert client.get("/api/sessions/%s/files" % session["id"], headers=alice).get_json() == {"files": []}
     # The process sees the session's workspace: a file uploaded to it opens.
     with open(alanin_pdb(), "rb") as pdb:
@@ -48,7 +48,7 @@ def test_claim_moves_a_ready_process_into_a_fresh_workspace(pooled):
     assert opened["ok"], opened
     assert len(pool.store.pool_entries()) == 1                      # claimed, not shared
     assert pool.fill() == 1 and len(ready_pids(pool)) == 2          # replenished
-    assert record.process["pid"] not in ready_pids(pool)
+    assert record.process.details["pid"] not in ready_pids(pool)
     assert client.delete("/api/sessions/" + session["id"], headers=alice).status_code == 204
     wait_until(lambda: not alive(proc.pid), 5, message="claimed process to end")
 
@@ -71,7 +71,7 @@ def test_drain_leaves_nothing(pooled):
     app, pool = pooled
     pool.fill()
     pids = ready_pids(pool)
-    directories = [e["directory"] for e in pool.store.pool_entries()]
+    directories = [e.directory for e in pool.store.pool_entries()]
     assert pool.drain() == 2
     wait_until(lambda: not any(alive(p) for p in pids), 5, message="pool to drain")
     assert not any(os.path.exists(d) for d in directories)

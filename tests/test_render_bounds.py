@@ -11,9 +11,9 @@ import uuid
 import numpy
 import pytest
 
-import config
 from app.services import policy
 from app.settings import check_settings
+import config
 
 from .conftest import alanin_pdb, token_header
 

@@ -1,20 +1,17 @@
 """The headless ChimeraX test runtime over its real REST protocol (no service involved)."""
-import contextlib
-import os
 import re
 import subprocess
-import tempfile
 
 import psutil
 import pytest
 import requests
 
-from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
+from app.services.locate import TEST_RUNTIME
 
 from .conftest import alanin_pdb, wait_until
+from .helpers import distinct_colours
 
 pytestmark = pytest.mark.slow
-RUNTIME_PYTHON = os.path.join(PROJECT_ROOT, ".chimerax", "venv", "bin", "python")
 
 
 @pytest.fixture
@@ -57,32 +54,6 @@ def opened(rest, path):
     reply = rest("open %s" % path)
     assert reply["error"] is None and not reply["log messages"]["bug"], reply
     return atom_count(rest)
-
-
-@contextlib.contextmanager
-def png_files(*images):
-    """Paths of temporary files holding `images` (PNG bytes), removed afterwards."""
-    paths = []
-    try:
-        for data in images:
-            handle, path = tempfile.mkstemp(suffix=".png")
-            paths.append(path)
-            os.write(handle, data)
-            os.close(handle)
-        yield paths
-    finally:
-        for path in paths:
-            os.unlink(path)
-
-
-def distinct_colours(png):
-    # Pillow lives in the runtime's own environment, not the service's.
-    out = subprocess.run([RUNTIME_PYTHON, "-c",
-                          "import sys; from PIL import Image; im = Image.open(sys.argv[1]);"
-                          "print(im.size[0], im.size[1], len(set(im.convert('RGB').getdata())))", str(png)],
-                         capture_output=True, text=True, check=True)
-    width, height, colours = map(int, out.stdout.split())
-    return width, height, colours
 
 
 def test_structure_roundtrip_and_render(rest):

@@ -17,8 +17,8 @@ import sys
 import pytest
 
 from app.services import chimerax_client
-from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
 from app.services.launchers import AGENT_SCRIPT
+from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
 
 from .conftest import alanin_pdb, wait_until
 

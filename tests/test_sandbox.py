@@ -23,7 +23,7 @@ import requests
 from app.services.launchers.local import SECRET_VARIABLE
 
 from .conftest import alive, sandbox_tree, wait_until
-from .test_policy import CORPUS
+from .helpers import CORPUS
 
 pytestmark = pytest.mark.slow
 
@@ -272,7 +272,7 @@ def control_socket(server, session_id):
     from app.store import Store
     store = Store(server.env["DATABASE_PATH"])
     try:
-        return store.get_session(session_id).process
+        return store.get_session(session_id).process.details
     finally:
         store.close()
 

@@ -5,8 +5,7 @@ import pytest
 import trimesh
 
 from .conftest import alanin_pdb, token_header
-from .test_files import new_session, run, upload
-from .test_runtime import distinct_colours, png_files
+from .helpers import distinct_colours, new_session, png_files, run, upload
 
 pytestmark = pytest.mark.slow
 

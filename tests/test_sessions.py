@@ -32,8 +32,8 @@ def test_lifecycle_create_command_heartbeat_delete(app, client, alice):
     assert session["label"] == "my structure"
     assert "pid" not in session and "port" not in session      # internals are admin-only
     record = store_record(app, session["id"])
-    leader = psutil.Process(record.process["pid"])
-    assert record.process["sandbox"] == "bwrap"                  # the default where bwrap works
+    leader = psutil.Process(record.process.details["pid"])
+    assert record.process.details["sandbox"] == "bwrap"                  # the default where bwrap works
     assert leader.uids().real != 0 and leader.uids().effective != 0
     assert leader.environ()["CXS_SESSION_ID"] == session["id"]   # marker for re-adoption
 

@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-import config
 from app.services import policy
 from app.services.locate import PROJECT_ROOT
 from app.settings import check_settings
+import config
 
 
 @pytest.mark.parametrize("name, value, message", [

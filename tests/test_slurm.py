@@ -14,6 +14,7 @@ import requests
 from app.context import EXTENSION
 from app.services import chimerax_client
 from app.services.errors import ChimeraXDied
+from app.store.models import ProcessHandle
 
 from . import slurm
 from .conftest import alanin_pdb, token_header, wait_until
@@ -67,7 +68,7 @@ def sweep(app):
 
 
 def job_of(app, session_id):
-    return record(app, session_id).process["job"]
+    return record(app, session_id).process.details["job"]
 
 
 def test_session_is_a_job_reached_at_the_nodes_address(slurm_app, cluster):
@@ -76,7 +77,7 @@ def test_session_is_a_job_reached_at_the_nodes_address(slurm_app, cluster):
     created = client.post("/api/sessions", json={"label": "on slurm"}, headers=alice)
     assert created.status_code == 201, created.get_json()
     sid = created.get_json()["id"]
-    state = record(app, sid).process
+    state = record(app, sid).process.details
     assert state["channel"]["host"] == slurm.NODE_ADDRESS       # reported by the job, not assumed
     assert cluster.live_jobs()[state["job"]] == ("cxs-" + sid, "RUNNING")
     assert client.get("/api/sessions/" + sid, headers=admin).get_json()["process"] == "job " + state["job"]
@@ -101,7 +102,7 @@ def test_channel_across_hosts_is_tls_to_the_reported_certificate(slurm_app):
     app = slurm_app()
     client, alice = app.test_client(), token_header(app, "alice")
     sid = client.post("/api/sessions", json={}, headers=alice).get_json()["id"]
-    state = record(app, sid).process
+    state = record(app, sid).process.details
     where = state["channel"]
     # Plain HTTP to the job's port gets nothing: only TLS is spoken there.
     with socket.create_connection((where["host"], where["port"]), timeout=10) as plain:
@@ -111,7 +112,7 @@ def test_channel_across_hosts_is_tls_to_the_reported_certificate(slurm_app):
         except ConnectionResetError:
             answer = b""
         assert b"HTTP/" not in answer
-    pinned = runtime(app).launcher.channel(state)
+    pinned = runtime(app).launcher.channel(ProcessHandle(state))
     assert chimerax_client.health(pinned, 10) == {"busy": False}
     # Another certificate (another process on that port) is refused before the secret is sent.
     impostor = dataclasses.replace(pinned, fingerprint="0" * 64)
@@ -144,7 +145,7 @@ def test_the_batch_script_template_can_be_replaced(slurm_app, tmp_path):
     client, alice = app.test_client(), token_header(app, "alice")
     created = client.post("/api/sessions", json={}, headers=alice)
     assert created.status_code == 201, created.get_json()
-    launcher, state = runtime(app).launcher, record(app, created.get_json()["id"]).process
+    launcher, state = runtime(app).launcher, record(app, created.get_json()["id"]).process.details
     with open(launcher.paths(state["token"])["output"]) as output:
         assert output.readline() == "site template ran\n"
 
@@ -155,13 +156,13 @@ def test_warm_pool_jobs_are_claimed(slurm_app, cluster):
     try:
         assert pool.fill() == 1
         entry = pool.store.pool_entries()[0]
-        assert entry["status"] == "ready" and cluster.live_jobs()[entry["process"]["job"]][0].startswith("cxs-pool-")
+        assert entry.status == "ready" and cluster.live_jobs()[entry.process.details["job"]][0].startswith("cxs-pool-")
         client, alice = app.test_client(), token_header(app, "alice")
         started = time.perf_counter()
         created = client.post("/api/sessions", json={}, headers=alice)
         print("measured: warm create on Slurm %.1f ms in-process" % ((time.perf_counter() - started) * 1000))
         sid = created.get_json()["id"]
-        assert created.status_code == 201 and job_of(app, sid) == entry["process"]["job"]
+        assert created.status_code == 201 and job_of(app, sid) == entry.process.details["job"]
         # The job works in the session's workspace (the pool's directory was
         # renamed into it): a file uploaded there opens by its relative name.
         with open(alanin_pdb(), "rb") as pdb:
@@ -223,7 +224,7 @@ def test_pending_job_shows_its_reason_then_fails_and_is_cancelled(slurm_app, clu
         return client.get("/api/sessions/" + sid, headers=alice).get_json().get("pending_reason")
     assert wait_until(shown_reason, 10, message="pending_reason").startswith("Partition")
     assert client.get("/api/sessions/" + sid, headers=alice).get_json()["status"] == "starting"
-    job = record(app, sid).process["job"]
+    job = record(app, sid).process.details["job"]
 
     def ended():
         body = client.get("/api/sessions/" + sid, headers=alice).get_json()
@@ -263,7 +264,7 @@ def test_restart_adopts_jobs(gunicorn_server, cluster, tmp_path):
     sid = created.json()["id"]
     store = server.store()
     try:
-        job = store.get_session(sid).process["job"]
+        job = store.get_session(sid).process.details["job"]
     finally:
         store.close()
     server.kill_hard()

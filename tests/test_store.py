@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.store import LimitReached, SessionRecord, Store, StoreUnavailable
+from app.store.models import PoolStatus, ProcessHandle
 
 
 def record(i, user, domain="local:test", host="h1"):
@@ -63,11 +64,11 @@ def test_capacity_and_ports_are_counted_per_domain(store):
 
 
 def test_pool_claim_takes_each_entry_once_and_only_in_its_domain(store):
-    assert store.add_pool_entry("p1", "/d1", 10, 2, "h1", "one") is None
-    store.set_pool_entry("p1", "ready", {"pid": 1}, 7001)
+    assert store.add_pool_entry("p1", "/d1", 10, 2, "h1", "one").port is None
+    store.set_pool_entry("p1", PoolStatus.READY, ProcessHandle({"pid": 1}), 7001)
     assert store.insert_session(record(1, "a", domain="two"), 10, 10, claim_pool=True) is None
     claimed = store.insert_session(record(2, "a", domain="one"), 10, 10, claim_pool=True)
-    assert claimed["id"] == "p1" and claimed["process"] == {"pid": 1}
+    assert claimed.id == "p1" and claimed.process == ProcessHandle({"pid": 1})
     assert store.get_session("s002").port == 7001
     assert store.insert_session(record(3, "a", domain="one"), 10, 10, claim_pool=True) is None
 

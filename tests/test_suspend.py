@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-import config
 from app.context import EXTENSION
+import config
 
 from .conftest import alanin_pdb, alive, token_header, wait_until
-from .test_runtime import RUNTIME_PYTHON, png_files
+from .helpers import RUNTIME_PYTHON, png_files
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def test_suspend_then_resume_restores_the_scene(app_factory):
 
     suspended = client.post("/api/sessions/%s/suspend" % sid, headers=alice)
     assert suspended.status_code == 200 and suspended.get_json()["status"] == "suspended"
-    assert not alive(process["pid"])                                    # no process while suspended
+    assert not alive(process.details["pid"])                                    # no process while suspended
     assert os.stat(suspended_file(app, sid)).st_mode & 0o777 == 0o600   # outside the workspace, private
     names = {f["name"] for f in client.get("/api/sessions/%s/files" % sid, headers=alice).get_json()["files"]}
     assert names == {"alanin.pdb"}                                      # files kept; no scratch left
@@ -191,7 +191,7 @@ def test_resume_takes_a_warm_pool_process(app_factory):
         pooled = pool.store.pool_entries()[0]["process"]["pid"]
         assert client.post("/api/sessions/%s/resume" % sid, headers=alice).status_code == 202
         wait_active(client, alice, sid)
-        assert session_row(app, sid).process["pid"] == pooled          # the warm process, not a new one
+        assert session_row(app, sid).process.details["pid"] == pooled          # the warm process, not a new one
         assert scene_facts(client, alice, sid)[:3] == before[:3]
         names = {f["name"] for f in client.get("/api/sessions/%s/files" % sid, headers=alice).get_json()["files"]}
         assert names == {"alanin.pdb"}

@@ -39,7 +39,7 @@ def status_of(client, headers, session_id):
 
 
 def process_of(sweeper, session_id):
-    return psutil.Process(sweeper.store.get_session(session_id).process["pid"])
+    return psutil.Process(sweeper.store.get_session(session_id).process.details["pid"])
 
 
 def gone(proc):
@@ -155,7 +155,7 @@ def test_one_bad_session_does_not_stop_the_sweep(env, monkeypatch):
     real_poll = sweeper.launcher.poll
 
     def poll(state):
-        if state["pid"] == sweeper.store.get_session(first["id"]).process["pid"]:
+        if state.details["pid"] == sweeper.store.get_session(first["id"]).process.details["pid"]:
             raise RuntimeError("boom")
         return real_poll(state)
     monkeypatch.setattr(sweeper.launcher, "poll", poll)

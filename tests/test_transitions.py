@@ -21,10 +21,10 @@ import pytest
 import requests
 
 from app.context import EXTENSION
-from app.services import owners, suspension as suspension_module
+from app.services import chimerax_client, owners
+from app.services import suspension as suspension_module
 from app.services.launchers.local import channel_of
 from app.services.owners import MACHINE, Owner
-from app.services import chimerax_client
 from app.store import SessionRecord
 from bench.invariants import broken_invariants, runtime_for
 
@@ -78,14 +78,14 @@ def set_row(app, sid, from_status, status, **fields):
 
 def answers(app, sid):
     record = row(app, sid)
-    return chimerax_client.run_command(channel_of(record.process), "pwd", 10).ok
+    return chimerax_client.run_command(channel_of(record.process.details), "pwd", 10).ok
 
 
 def test_a_slow_suspend_is_left_to_its_owner_and_keeps_its_files(app_factory, monkeypatch):
     app = app_factory(IDLE_ACTION="suspend")
     client, alice = app.test_client(), token_header(app, "alice")
     sid = create(client, alice, with_file=True)
-    pid = row(app, sid).process["pid"]
+    pid = row(app, sid).process.details["pid"]
     saving, release = threading.Event(), threading.Event()
     real_run = suspension_module.chimerax_client.run_command
 
@@ -146,7 +146,7 @@ def test_rows_whose_owner_is_gone_are_resolved_in_the_next_sweep(app_factory):
     set_row(app, half, "active", "starting", owner=dead, operation="create_more")
     # An end whose worker died before it stopped the process.
     ending = create(client, alice)
-    ending_pid = row(app, ending).process["pid"]
+    ending_pid = row(app, ending).process.details["pid"]
     set_row(app, ending, "active", "terminating", ended_at=now, end_reason="idle_timeout", owner=dead,
             operation="end")
     # A suspend whose worker died mid-save: the process still runs, so nothing is lost.
@@ -191,7 +191,7 @@ def test_an_unrecorded_process_whose_starter_is_gone_is_reaped_at_once(app_facto
     script = ("import sys, json; sys.path.insert(0, %r); from app import create_app; "
               "app = create_app(json.loads(sys.argv[1]), config_name='testing'); "
               "rt = app.extensions['chimerax_sessions']; s = rt.launcher.start('lost', %r, None); "
-              "print(s['pid'], s['create_time'])" % (os.getcwd(), workspace))
+              "print(s.details['pid'], s.details['create_time'])" % (os.getcwd(), workspace))
     import json
     settings = {k: app.config[k] for k in ("DATABASE_PATH", "WORKSPACE_ROOT", "CHIMERAX_PATH", "HOST_ID")}
     out = subprocess.run([sys.executable, "-c", script, json.dumps(settings)], capture_output=True, text=True,

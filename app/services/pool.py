@@ -12,6 +12,7 @@ import shutil
 import time
 import uuid
 
+from ..store.models import PoolStatus
 from . import chimerax_client, owners
 from .owners import owner_alive
 from .sessions import startup_grace
@@ -44,9 +45,9 @@ class WarmPool:
                 entry_id, directory, self.settings["MAX_SESSIONS"], self.size,
                 self.settings["HOST_ID"], self.launcher.domain, ports=self.launcher.port_range,
                 port_is_free=self.launcher.port_is_free, owner=owners.current())
-            if reserved is False:
+            if reserved is None:
                 break
-            self._spawn(entry_id, directory, reserved)
+            self._spawn(entry_id, directory, reserved.port)
             started += 1
         return started
 
@@ -55,9 +56,9 @@ class WarmPool:
         try:
             self.launcher.make_workspace(directory)
             state = self.launcher.start(marker(entry_id), directory, port)
-            self.store.set_pool_entry(entry_id, "starting", state, port)
+            self.store.set_pool_entry(entry_id, PoolStatus.STARTING, state, port)
             state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
-            if self.store.set_pool_entry(entry_id, "ready", state, state["port"]):
+            if self.store.set_pool_entry(entry_id, PoolStatus.READY, state, state.port):
                 log.info("pool: %s ready", self.launcher.process_id(state))
                 return
             log.info("pool: entry %s was dropped while starting", entry_id)
@@ -73,8 +74,8 @@ class WarmPool:
 
     def remove(self, entry):
         """Drop an entry unless a create claimed it first; then end its process."""
-        if self.store.remove_pool_entry(entry["id"]):
-            self._discard(entry["id"], entry["process"], entry["directory"])
+        if self.store.remove_pool_entry(entry.id):
+            self._discard(entry.id, entry.process, entry.directory)
             return True
         return False
 
@@ -83,14 +84,14 @@ class WarmPool:
         now = now or time.time()
         dropped = 0
         for entry in self.store.pool_entries(domain=self.launcher.domain):
-            state = entry["process"]
-            if entry["status"] == "starting":
+            state = entry.process
+            if entry.status == PoolStatus.STARTING:
                 # Its starter's until that worker is gone: then it is never made ready.
-                stale = now - entry["created_at"] > startup_grace(self.settings, self.launcher)
-                drop = owner_alive(entry["owner"]) is False or (stale and (not state or self.launcher.poll(state)))
+                stale = now - entry.created_at > startup_grace(self.settings, self.launcher)
+                drop = owner_alive(entry.owner) is False or (stale and (not state or self.launcher.poll(state)))
             elif self.launcher.poll(state):
                 drop = True
-            elif now - entry["created_at"] > self.settings["POOL_MAX_AGE"]:
+            elif now - entry.created_at > self.settings["POOL_MAX_AGE"]:
                 drop = True
             elif ping:
                 drop = not chimerax_client.ping(self.launcher.channel(state), self.settings["HEALTH_CHECK_TIMEOUT"])
@@ -111,8 +112,8 @@ class WarmPool:
         """After a restart: keep entries whose process is verifiably theirs; their states."""
         kept = []
         for entry in self._own_entries():
-            if entry["status"] == "ready" and self.launcher.adoptable(entry["process"], marker(entry["id"])):
-                kept.append(entry["process"])
+            if entry.status == PoolStatus.READY and self.launcher.adoptable(entry.process, marker(entry.id)):
+                kept.append(entry.process)
             else:
                 self.remove(entry)
         return kept

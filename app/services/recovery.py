@@ -55,8 +55,8 @@ def reap_orphans(service, known, now=None, min_age=0, host_id=None):
     that none of the `known` states accounts for, and (with `now`) older than
     `min_age` s: a younger one may be a live worker's, not yet recorded."""
     orphans = [state for state in service.launcher.orphans(known, host_id=host_id)
-               if now is None or owner_alive(state.get("owner")) is False
-               or now - (state.get("create_time") or now) > min_age]
+               if now is None or owner_alive(state.started_by) is False
+               or now - (state.started_at or now) > min_age]
     for state in orphans:
         log.warning("stopping ChimeraX %s: marked as ours but unknown to the store",
                     service.launcher.process_id(state))

@@ -149,7 +149,7 @@ class SessionService:
         opening = None
         try:
             if claimed:
-                self.launcher.adopt_workspace(claimed["process"], claimed["directory"], record.workspace)
+                self.launcher.adopt_workspace(claimed.process, claimed.directory, record.workspace)
             else:
                 self.launcher.make_workspace(record.workspace)
             if initial_file is not None:
@@ -157,8 +157,8 @@ class SessionService:
                                                       self.settings["MAX_UPLOAD_BYTES"]).name
         except Exception:
             if claimed:
-                self.launcher.stop(claimed["process"], self.settings["STOP_GRACE_PERIOD"])
-                shutil.rmtree(claimed["directory"], ignore_errors=True)
+                self.launcher.stop(claimed.process, self.settings["STOP_GRACE_PERIOD"])
+                shutil.rmtree(claimed.directory, ignore_errors=True)
             shutil.rmtree(record.workspace, ignore_errors=True)
             self._mark_startup_failed(self.store, record.id)
             raise
@@ -183,7 +183,7 @@ class SessionService:
 
     def _activate_pooled(self, record, claimed, opening):
         """Turn a claimed pool process into this session; False: start cold instead."""
-        state = claimed["process"]
+        state = claimed.process
         try:
             moved = chimerax_client.run_command(
                 self.launcher.channel(state), 'cd "%s"' % self.launcher.chimerax_path(state, record.workspace),
@@ -199,10 +199,10 @@ class SessionService:
         except ServiceError as err:
             log.warning("session %s: pooled process unusable (%s); starting cold", record.id, err)
             self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
-            self.store.transition(record.id, [STARTING], STARTING, process={}, operation=CREATE_MORE)
+            self.store.transition(record.id, [STARTING], STARTING, process=None, operation=CREATE_MORE)
             return False
         if not self.store.transition(record.id, [STARTING], ACTIVE, process=state,
-                                     port=state["port"], last_activity=time.time(), **SETTLED):
+                                     port=state.port, last_activity=time.time(), **SETTLED):
             self._discard(record, state)
             return True
         log.info("session %s active from the warm pool: %s", record.id, self.launcher.process_id(state))
@@ -233,7 +233,7 @@ class SessionService:
             metrics.SPAWN_SECONDS.observe(time.perf_counter() - spawned)
             if opening:
                 self._open_initial(state, opening)
-            if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state["port"],
+            if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state.port,
                                     last_activity=time.time(), **SETTLED):
                 raise _Cancelled()
             log.info("session %s active: %s", record.id, self.launcher.process_id(state))

@@ -100,7 +100,7 @@ class Suspension:
         return self.store.get_session(record.id)
 
     def _kept(self, record, data):
-        if self.store.transition(record.id, [TERMINATING], SUSPENDED, process={}, port=None, ended_at=None,
+        if self.store.transition(record.id, [TERMINATING], SUSPENDED, process=None, port=None, ended_at=None,
                                  suspended_at=time.time(), suspend_digest=self._digest(data), **SETTLED):
             metrics.SESSIONS_ENDED.labels("suspended").inc()
             log.info("session %s suspended (%d bytes)", record.id, len(data))
@@ -189,7 +189,7 @@ class Suspension:
                                                      self.settings["COMMAND_TIMEOUT"])
             if not opened.ok:
                 raise SuspendFailed("ChimeraX could not restore the session: %s" % opened.error["message"])
-            if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state.get("port"),
+            if not store.transition(record.id, [STARTING], ACTIVE, process=state, port=state.port,
                                     last_activity=time.time(), suspended_at=None, suspend_digest=None,
                                     **SETTLED):
                 raise NotActive("session %s was ended while resuming" % record.id)
@@ -199,7 +199,7 @@ class Suspension:
             log.warning("session %s could not be resumed (%s); it stays suspended", record.id, err)
             if state:
                 self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
-            store.transition(record.id, [STARTING], SUSPENDED, process={}, port=None, **SETTLED)
+            store.transition(record.id, [STARTING], SUSPENDED, process=None, port=None, **SETTLED)
         finally:
             store.close()
 
@@ -208,7 +208,7 @@ class Suspension:
         files move into the pool's directory, which then takes the workspace's
         name (a rename on one file system: the sandbox's bind and ChimeraX's
         working directory follow it)."""
-        state, directory = claimed["process"], claimed["directory"]
+        state, directory = claimed.process, claimed.directory
         for name in os.listdir(record.workspace):
             os.rename(os.path.join(record.workspace, name), os.path.join(directory, name))
         os.rmdir(record.workspace)
@@ -224,7 +224,7 @@ class Suspension:
         """A resume that never finished (its worker died): back to suspended."""
         if record.process:
             self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
-        if self.store.transition(record.id, [STARTING], SUSPENDED, process={}, port=None, **SETTLED):
+        if self.store.transition(record.id, [STARTING], SUSPENDED, process=None, port=None, **SETTLED):
             log.warning("session %s: its resume did not finish; suspended again", record.id)
 
     # Deleting

@@ -59,7 +59,7 @@ class Sweeper:
         leaves them. Only those whose starter is gone, or older than the
         start-up grace: a younger one may be a live worker's, not yet recorded."""
         known = [r.process for r in self.store.live_sessions() if r.process]
-        known += [e["process"] for e in self.store.pool_entries() if e["process"]]
+        known += [e.process for e in self.store.pool_entries() if e.process]
         return reap_orphans(self.service, known, now, startup_grace(self.settings, self.launcher))
 
     def _check(self, record, now):

@@ -74,7 +74,7 @@ def _adopt_ready(service, record, now):
         return False
     if not chimerax_client.ping(launcher.channel(ready), service.settings["HEALTH_CHECK_TIMEOUT"]):
         return False
-    if service.store.transition(record.id, [STARTING], ACTIVE, process=ready, port=ready.get("port"),
+    if service.store.transition(record.id, [STARTING], ACTIVE, process=ready, port=ready.port,
                                 last_activity=now, **SETTLED):
         log.warning("session %s: its starter is gone; adopted its ready ChimeraX %s", record.id,
                     launcher.process_id(ready))

@@ -1,5 +1,6 @@
 """Plain records the store hands out; no behaviour beyond derived values."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import Enum
 
 STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED, SUSPENDED = (
     "starting", "active", "terminating", "terminated", "failed", "suspended")
@@ -30,6 +31,63 @@ class Principal:
         return self.role == "admin"
 
 
+@dataclass(frozen=True)
+class ProcessHandle:
+    """One ChimeraX process as its launcher recorded it. `details` is the
+    launcher's own (JSON; only the launcher that made it reads it); what
+    others may know is typed here."""
+    details: dict
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(dict(data)) if data else None
+
+    def to_json(self):
+        return dict(self.details)
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port its channel reserved (None: a socket, or chosen by the process)."""
+        return self.details.get("port")
+
+    @property
+    def pending_reason(self) -> str | None:
+        """Why a scheduler keeps it waiting, while it does."""
+        return self.details.get("pending_reason")
+
+    @property
+    def started_at(self) -> float | None:
+        return self.details.get("create_time") or self.details.get("submitted")
+
+    @property
+    def started_by(self) -> str | None:
+        """The worker that started it (services/owners.py), where the launcher can tell."""
+        return self.details.get("owner")
+
+
+class PoolStatus(str, Enum):
+    STARTING = "starting"
+    READY = "ready"
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    id: str
+    status: PoolStatus
+    created_at: float
+    directory: str
+    host_id: str
+    domain: str
+    port: int | None = None
+    process: ProcessHandle | None = None
+    owner: str | None = None
+
+    @classmethod
+    def from_row(cls, row):
+        row = dict(row)
+        return cls(**dict(row, status=PoolStatus(row["status"])))
+
+
 @dataclass
 class SessionRecord:
     id: str
@@ -44,7 +102,7 @@ class SessionRecord:
     ended_at: float | None = None
     end_reason: str | None = None
     port: int | None = None
-    process: dict = field(default_factory=dict)
+    process: ProcessHandle | None = None
     health_failures: int = 0
     workspace_removed: int = 0
     host_id: str | None = None    # the service instance that started it
@@ -66,7 +124,7 @@ class SessionRecord:
     @property
     def pending_reason(self):
         """Why a starting session's process waits (a scheduler's reason), else None."""
-        return self.process.get("pending_reason") if self.status == STARTING and self.process else None
+        return self.process.pending_reason if self.status == STARTING and self.process else None
 
     @property
     def expires_at(self):

@@ -7,7 +7,7 @@ Decisions that must not race between workers or hosts (capacity, port
 choice, the pool claim) run in `database.decision()`; status changes are
 single compare-and-set statements.
 """
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 import os
 import time
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from . import database
 from .database import StoreUnavailable
-from .models import CREATE_MORE, LIVE_STATUSES, SessionRecord, TokenRecord
+from .models import CREATE_MORE, LIVE_STATUSES, PoolEntry, PoolStatus, ProcessHandle, SessionRecord, TokenRecord
 from .tables import history, pool, service, sessions, sweeps, tokens
 
 # On every request's path: compiled once (see database.Prepared).
@@ -200,7 +200,7 @@ class Store:
                 raise LimitReached("global", max_total)
             if claimed is not None:
                 # A claimed process still has to move into the workspace: never adopted half done.
-                record.port, record.process, record.operation = claimed["port"], claimed["process"], CREATE_MORE
+                record.port, record.process, record.operation = claimed.port, claimed.process, CREATE_MORE
             elif ports is not None:
                 record.port = self._free_port(record.domain, ports, port_is_free)
             self._execute(sessions.insert().values(
@@ -225,7 +225,7 @@ class Store:
                 if claimed is None and self._used(domain) >= max_total:
                     raise LimitReached("global", max_total)
                 if claimed is not None:
-                    port, process = claimed["port"], claimed["process"]
+                    port, process = claimed.port, claimed.process
                 else:
                     port = self._free_port(domain, ports, port_is_free) if ports is not None else None
                     process = None
@@ -258,13 +258,13 @@ class Store:
         return (self._count(sessions, _live(), sessions.c.domain == domain)
                 + self._count(pool, pool.c.domain == domain))
 
-    def _take_ready_pool_entry(self, domain):
+    def _take_ready_pool_entry(self, domain: str) -> PoolEntry | None:
         row = self._execute(pool.select().where(pool.c.status == "ready", pool.c.domain == domain)
                             .order_by(pool.c.created_at).limit(1)).mappings().first()
         if row is None:
             return None
         self._execute(pool.delete().where(pool.c.id == row["id"]))
-        return dict(row)
+        return PoolEntry.from_row(row)
 
     def _free_port(self, domain, ports, port_is_free):
         taken = set(self._execute(
@@ -279,31 +279,35 @@ class Store:
 
     # The warm pool
 
-    def add_pool_entry(self, entry_id, directory, max_total, want, host_id, domain,
-                       ports=None, port_is_free=None, owner=None):
+    def add_pool_entry(self, entry_id: str, directory: str, max_total: int, want: int, host_id: str, domain: str,
+                       ports: Sequence[int] | None = None, port_is_free: Callable[[int], bool] | None = None,
+                       owner: str | None = None) -> PoolEntry | None:
         """Reserve a pool slot in `domain` if its pool is short and capacity allows:
-        returns its port (None when ChimeraX picks), or False when nothing was reserved."""
+        the new entry (status starting, with its port: None when ChimeraX picks), else None."""
         with self._decision(domain):
             if (self._count(pool, pool.c.domain == domain) >= want
                     or self._used(domain) >= max_total):
-                return False
+                return None
             port = self._free_port(domain, ports, port_is_free) if ports is not None else None
-            self._execute(pool.insert().values(id=entry_id, status="starting", created_at=time.time(),
+            entry = PoolEntry(id=entry_id, status=PoolStatus.STARTING, created_at=time.time(), directory=directory,
+                              host_id=host_id, domain=domain, port=port, owner=owner)
+            self._execute(pool.insert().values(id=entry.id, status=entry.status.value, created_at=entry.created_at,
                                                directory=directory, port=port, host_id=host_id,
                                                domain=domain, owner=owner))
-            return port
+            return entry
 
-    def set_pool_entry(self, entry_id, status, process, port):
+    def set_pool_entry(self, entry_id: str, status: PoolStatus, process: ProcessHandle | None,
+                       port: int | None) -> bool:
         result = self._execute(pool.update().where(pool.c.id == entry_id)
-                               .values(status=status, process=process, port=port))
+                               .values(status=status.value, process=process, port=port))
         return result.rowcount == 1
 
-    def remove_pool_entry(self, entry_id):
+    def remove_pool_entry(self, entry_id: str) -> bool:
         return self._execute(pool.delete().where(pool.c.id == entry_id)).rowcount == 1
 
-    def pool_entries(self, domain=None, host_id=None):
+    def pool_entries(self, domain: str | None = None, host_id: str | None = None) -> list[PoolEntry]:
         query = _filtered(pool.select().order_by(pool.c.created_at), pool, domain=domain, host_id=host_id)
-        return [dict(row) for row in self._execute(query).mappings()]
+        return [PoolEntry.from_row(row) for row in self._execute(query).mappings()]
 
     def get_session(self, session_id: str) -> SessionRecord | None:
         row = self._first(GET_SESSION, id=session_id)
@@ -406,7 +410,7 @@ class Store:
         query = (sa.select(history.c.at, history.c.command, history.c.session_id, sessions.c.user)
                  .join(sessions, sessions.c.id == history.c.session_id)
                  .where(history.c.verdict == "deny").order_by(history.c.id.desc()).limit(limit))
-        return [dict(row) for row in self._execute(query).mappings()]
+        return [PoolEntry.from_row(row) for row in self._execute(query).mappings()]
 
     # Sweeper bookkeeping: which process swept, how often (proof of a single sweeper)
 

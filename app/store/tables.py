@@ -8,21 +8,26 @@ import json
 
 import sqlalchemy as sa
 
+from .models import ProcessHandle
+
 # Seconds since the epoch as a double: sub-millisecond on both backends
 # (PostgreSQL's REAL is 4 bytes, about 2 minutes of resolution today).
 Timestamp: sa.types.TypeEngine[float] = sa.Double().with_variant(sa.REAL(), "sqlite")
 
 
 class JsonText(sa.types.TypeDecorator):
-    """A launcher's state: JSON in a TEXT column ({} and NULL read back as {})."""
+    """A process handle (models.ProcessHandle) as its launcher's JSON in a TEXT
+    column; none is NULL (an empty object written by older releases reads as none)."""
     impl = sa.Text
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
+        if isinstance(value, ProcessHandle):
+            value = value.to_json()
         return json.dumps(value) if value else None
 
     def process_result_value(self, value, dialect):
-        return json.loads(value) if value else {}
+        return ProcessHandle.from_json(json.loads(value)) if value else None
 
 
 metadata = sa.MetaData()

@@ -1,11 +1,25 @@
 """The launcher contract: everything the service knows about where ChimeraX runs.
 
-A launcher's state for one process is a JSON-safe dict kept in the session's
-row, so any gunicorn worker — not only the one that started it — can reach,
-check or stop the process.
+Outside the launchers a process is a `ProcessHandle` (store.models): typed
+attributes for what others may know (its port, a scheduler's pending
+reason, when and by whom it was started) and the launcher's own JSON,
+which is kept in the session's row so that any gunicorn worker — not only
+the one that started it — can reach, check or stop the process, and which
+only the launcher reads. The public methods below take and give handles;
+each launcher implements the `_`-prefixed ones on its own state dict.
 """
 import abc
+from collections.abc import Callable, Iterable
 import os
+
+from ...store.models import ProcessHandle
+from ..chimerax_client import Channel
+
+Progress = Callable[[ProcessHandle], object]
+
+
+def _state(handle: ProcessHandle | None) -> dict:
+    return handle.details if handle is not None else {}
 
 
 class Launcher(abc.ABC):
@@ -15,94 +29,146 @@ class Launcher(abc.ABC):
     # sweeper are counted per domain); no other instance ever touches them.
     domain = "unknown"
     # TCP ports the store reserves for channels (None: the launcher's channels need none).
-    port_range = None
+    port_range: object = None
 
-    def reaches(self, domain):
-        return domain == self.domain
+    # The contract, on handles
 
-    def port_is_free(self, port):
-        """Whether a port of `port_range` is free where processes run (checked at reservation)."""
-        return True
+    def start(self, marker: str, workspace: str, port: int | None) -> ProcessHandle:
+        """Launch ChimeraX for `marker` (a session id or pool entry), not yet ready."""
+        return ProcessHandle(self._start(marker, workspace, port))
 
-    def process_id(self, state):
+    def wait_ready(self, handle: ProcessHandle, timeout: float, progress: Progress | None = None) -> ProcessHandle:
+        """Block until its channel answers; the completed handle. Raise
+        StartupFailed if it dies or the timeout passes. A launcher whose
+        processes may wait for resources (a queue) calls `progress(handle)`
+        when what its owner should see changes (`pending_reason`)."""
+        report = (lambda state: progress(ProcessHandle(dict(state)))) if progress else None
+        return ProcessHandle(self._wait_ready(dict(_state(handle)), timeout, report))
+
+    def poll(self, handle: ProcessHandle | None) -> str | None:
+        """None while running, else a short description of how it ended."""
+        return self._poll(_state(handle))
+
+    def stop(self, handle: ProcessHandle | None, grace: float) -> None:
+        """End it and everything it started (politely, then by force after `grace` s)."""
+        if handle is not None:
+            self._stop(handle.details, grace)
+
+    def channel(self, handle: ProcessHandle) -> Channel:
+        """The chimerax_client.Channel that reaches its agent."""
+        return self._channel(_state(handle))
+
+    def chimerax_path(self, handle: ProcessHandle | None, workspace: str) -> str:
+        """The workspace as ChimeraX itself names it (paths in commands the service builds)."""
+        return self._chimerax_path(_state(handle), workspace)
+
+    def process_id(self, handle: ProcessHandle | None) -> object:
         """A short name of the process for logs and admins (a pid, a job id)."""
-        return state.get("pid")
+        return self._process_id(_state(handle)) if handle is not None else None
 
-    def runtime_info(self):
-        """What health reports of the ChimeraX it starts: {"found": bool, "kind": str or None}."""
-        return {"found": self.available, "kind": None}
+    def memory_bytes(self, handle: ProcessHandle | None) -> int | None:
+        return self._memory_bytes(_state(handle)) if handle is not None else None
 
-    def adopt_workspace(self, state, source, target):
+    def address_space_bytes(self, handle: ProcessHandle | None) -> int | None:
+        """The process's virtual size, what its address-space limit counts (None: unknown)."""
+        return self._address_space_bytes(_state(handle)) if handle is not None else None
+
+    def exit_reason(self, handle: ProcessHandle | None) -> str | None:
+        """None while it runs, else the end reason of a session whose process ended
+        on its own ("crashed"; a scheduler may know better, e.g. "max_lifetime")."""
+        return self._exit_reason(_state(handle))
+
+    def adoptable(self, handle: ProcessHandle | None, marker: str) -> bool:
+        """After a restart: is this still the very process started for `marker`?"""
+        return handle is not None and self._adoptable(handle.details, marker)
+
+    def orphans(self, known: Iterable[ProcessHandle], host_id: str | None = None) -> list[ProcessHandle]:
+        """Processes this service started (those `host_id` started, if given)
+        that none of the `known` handles accounts for."""
+        return [ProcessHandle(state) for state in self._orphans([h.details for h in known if h], host_id)]
+
+    def adopt_workspace(self, handle: ProcessHandle, source: str, target: str) -> None:
         """Move a pooled process's directory to a session's workspace. Workspaces
         are on a file system shared with the processes, so a rename moves it for
         both: its cwd (or the sandbox's bind of it) follows."""
-        os.rename(source, target)
+        self._adopt_workspace(_state(handle), source, target)
+
+    # Defaults of what a launcher need not implement
+
+    def reaches(self, domain: str | None) -> bool:
+        return domain == self.domain
+
+    def port_is_free(self, port: int) -> bool:
+        """Whether a port of `port_range` is free where processes run (checked at reservation)."""
+        return True
+
+    def runtime_info(self) -> dict:
+        """What health reports of the ChimeraX it starts: {"found": bool, "kind": str or None}."""
+        return {"found": self.available, "kind": None}
 
     @property
-    def available(self):
+    def available(self) -> bool:
         """Whether processes can be started at all (a ChimeraX was found)."""
         return True
 
-    def describe(self):
+    def describe(self) -> str:
         return type(self).__name__
 
-    def make_workspace(self, path):
+    def make_workspace(self, path: str) -> None:
         """Create a session's (or pooled process's) workspace directory."""
         os.makedirs(path, mode=0o700)
 
-    @abc.abstractmethod
-    def start(self, marker, workspace, port):
-        """Launch ChimeraX for `marker` (a session id or pool entry); return its state (not yet ready)."""
-
-    @abc.abstractmethod
-    def wait_ready(self, state, timeout, progress=None):
-        """Block until its channel answers; return the completed state.
-        Raise StartupFailed if it dies or the timeout passes. A launcher whose
-        processes may wait for resources (a queue) calls `progress(state)`
-        when the state its owner should see changes (`pending_reason`)."""
-
-    @abc.abstractmethod
-    def poll(self, state):
-        """None while running, else a short description of how it ended."""
-
-    @abc.abstractmethod
-    def stop(self, state, grace):
-        """End it and everything it started (politely, then by force after `grace` s)."""
-
-    @abc.abstractmethod
-    def channel(self, state):
-        """The chimerax_client.Channel that reaches its agent."""
-
-    def chimerax_path(self, state, workspace):
-        """The workspace as ChimeraX itself names it (paths in commands the service builds)."""
-        return workspace
-
-    def memory_bytes(self, state):
-        return None
-
-    def address_space_bytes(self, state):
-        """The process's virtual size, what its address-space limit counts (None: unknown)."""
-        return None
-
-    def refresh(self):
+    def refresh(self) -> None:
         """Learn the state of all its processes at once (a scheduler's one query);
         called at the start of every sweep, so that `poll` of each session is free."""
         return None
 
-    def startup_allowance(self):
+    def startup_allowance(self) -> float:
         """Seconds a start may wait before its process even runs (a scheduler's queue)."""
         return 0
 
-    def exit_reason(self, state):
-        """None while it runs, else the end reason of a session whose process ended
-        on its own ("crashed"; a scheduler may know better, e.g. "max_lifetime")."""
-        return "crashed" if self.poll(state) else None
+    # What each launcher implements, on its own state
 
-    def adoptable(self, state, marker):
-        """After a restart: is this still the very process started for `marker`?"""
+    @abc.abstractmethod
+    def _start(self, marker, workspace, port):
+        """The new process's state."""
+
+    @abc.abstractmethod
+    def _wait_ready(self, state, timeout, progress=None):
+        """The completed state (`progress(state)` while it waits in a queue)."""
+
+    @abc.abstractmethod
+    def _poll(self, state):
+        """None while running, else how it ended."""
+
+    @abc.abstractmethod
+    def _stop(self, state, grace):
+        """End it and everything it started."""
+
+    @abc.abstractmethod
+    def _channel(self, state):
+        """Its agent's Channel."""
+
+    def _chimerax_path(self, state, workspace):
+        return workspace
+
+    def _process_id(self, state):
+        return state.get("pid")
+
+    def _memory_bytes(self, state):
+        return None
+
+    def _address_space_bytes(self, state):
+        return None
+
+    def _exit_reason(self, state):
+        return "crashed" if self._poll(state) else None
+
+    def _adoptable(self, state, marker):
         return False
 
-    def orphans(self, known_states, host_id=None):
-        """States of processes this service started (those `host_id` started, if given)
-        that none of `known_states` accounts for."""
+    def _orphans(self, known_states, host_id=None):
         return []
+
+    def _adopt_workspace(self, state, source, target):
+        os.rename(source, target)

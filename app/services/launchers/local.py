@@ -147,7 +147,7 @@ class LocalLauncher(Launcher):
         base = os.path.join(self.control_dir, token)
         return {"log": base + ".log", "stdin": base + ".stdin", "socket": base + ".sock"}
 
-    def start(self, marker, workspace, port, secret=None):
+    def _start(self, marker, workspace, port, secret=None):
         os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
         token = uuid.uuid4().hex
         files = self._control_paths(token)
@@ -191,13 +191,13 @@ class LocalLauncher(Launcher):
                 "token": token, "marker": marker, "secret": secret, "channel": channel,
                 "sandbox": self.sandbox.name, "port": channel.get("port")}
 
-    def wait_ready(self, state, timeout, progress=None):
+    def _wait_ready(self, state, timeout, progress=None):
         deadline = time.monotonic() + timeout
         while True:
             match = self._ready_line(state)
             if match:
                 return self._ready_state(state, match)
-            ended = self.poll(state)
+            ended = self._poll(state)
             if ended:
                 raise StartupFailed("ChimeraX exited during start-up (%s)" % ended)
             if time.monotonic() >= deadline:
@@ -240,12 +240,12 @@ class LocalLauncher(Launcher):
         return processes.process(state.get("leader", state.get("pid")),
                                  state.get("leader_create_time", state.get("create_time")))
 
-    def poll(self, state):
+    def _poll(self, state):
         if self._main(state) is not None:
             return None
         return "process %s is gone" % state.get("pid")
 
-    def stop(self, state, grace):
+    def _stop(self, state, grace):
         main, leader = self._main(state), self._leader(state)
         # SIGTERM to ChimeraX (and, unsandboxed, its process group); after
         # `grace`, SIGKILL to everything below the spawned process: killing
@@ -263,24 +263,24 @@ class LocalLauncher(Launcher):
             except FileNotFoundError:
                 pass
 
-    def channel(self, state):
+    def _channel(self, state):
         return channel_of(state)
 
-    def chimerax_path(self, state, workspace):
+    def _chimerax_path(self, state, workspace):
         return self.sandbox.inside(workspace) if state.get("sandbox") == self.sandbox.name else workspace
 
-    def memory_bytes(self, state):
+    def _memory_bytes(self, state):
         main = self._main(state)
         return processes.rss_bytes(processes.tree(main)) if main else None
 
-    def address_space_bytes(self, state):
+    def _address_space_bytes(self, state):
         main = self._main(state)
         try:
             return main.memory_info().vms if main else None
         except psutil.Error:
             return None
 
-    def adoptable(self, state, marker):
+    def _adoptable(self, state, marker):
         main = self._main(state)
         if main is None or not state.get("channel"):
             return False        # gone, or started by a release without the agent channel
@@ -292,7 +292,7 @@ class LocalLauncher(Launcher):
         expected = state.get("marker", marker)
         return env.get(MARKER_VARIABLE) == expected and env.get(SERVICE_VARIABLE) == self.service_id
 
-    def orphans(self, known_states, host_id=None):
+    def _orphans(self, known_states, host_id=None):
         known = set()
         for state in known_states:
             known.update(p for p in (state.get("pid"), state.get("leader")) if p)

@@ -82,7 +82,7 @@ class SlurmLauncher(Launcher):
         return "slurm (%s, partition %s): %s, sandbox on the nodes: %s" % (
             self.domain, self.config["SLURM_PARTITION"] or "default", chimerax, self.config["SANDBOX"])
 
-    def process_id(self, state):
+    def _process_id(self, state):
         return "job %s" % state["job"] if state.get("job") else None
 
     def refresh(self):
@@ -130,7 +130,7 @@ class SlurmLauncher(Launcher):
         with os.fdopen(descriptor, "w") as out:
             json.dump(spec, out)
 
-    def start(self, marker, workspace, port):
+    def _start(self, marker, workspace, port):
         os.makedirs(self.control_dir, mode=0o700, exist_ok=True)
         token = uuid.uuid4().hex
         paths = self.paths(token)
@@ -164,7 +164,7 @@ class SlurmLauncher(Launcher):
                         return "failed", {"message": "unreadable report: %r" % line[:200]}
         return None
 
-    def wait_ready(self, state, timeout, progress=None):
+    def _wait_ready(self, state, timeout, progress=None):
         """Ready when the job reports its channel. While the job is pending its
         scheduler's reason is reported through `progress`; pending longer than
         SLURM_PENDING_TIMEOUT, or running without a report for `timeout` s, fails."""
@@ -210,7 +210,7 @@ class SlurmLauncher(Launcher):
             return None
         return job if job is not None else GONE
 
-    def poll(self, state):
+    def _poll(self, state):
         if not state.get("job"):
             return "no job was submitted"
         job = self._job(state)
@@ -218,12 +218,12 @@ class SlurmLauncher(Launcher):
             return None     # running, or unknown: never "gone" for want of an answer
         return "job %s %s" % (state["job"], job.state.lower())
 
-    def exit_reason(self, state):
-        if not self.poll(state):
+    def _exit_reason(self, state):
+        if not self._poll(state):
             return None
         return END_REASONS.get(self._job(state).state, "crashed")
 
-    def stop(self, state, grace):
+    def _stop(self, state, grace):
         job = state.get("job")
         if job:
             self._cancel(job, grace)
@@ -260,13 +260,13 @@ class SlurmLauncher(Launcher):
                 pass
         shutil.rmtree(paths["node"], ignore_errors=True)
 
-    def channel(self, state):
+    def _channel(self, state):
         return channel_of(state)
 
-    def chimerax_path(self, state, workspace):
+    def _chimerax_path(self, state, workspace):
         return WORKSPACE if state.get("sandbox") == "bwrap" else workspace
 
-    def adoptable(self, state, marker):
+    def _adoptable(self, state, marker):
         # A pool process keeps the job (and name) it was started with after a
         # claim: the job id, its name and the secret identify it, not `marker`.
         if not state.get("job") or not state.get("channel"):
@@ -274,9 +274,9 @@ class SlurmLauncher(Launcher):
         job = self._job(state)     # None: the controller is down; the channel alone decides
         if job is not None and (not job.live or job.name != state.get("name")):
             return False
-        return ping(self.channel(state), self.config["HEALTH_CHECK_TIMEOUT"])
+        return ping(self._channel(state), self.config["HEALTH_CHECK_TIMEOUT"])
 
-    def orphans(self, known_states, host_id=None):
+    def _orphans(self, known_states, host_id=None):
         known = {str(s.get("job")) for s in known_states if s.get("job")}
         try:
             jobs = self.jobs.snapshot()      # a sweep has just refreshed it

@@ -166,8 +166,8 @@ def run(spec):
     try:
         os.makedirs(spec["config"]["CONTROL_DIR"], mode=0o700, exist_ok=True)
         certificate, key, fingerprint = make_certificate(spec["config"]["CONTROL_DIR"])
-        state = launcher.start(spec["marker"], spec["workspace"], None, secret=spec["secret"])
-        state = launcher.wait_ready(state, spec["startup_timeout"])
+        state = launcher._start(spec["marker"], spec["workspace"], None, secret=spec["secret"])
+        state = launcher._wait_ready(state, spec["startup_timeout"])
         where = state["channel"]
         relay = Relay((address, 0), where.get("path") or (where["host"], where["port"]), certificate, key)
         threading.Thread(target=relay.serve_forever, name="relay", daemon=True).start()
@@ -176,7 +176,7 @@ def run(spec):
                      "node": socket.gethostname().split(".")[0], "sandbox": state["sandbox"],
                      "pid": state["pid"]})
         while not stop.wait(0.5):
-            ended = launcher.poll(state)
+            ended = launcher._poll(state)
             if ended:
                 print("CXS job: ChimeraX ended (%s)" % ended, flush=True)
                 return 1
@@ -189,7 +189,7 @@ def run(spec):
             relay.shutdown()
             relay.server_close()
         if state:
-            launcher.stop(state, spec["stop_grace"])
+            launcher._stop(state, spec["stop_grace"])
 
 
 def main(argv):
