@@ -106,7 +106,7 @@ def _configure_logging(level, fmt):
     root.setLevel(level)
 
 
-def _open_database(url, host_id, domain):
+def _open_database(url, host_id, domain, busy_timeout):
     """Create the schema on an empty database; anything but the head is
     reported (and refused at server start), so `flask db upgrade` still runs."""
     schema.prepare(url, host_id=host_id, domain=domain)
@@ -115,7 +115,7 @@ def _open_database(url, host_id, domain):
     except schema.SchemaMismatch as err:
         log.error("%s", err)
         return str(err), None
-    store = Store(url)
+    store = Store(url, busy_timeout)
     try:
         return None, store.service_id()
     finally:
@@ -158,7 +158,8 @@ def create_app(config=None, config_name=None):
 
     os.makedirs(app.config["WORKSPACE_ROOT"], mode=0o700, exist_ok=True)
     url = database_url(app.config)
-    schema_problem, service_id = _open_database(url, app.config["HOST_ID"], launcher_domain(app.config))
+    schema_problem, service_id = _open_database(url, app.config["HOST_ID"], launcher_domain(app.config),
+                                                 app.config["STORE_BUSY_TIMEOUT"])
 
     launcher = build_launcher(app.config, service_id)
     if not launcher.available:

@@ -97,7 +97,7 @@ def test_metrics_under_gunicorn_multiprocess(gunicorn_server):
         return samples
 
     def pool_full():        # the default warm pool, POOL_SIZE=2
-        return [e["status"] for e in server.pool()] == ["ready", "ready"]
+        return [e.status.value for e in server.pool()] == ["ready", "ready"]
 
     assert requests.get(server.url + "/metrics", timeout=10).status_code == 401
     assert requests.get(server.url + "/metrics", headers=alice, timeout=10).status_code == 403

@@ -26,7 +26,9 @@ def site_packages(prefix):
 @pytest.fixture
 def installed(tmp_path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    # Its own pip (ensurepip, offline): a pip of the project virtualenv installing with --prefix
+    # would uninstall the project from that virtualenv first.
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
     # Dependencies from the project's virtualenv; a plain path line does not run
     # that folder's own .pth files, so its editable link to the checkout stays out.
@@ -36,13 +38,14 @@ def installed(tmp_path):
     source = tmp_path / "source"
     shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", ".chimerax", "instance", "node_modules", "*.egg-info", "build", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--disable-pip-version-check", "--prefix", str(venv), "--no-warn-script-location",
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
                     "--no-cache-dir", str(source)], check=True, timeout=300, cwd=str(tmp_path))
     return python
 
 
 def test_pip_install_then_gunicorn_elsewhere_runs_a_session(installed, tmp_path):
+    from importlib import metadata
+    assert metadata.distribution("chimerax-sessions")      # the project's own virtualenv keeps it
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = subprocess.run([installed, "-c", "import app, chimerax_agent, importlib.util as u; "

@@ -33,7 +33,7 @@ def test_readme_walkthrough_works(gunicorn_server, tmp_path):
 
     def sample():
         while not walking.wait(0.05):
-            pool_seen.update(entry["status"] for entry in server.pool())
+            pool_seen.update(entry.status.value for entry in server.pool())
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:

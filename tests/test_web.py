@@ -91,7 +91,7 @@ def run(driver, command):
 
 def warm_process_ready(server):
     """Wait for a ready process in the pool; then the time (a claim takes a process started before it)."""
-    wait_until(lambda: any(e["status"] == "ready" for e in server.pool()), 60, message="a ready pool process")
+    wait_until(lambda: any(e.status == "ready" for e in server.pool()), 60, message="a ready pool process")
     return time.time()
 
 
@@ -254,7 +254,7 @@ def test_an_admin_ends_another_users_session_and_a_user_cannot_open_admin(gunico
                and sum(body["pool"].values()) <= 2 for _, body in answers), answers
     seen = {status for _, body in answers for status in body["pool"]}
     assert seen == {"starting", "ready"}, "while the pool filled, the overview counted only %s" % seen
-    assert [e["status"] for e in server.pool()] == ["ready", "ready"]          # as the store has it
+    assert [e.status.value for e in server.pool()] == ["ready", "ready"]          # as the store has it
 
 
 def test_a_hostile_reply_from_chimerax_is_shown_as_text(gunicorn_server, browser):

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 
-from ..store import ACTIVE, STARTING, TERMINATING
+from ..store import ACTIVE, STARTING, TERMINATING, StoreUnavailable
 from ..store.models import END_REASONS
 from . import chimerax_client, transitions
 from .errors import ServiceError
@@ -122,6 +122,7 @@ class SweeperSchedule:
         self.settings = settings
         self.lock = lock
         self.scheduler = None
+        self.announced = False
 
     def start(self):
         from apscheduler.schedulers.background import BackgroundScheduler
@@ -141,11 +142,14 @@ class SweeperSchedule:
     def pool_tick(self):
         """Keep the warm pool full: drop dead/old entries, start replacements."""
         if not self.lock.try_acquire():
+            self.announced = False
             return
         pool, close = self.make_pool()
         try:
             pool.maintain()
             pool.fill()
+        except StoreUnavailable as err:     # a dependency's fault, said in a line: the next tick retries
+            log.warning("pool maintenance skipped: the store is unavailable (%s)", err)
         except Exception:
             log.exception("pool maintenance failed")
         finally:
@@ -158,10 +162,12 @@ class SweeperSchedule:
         self.lock.release()
 
     def tick(self):
-        was_leader = self.lock.held
         if not self.lock.try_acquire():
+            self.announced = False
             return
-        if not was_leader:
+        # Said once per leadership (the pool's job may have taken the lock first).
+        if not self.announced:
+            self.announced = True
             s = self.settings
             log.info("sweeper: %s pid %d runs the sweeps every %gs (idle timeout default %ss, "
                      "max lifetime %ss, health check timeout %gs x %d failures)",
@@ -181,6 +187,8 @@ class SweeperSchedule:
             sweeper.store.record_sweep(self.settings["HOST_ID"], os.getpid())
             if ended:
                 log.info("sweeper ended sessions: %s", ended)
+        except StoreUnavailable as err:
+            log.warning("sweep skipped: the store is unavailable (%s)", err)
         except Exception:
             log.exception("sweep failed")
         finally:

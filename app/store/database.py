@@ -140,8 +140,9 @@ _engines_lock = threading.Lock()
 
 
 def engine_for(url, busy_timeout=5.0):
-    """One engine (and connection pool) per URL and process: a pool must not cross a fork."""
-    key = (url, os.getpid())
+    """One engine (and connection pool) per URL, busy timeout and process: a
+    pool must not cross a fork, and a store asking for another timeout gets it."""
+    key = (url, busy_timeout, os.getpid())
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
@@ -182,10 +183,10 @@ def _create_engine(url, busy_timeout):
 
 def dispose_all():
     with _engines_lock:
-        for (_url, pid), engine in list(_engines.items()):
+        for (_url, _timeout, pid), engine in list(_engines.items()):
             if pid == os.getpid():
                 engine.dispose()
-            del _engines[(_url, pid)]
+            del _engines[(_url, _timeout, pid)]
 
 
 def lock_key(domain):
