@@ -87,6 +87,31 @@ def pytest_configure(config):
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+# Markers by what a test needs, from the fixtures it uses (so a developer runs
+# the slice they touch: `pytest -m gunicorn`, `-m "not slurm"`); `chimerax`:
+# every slow test that is not one of the others' alone starts real ChimeraX.
+NEEDS = {"gunicorn_server": "gunicorn", "postgres_server": "postgres", "postgres_url": "postgres",
+         "cluster": "slurm", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, marker in NEEDS.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+        if fixture_param(item) == "postgresql":
+            item.add_marker("postgres")
+        if item.get_closest_marker("slow") and ("app_factory" in item.fixturenames
+                                                 or "gunicorn_server" in item.fixturenames
+                                                 or "rest" in item.fixturenames):
+            item.add_marker("chimerax")
+
+
+def fixture_param(item):
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("database_url") if callspec else None
+
+
 def pytest_unconfigure(config):
     import shutil
     shutil.rmtree(getattr(config, "cxs_tmpdir", ""), ignore_errors=True)
