@@ -120,3 +120,17 @@ def domain_errors():
         found.append(cls)
         todo.extend(cls.__subclasses__())
     return found
+
+
+def log_fault(logger, message, *args):
+    """Log the exception being handled: a dependency's fault (the store down)
+    in one line, as requests answer it with 503; anything else, a bug of
+    ours, with its traceback."""
+    import sys
+
+    from ..store import StoreUnavailable
+    error = sys.exc_info()[1]
+    if isinstance(error, StoreUnavailable):
+        logger.warning(message + ": the store is unavailable (%s)", *args, error)
+    else:
+        logger.exception(message, *args)

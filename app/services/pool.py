@@ -14,6 +14,7 @@ import uuid
 
 from ..store.models import PoolStatus
 from . import chimerax_client, owners
+from .errors import log_fault
 from .owners import owner_alive
 from .sessions import startup_grace
 
@@ -63,7 +64,7 @@ class WarmPool:
                 return
             log.info("pool: entry %s was dropped while starting", entry_id)
         except Exception:
-            log.exception("pool: could not start a process")
+            log_fault(log, "pool: could not start a process")
         self._discard(entry_id, state, directory)
 
     def _discard(self, entry_id, state, directory):

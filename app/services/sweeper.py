@@ -12,10 +12,10 @@ import logging
 import os
 import time
 
-from ..store import ACTIVE, STARTING, TERMINATING, StoreUnavailable
+from ..store import ACTIVE, STARTING, TERMINATING
 from ..store.models import END_REASONS
 from . import chimerax_client, transitions
-from .errors import ServiceError
+from .errors import ServiceError, log_fault
 from .recovery import reap_orphans
 from .sessions import startup_grace
 
@@ -38,7 +38,7 @@ class Sweeper:
             self.service.remove_expired_workspaces(now)
             self.service.suspension.remove_expired(now)
         except Exception:
-            log.exception("sweeper: removing expired workspaces or suspended sessions failed")
+            log_fault(log, "sweeper: removing expired workspaces or suspended sessions failed")
         for record in self.store.live_sessions(domain=self.launcher.domain):
             try:
                 reason = self._check(record, now)
@@ -46,11 +46,11 @@ class Sweeper:
                     ended[reason] = ended.get(reason, 0) + 1
             except Exception:
                 # One bad session never stops the sweep.
-                log.exception("sweeper: session %s could not be checked", record.id)
+                log_fault(log, "sweeper: session %s could not be checked", record.id)
         try:
             self.reap_orphans(now)
         except Exception:
-            log.exception("sweeper: reaping orphans failed")
+            log_fault(log, "sweeper: reaping orphans failed")
         return ended
 
     def reap_orphans(self, now):
@@ -148,10 +148,8 @@ class SweeperSchedule:
         try:
             pool.maintain()
             pool.fill()
-        except StoreUnavailable as err:     # a dependency's fault, said in a line: the next tick retries
-            log.warning("pool maintenance skipped: the store is unavailable (%s)", err)
         except Exception:
-            log.exception("pool maintenance failed")
+            log_fault(log, "pool maintenance failed")     # the next tick tries again
         finally:
             close()
 
@@ -187,9 +185,7 @@ class SweeperSchedule:
             sweeper.store.record_sweep(self.settings["HOST_ID"], os.getpid())
             if ended:
                 log.info("sweeper ended sessions: %s", ended)
-        except StoreUnavailable as err:
-            log.warning("sweep skipped: the store is unavailable (%s)", err)
         except Exception:
-            log.exception("sweep failed")
+            log_fault(log, "sweep failed")
         finally:
             close()
