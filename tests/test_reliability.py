@@ -123,7 +123,7 @@ def start_orphan(server, tmp_path):
     launcher = app.extensions["chimerax_sessions"].launcher
     workspace = str(tmp_path / "orphan")
     launcher.make_workspace(workspace)
-    return launcher.wait_ready(launcher.start("not-in-the-store", workspace, None), 30)["pid"]
+    return launcher.wait_ready(launcher.start("not-in-the-store", workspace, None), 30).details["pid"]
 
 
 def test_restart_adopts_live_sessions_and_reaps_the_rest(gunicorn_server, tmp_path):
