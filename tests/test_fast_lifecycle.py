@@ -372,3 +372,15 @@ def test_the_admin_overview_counts_pool_entries_while_they_start(fake):
         launcher.ready_gate.set()
         filler.join(10)
     assert client.get("/api/admin/overview", headers=root).get_json()["pool"] == {"ready": 2}
+
+
+def test_the_admin_overview_lists_refused_commands(fake):
+    app, _ = fake
+    client, (alice,) = app.test_client(), users(app, "alice")
+    root = token_header(app, "root", "admin")
+    sid = create(client, alice)["id"]
+    refused = client.post("/api/sessions/%s/commands" % sid, headers=alice, json={"command": "pwd\u200b"})
+    assert refused.status_code == 403
+    overview = client.get("/api/admin/overview", headers=root)
+    assert overview.status_code == 200
+    assert [(d["user"], d["session_id"]) for d in overview.get_json()["denied"]] == [("alice", sid)]

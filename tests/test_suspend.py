@@ -188,7 +188,7 @@ def test_resume_takes_a_warm_pool_process(app_factory):
     pool, close = app.extensions[EXTENSION].make_pool()
     try:
         assert pool.fill() == 1
-        pooled = pool.store.pool_entries()[0]["process"]["pid"]
+        pooled = pool.store.pool_entries()[0].process.details["pid"]
         assert client.post("/api/sessions/%s/resume" % sid, headers=alice).status_code == 202
         wait_active(client, alice, sid)
         assert session_row(app, sid).process.details["pid"] == pooled          # the warm process, not a new one

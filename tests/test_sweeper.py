@@ -152,13 +152,13 @@ def test_one_bad_session_does_not_stop_the_sweep(env, monkeypatch):
     first = create(client, alice, idle_timeout=1)
     second = create(client, alice, idle_timeout=1)
     idle_at = sweeper.store.get_session(second["id"]).last_activity + 1.5
-    real_poll = sweeper.launcher.poll
+    real_exit_reason = sweeper.launcher.exit_reason
 
-    def poll(state):
-        if state.details["pid"] == sweeper.store.get_session(first["id"]).process.details["pid"]:
+    def exit_reason(handle):        # the sweeper's first look at each active session
+        if handle.details["pid"] == sweeper.store.get_session(first["id"]).process.details["pid"]:
             raise RuntimeError("boom")
-        return real_poll(state)
-    monkeypatch.setattr(sweeper.launcher, "poll", poll)
+        return real_exit_reason(handle)
+    monkeypatch.setattr(sweeper.launcher, "exit_reason", exit_reason)
     assert sweeper.sweep(now=idle_at) == {"suspended": 1}            # IDLE_ACTION=suspend, the default
     assert status_of(client, alice, second["id"])[0] == "suspended"
     assert status_of(client, alice, first["id"])[0] == "active"

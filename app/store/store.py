@@ -410,7 +410,7 @@ class Store:
         query = (sa.select(history.c.at, history.c.command, history.c.session_id, sessions.c.user)
                  .join(sessions, sessions.c.id == history.c.session_id)
                  .where(history.c.verdict == "deny").order_by(history.c.id.desc()).limit(limit))
-        return [PoolEntry.from_row(row) for row in self._execute(query).mappings()]
+        return [dict(row) for row in self._execute(query).mappings()]
 
     # Sweeper bookkeeping: which process swept, how often (proof of a single sweeper)
 
