@@ -1,16 +1,48 @@
 """Helpers several test modules share (no test module imports another):
-sessions driven through the Flask test client, images checked with the
-runtime's own Pillow, and the policy's bypass corpus."""
+sessions driven through the Flask test client, the store and the sweeper of
+an app, owners that are gone, images checked with the runtime's own Pillow,
+and the policy's bypass corpus."""
 import contextlib
 import io
 import os
 import subprocess
+import sys
 import tempfile
 
+import psutil
+
+from app.context import EXTENSION
 from app.services.locate import PROJECT_ROOT
+from app.services.owners import MACHINE, Owner
 
 RUNTIME_PYTHON = os.path.join(PROJECT_ROOT, ".chimerax", "venv", "bin", "python")
 OUTSIDE = "/tmp/cxs-policy-escape"       # nothing may ever be written here
+
+
+def row(app, sid):
+    """A session's row, read from the app's store."""
+    store = app.extensions[EXTENSION].new_store()
+    try:
+        return store.get_session(sid)
+    finally:
+        store.close()
+
+
+def sweep(app, now=None):
+    """One sweep of the app's sweeper (`now`: an injected clock)."""
+    sweeper, close = app.extensions[EXTENSION].make_sweeper()
+    try:
+        return sweeper.sweep(now=now)
+    finally:
+        close()
+
+
+def gone_owner():
+    """An owner that was a real process of this machine and has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = psutil.Process(proc.pid).create_time()
+    proc.wait()
+    return str(Owner(MACHINE, proc.pid, started))
 
 
 def new_session(client, headers):

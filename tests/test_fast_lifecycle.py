@@ -4,22 +4,20 @@ sweeper's decisions with an injected clock, the warm pool, suspend and
 resume, and transitions whose owner is gone. Fast tier: no ChimeraX, no
 gunicorn; the same behaviours are proven on the real runtime in the slow tier."""
 import os
-import subprocess
-import sys
 import time
 import uuid
 
-import psutil
 import pytest
 
 from app import create_app
 from app.context import EXTENSION
 from app.services import owners
-from app.services.owners import MACHINE, Owner
+from app.services.owners import Owner
 from app.store import SessionRecord
 
 from .conftest import make_config, token_header, wait_until
 from .fake_launcher import FakeLauncher
+from .helpers import gone_owner, row, sweep
 
 
 @pytest.fixture
@@ -57,35 +55,12 @@ def create(client, headers, expect=201, **body):
     return reply.get_json()
 
 
-def row(app, sid):
-    store = app.extensions[EXTENSION].new_store()
-    try:
-        return store.get_session(sid)
-    finally:
-        store.close()
-
-
-def sweep(app, now=None):
-    sweeper, close = app.extensions[EXTENSION].make_sweeper()
-    try:
-        return sweeper.sweep(now=now)
-    finally:
-        close()
-
-
 def pool(app, action, *args):
     warm, close = app.extensions[EXTENSION].make_pool()
     try:
         return getattr(warm, action)(*args)
     finally:
         close()
-
-
-def gone_owner():
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    started = psutil.Process(proc.pid).create_time()
-    proc.wait()
-    return str(Owner(MACHINE, proc.pid, started))
 
 
 # Lifecycle over HTTP

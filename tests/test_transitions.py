@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 
-import psutil
 import pytest
 import requests
 
@@ -24,21 +23,14 @@ from app.context import EXTENSION
 from app.services import chimerax_client, owners
 from app.services import suspension as suspension_module
 from app.services.launchers.local import channel_of
-from app.services.owners import MACHINE, Owner
+from app.services.owners import Owner
 from app.store import SessionRecord
 from bench.invariants import broken_invariants, runtime_for
 
 from .conftest import alanin_pdb, alive, token_header, wait_until
+from .helpers import gone_owner, row, sweep
 
 pytestmark = pytest.mark.slow
-
-
-def gone_owner():
-    """An owner that was a real process of this machine and has exited."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    started = psutil.Process(proc.pid).create_time()
-    proc.wait()
-    return str(Owner(MACHINE, proc.pid, started))
 
 
 def create(client, headers, with_file=False):
@@ -50,22 +42,6 @@ def create(client, headers, with_file=False):
         client.post("/api/sessions", headers=headers, json={})
     assert reply.status_code == 201, reply.get_json()
     return reply.get_json()["id"]
-
-
-def sweep(app, now=None):
-    sweeper, close = app.extensions[EXTENSION].make_sweeper()
-    try:
-        return sweeper.sweep(now=now)
-    finally:
-        close()
-
-
-def row(app, sid):
-    store = app.extensions[EXTENSION].new_store()
-    try:
-        return store.get_session(sid)
-    finally:
-        store.close()
 
 
 def set_row(app, sid, from_status, status, **fields):
