@@ -154,7 +154,7 @@ SETTINGS = (
             's between the batched `squeue` calls of one service process (sweeps always ask once, for'
             ' all jobs)', shown='`5`'),
     Setting("SLURM_SCRIPT_TEMPLATE", str, "",
-            'the batch script (`$python`, `$project`, `$spec` filled in)', shown='`app/services/launchers/session.sbatch`'),
+            'the batch script (`$python`, `$project`, `$spec` filled in)', shown='`app/services/processes/launchers/session.sbatch`'),
     Setting("SLURM_CONF", str, "",
             "the cluster's `slurm.conf`", shown="*(Slurm's)*"),
     Setting("SLURM_CLUSTER", str, "default",

@@ -1,7 +1,7 @@
 """ChimeraX session service.
 
 The application factory lives in factory.py and is imported on first use:
-the node side of a Slurm job (services/launchers/slurm_job.py) imports this
+the node side of a Slurm job (services/processes/launchers/slurm_job.py) imports this
 package too, and must not pay for Flask, SQLAlchemy and the scheduler on
 every session start (about 1 s on these machines)."""
 

@@ -4,7 +4,7 @@ import click
 from flask.cli import AppGroup
 
 from .context import get_store, get_token_service, runtime
-from .services.launchers.local import machine_domain
+from .services.processes.launchers.local import machine_domain
 from .store import database, schema
 
 tokens = AppGroup("tokens", help="Manage API tokens.")

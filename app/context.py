@@ -1,7 +1,7 @@
 """Per-request access to the store and services (one store connection per worker thread)."""
 from flask import current_app, g
 
-from .services.tokens import TokenService
+from .services.identity.tokens import TokenService
 
 EXTENSION = "chimerax_sessions"
 

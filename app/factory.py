@@ -8,11 +8,12 @@ import threading
 from flask import Flask
 
 from . import logs
-from .services import policy, recovery
-from .services.launchers import Launcher, build_launcher, launcher_domain
-from .services.pool import WarmPool
+from .services.policy import profiles as policy
+from .services.processes.launchers import Launcher, build_launcher, launcher_domain
+from .services.processes.pool import WarmPool
 from .services.sessions import SessionService
-from .services.sweeper import Sweeper, SweeperSchedule
+from .services.upkeep import recovery
+from .services.upkeep.sweeper import Sweeper, SweeperSchedule
 from .settings import check_settings
 from .store import Store, database, database_url, leader_lock, schema
 from .store.database import dispose_all

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 
 from config import SETTINGS, ConfigError
 
-from .services.launchers import LAUNCHERS
-from .services.launchers.ports import parse_port_range
+from .services.processes.launchers import LAUNCHERS
+from .services.processes.launchers.ports import parse_port_range
 from .store.models import ROLES
 
 BACKENDS = ("sqlite", "postgresql")

@@ -26,6 +26,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "chimerax_runtime"))
 
 from measure_startup import one_run  # noqa: E402  (the runtime's own spawn->ready probe)
+
 from cxs_client import Client  # noqa: E402
 
 RUNTIME = os.path.join(ROOT, ".chimerax", "bin", "chimerax")
@@ -160,13 +161,13 @@ def stored(server, read):
 
 def channel_of(server, sid):
     """The session's agent channel, as the service reads it from the store."""
-    from app.services.launchers.local import channel_of
+    from app.services.processes.launchers.local import channel_of
     return channel_of(stored(server, lambda store: store.get_session(sid).process.details))
 
 
 def command_overhead(server, user, admin, runs):
     """API round trips against the agent channel itself (what the service adds)."""
-    from app.services import chimerax_client
+    from app.services.processes import chimerax_client
     sid = requests.post(server.url + "/api/sessions", json={}, headers=user, timeout=120).json()["id"]
     channel = channel_of(server, sid)
     client = requests.Session()         # one keep-alive client for the API

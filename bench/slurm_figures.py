@@ -29,7 +29,7 @@ def _config(server_env):
 
 def raw_start(launcher, slurm_env, root):
     """sbatch of the service's own batch script and spec, then poll its output for the report."""
-    from app.services.launchers.slurm_job import READY
+    from app.services.processes.launchers.slurm_job import READY
     workspace = os.path.join(root, "raw-" + uuid.uuid4().hex)
     launcher.make_workspace(workspace)
     token = uuid.uuid4().hex
@@ -56,8 +56,8 @@ def raw_start(launcher, slurm_env, root):
 
 
 def slurm_figures(workdir, workers, runs):
+    from app.services.processes.launchers import build_launcher
     from tests.slurm import SlurmCluster
-    from app.services.launchers import build_launcher
     cluster = SlurmCluster().start()
     rows = []
     try:

@@ -1,7 +1,7 @@
 """The command policy, decided inside ChimeraX on what ChimeraX itself parsed.
 
 The service sends the caller's profile with each request (JSON, see
-app/services/policy.py). A line is first parsed whole by ChimeraX's own
+app/services/policy/profiles.py). A line is first parsed whole by ChimeraX's own
 parser with execution switched off (`Command.run(..., log_only=True)`); each
 command, as ChimeraX resolved it — its full registered name (`info notify
 start`), its arguments by keyword name, file arguments as the paths it will
@@ -28,7 +28,7 @@ shape. Older cli.py versions call `_process_keyword_arguments(final)`
 without `prev_annos`: the override takes either.
 
 What a command may ask for is bounded on the same parse (profile `bounds`,
-`texts`, `data_values`, `limits`, see app/services/policy.py): a keyword's
+`texts`, `data_values`, `limits`, see app/services/policy/profiles.py): a keyword's
 range; every number finite and of a sane magnitude; label texts short and
 their `str.format` fields plain; and rules over several arguments and the
 session's state — the pixels an image save draws (its default size is the

@@ -14,8 +14,8 @@ import requests
 
 from app import create_app
 from app.context import EXTENSION
-from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
-from app.services.tokens import TokenService
+from app.services.identity.tokens import TokenService
+from app.services.processes.locate import PROJECT_ROOT, TEST_RUNTIME
 from app.store import SessionRecord, Store
 from cxs_client import Client
 

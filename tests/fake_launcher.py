@@ -22,9 +22,9 @@ import time
 from urllib.parse import parse_qs, urlparse
 import uuid
 
-from app.services.chimerax_client import Channel
 from app.services.errors import StartupFailed
-from app.services.launchers.base import Launcher
+from app.services.processes.chimerax_client import Channel
+from app.services.processes.launchers.base import Launcher
 
 SAVED = b"fake ChimeraX session\n"
 

@@ -12,8 +12,8 @@ import tempfile
 import psutil
 
 from app.context import EXTENSION
-from app.services.locate import PROJECT_ROOT
-from app.services.owners import MACHINE, Owner
+from app.services.processes.locate import PROJECT_ROOT
+from app.services.upkeep.owners import MACHINE, Owner
 
 RUNTIME_PYTHON = os.path.join(PROJECT_ROOT, ".chimerax", "venv", "bin", "python")
 OUTSIDE = "/tmp/cxs-policy-escape"       # nothing may ever be written here

@@ -1,7 +1,7 @@
 """Tokens, roles and the trusted-proxy mode (no ChimeraX needed)."""
 import sqlite3
 
-from app.services.tokens import hash_token
+from app.services.identity.tokens import hash_token
 
 from .conftest import token_header
 

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import requests
 
-from app.services import chimerax_client
+from app.services.processes import chimerax_client
 from bench.invariants import broken_invariants, runtime_for
 
 from .conftest import alive, wait_until
@@ -48,7 +48,7 @@ def place_sleeper(server, session_id, seconds):
 
 
 def agent_channel(server, session_id):
-    from app.services.launchers.local import channel_of
+    from app.services.processes.launchers.local import channel_of
     from app.store import Store
     store = Store(server.env["DATABASE_PATH"])
     try:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from app.services.launchers import LAUNCHERS
+from app.services.processes.launchers import LAUNCHERS
 from app.settings import CHOICES, NOT_NEGATIVE, POSITIVE
 import config
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import requests
 
-from app.services.locate import PROJECT_ROOT
+from app.services.processes.locate import PROJECT_ROOT
 
 from .conftest import free_port, wait_until
 

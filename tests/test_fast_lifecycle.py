@@ -11,8 +11,8 @@ import pytest
 
 from app import create_app
 from app.context import EXTENSION
-from app.services import owners
-from app.services.owners import Owner
+from app.services.upkeep import owners
+from app.services.upkeep.owners import Owner
 from app.store import SessionRecord
 
 from .conftest import make_config, token_header, wait_until

@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 
-from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
+from app.services.processes.locate import PROJECT_ROOT, TEST_RUNTIME
 
 from .conftest import free_port, wait_until
 

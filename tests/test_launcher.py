@@ -8,8 +8,8 @@ import psutil
 import pytest
 
 from app.services.errors import StartupFailed
-from app.services.launchers import LocalLauncher, NoSandbox, local
-from app.services.locate import Executable
+from app.services.processes.launchers import LocalLauncher, NoSandbox, local
+from app.services.processes.locate import Executable
 from app.store.models import ProcessHandle
 
 from .conftest import FAKE_CHIMERAX, token_header, workspaces

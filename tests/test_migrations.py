@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 import pytest
 import sqlalchemy as sa
 
-from app.services.locate import PROJECT_ROOT
+from app.services.processes.locate import PROJECT_ROOT
 from app.store import Store, schema
 from app.store.tables import metadata
 

@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from app.services import policy
-from app.services.locate import TEST_RUNTIME
+from app.services.policy import profiles as policy
+from app.services.processes.locate import TEST_RUNTIME
 
 from .conftest import alanin_pdb, token_header
 from .helpers import CORPUS, OUTSIDE

@@ -3,7 +3,7 @@ import json
 import os
 import re
 
-from app.services import policy
+from app.services.policy import profiles as policy
 
 
 def test_profiles_are_configurable():

@@ -10,7 +10,7 @@ import threading
 import pytest
 import requests
 
-from app.services.locate import PROJECT_ROOT
+from app.services.processes.locate import PROJECT_ROOT
 
 from .conftest import wait_until
 

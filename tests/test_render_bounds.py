@@ -11,7 +11,7 @@ import uuid
 import numpy
 import pytest
 
-from app.services import policy
+from app.services.policy import profiles as policy
 from app.settings import check_settings
 import config
 

@@ -6,7 +6,7 @@ import psutil
 import pytest
 import requests
 
-from app.services.locate import TEST_RUNTIME
+from app.services.processes.locate import TEST_RUNTIME
 
 from .conftest import alanin_pdb, wait_until
 from .helpers import distinct_colours

@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
-from app.services import chimerax_client
-from app.services.launchers import AGENT_SCRIPT
-from app.services.locate import PROJECT_ROOT, TEST_RUNTIME
+from app.services.processes import chimerax_client
+from app.services.processes.launchers import AGENT_SCRIPT
+from app.services.processes.locate import PROJECT_ROOT, TEST_RUNTIME
 
 from .conftest import alanin_pdb, wait_until
 

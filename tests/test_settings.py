@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from app.services import policy
-from app.services.locate import PROJECT_ROOT
+from app.services.policy import profiles as policy
+from app.services.processes.locate import PROJECT_ROOT
 from app.settings import check_settings
 import config
 

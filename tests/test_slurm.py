@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from app.context import EXTENSION
-from app.services import chimerax_client
 from app.services.errors import ChimeraXDied
+from app.services.processes import chimerax_client
 from app.store.models import ProcessHandle
 
 from . import slurm
@@ -137,7 +137,7 @@ def test_a_job_whose_chimerax_dies_at_start_fails_the_create_at_once(slurm_app, 
 
 
 def test_the_batch_script_template_can_be_replaced(slurm_app, tmp_path):
-    from app.services.launchers.slurm import TEMPLATE
+    from app.services.processes.launchers.slurm import TEMPLATE
     custom = tmp_path / "site.sbatch"
     with open(TEMPLATE) as shipped:
         custom.write_text(shipped.read().replace("exec ", "echo site template ran\nexec ", 1))

@@ -200,7 +200,7 @@ def test_resume_takes_a_warm_pool_process(app_factory):
 
 
 def test_a_restart_during_a_resume_keeps_the_session_suspended(app_factory):
-    from app.services import recovery
+    from app.services.upkeep import recovery
     app = app_factory()
     client, alice = app.test_client(), token_header(app, "alice")
     sid = create(client, alice)

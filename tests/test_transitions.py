@@ -1,4 +1,4 @@
-"""Sessions in transition have an owner (services/owners.py): the sweeper takes
+"""Sessions in transition have an owner (services/upkeep/owners.py): the sweeper takes
 over a transition as soon as its owner is gone, and never while it lives.
 
 Real runtime, real store; owners that are gone are real processes that ran
@@ -20,10 +20,11 @@ import pytest
 import requests
 
 from app.context import EXTENSION
-from app.services import chimerax_client, owners
-from app.services import suspension as suspension_module
-from app.services.launchers.local import channel_of
-from app.services.owners import Owner
+from app.services.processes import chimerax_client
+from app.services.processes.launchers.local import channel_of
+from app.services.sessions import suspension as suspension_module
+from app.services.upkeep import owners
+from app.services.upkeep.owners import Owner
 from app.store import SessionRecord
 from bench.invariants import broken_invariants, runtime_for
 

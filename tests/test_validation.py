@@ -141,7 +141,7 @@ def test_request_id_is_echoed_when_valid_and_replaced_when_not(client):
 
 
 def test_unexpected_error_is_a_bare_500(app, client, alice, monkeypatch, caplog):
-    from app.services import sessions
+    from app.services.sessions import service as sessions
 
     def explode(*a, **kw):
         raise RuntimeError("secret internals /etc/shadow")
@@ -173,7 +173,7 @@ def test_a_form_part_without_a_readable_name_is_a_400(client, alice):
 def test_the_documented_file_name_rule_is_the_enforced_one(name):
     import re
 
-    from app.services.workspace import FILE_NAME_MAX, FILE_NAME_PATTERN, BadFile, check_name
+    from app.services.sessions.workspace import FILE_NAME_MAX, FILE_NAME_PATTERN, BadFile, check_name
     # JSON Schema's $ is ECMAScript's: the very end (Python's would also match before a final newline).
     documented = bool(re.search(FILE_NAME_PATTERN.removesuffix("$") + r"\Z", name)) and len(name) <= FILE_NAME_MAX
     try:

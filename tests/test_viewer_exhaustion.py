@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from app.services import policy
+from app.services.policy import profiles as policy
 
 from .conftest import alanin_pdb, token_header
 

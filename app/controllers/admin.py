@@ -2,7 +2,7 @@
 from flask import current_app, g
 
 from ..context import get_store
-from ..services.overview import overview as service_overview
+from ..services.monitoring.overview import overview as service_overview
 
 
 def me():

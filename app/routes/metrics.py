@@ -3,7 +3,7 @@ from flask import Response, g
 
 from ..context import runtime
 from ..middleware.errors import ApiError
-from ..services import metrics as service_metrics
+from ..services.monitoring import metrics as service_metrics
 from .api import Blueprint
 
 bp = Blueprint("metrics", __name__, description="For Prometheus")

@@ -5,7 +5,7 @@ import re
 from ..controllers import files as f
 from ..controllers import sessions as c
 from ..schemas import sessions as s
-from ..services.workspace import FILE_NAME_MAX, FILE_NAME_PATTERN, FILE_SUFFIXES
+from ..services.sessions.workspace import FILE_NAME_MAX, FILE_NAME_PATTERN, FILE_SUFFIXES
 from .api import Blueprint
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/sessions",

@@ -113,7 +113,7 @@ class CommandTimeout(ServiceError):
 
 def domain_errors():
     """Every ServiceError subclass the service defines, wherever it is declared."""
-    from . import workspace  # noqa: F401  (declares the file errors)
+    from .sessions import workspace  # noqa: F401  (declares the file errors)
     found, todo = [], list(ServiceError.__subclasses__())
     while todo:
         cls = todo.pop(0)

@@ -61,7 +61,7 @@ class ProcessHandle:
 
     @property
     def started_by(self) -> str | None:
-        """The worker that started it (services/owners.py), where the launcher can tell."""
+        """The worker that started it (services/upkeep/owners.py), where the launcher can tell."""
         return self.details.get("owner")
 
 

@@ -78,7 +78,7 @@ sessions = sa.Table(
     # Deleted by its user or an admin (DELETE): no longer served, whatever ended it.
     sa.Column("deleted_at", Timestamp),
     # A transition in progress (starting, terminating): the worker carrying it
-    # out (services/owners.py) and what it does (models.OPERATIONS).
+    # out (services/upkeep/owners.py) and what it does (models.OPERATIONS).
     sa.Column("owner", sa.Text),
     sa.Column("operation", sa.Text),
     sa.Index("sessions_by_status", "status"),
@@ -99,7 +99,7 @@ pool = sa.Table(
     sa.Column("process", JsonText),
     sa.Column("host_id", sa.Text, nullable=False),
     sa.Column("domain", sa.Text, nullable=False),
-    sa.Column("owner", sa.Text),       # the worker starting it (services/owners.py)
+    sa.Column("owner", sa.Text),       # the worker starting it (services/upkeep/owners.py)
 )
 
 history = sa.Table(

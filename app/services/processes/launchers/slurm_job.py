@@ -1,5 +1,5 @@
 """The node side of a session on Slurm, run by the job's batch script:
-`python -m app.services.launchers.slurm_job SPEC`.
+`python -m app.services.processes.launchers.slurm_job SPEC`.
 
 On the node it starts ChimeraX exactly as the local launcher does on the
 service's host — same sandbox (bubblewrap where the node has it), same

@@ -29,10 +29,9 @@ import threading
 import time
 import uuid
 
-from ..store import ACTIVE, STARTING, SUSPENDED, TERMINATED, TERMINATING, LimitReached, StoreUnavailable
-from ..store.models import SUSPEND
-from . import chimerax_client, metrics, owners
-from .errors import (
+from ...store import ACTIVE, STARTING, SUSPENDED, TERMINATED, TERMINATING, LimitReached, StoreUnavailable
+from ...store.models import SUSPEND
+from ..errors import (
     Capacity,
     NotActive,
     Resuming,
@@ -42,7 +41,10 @@ from .errors import (
     SuspendFailed,
     UserLimit,
 )
-from .sessions import SETTLED
+from ..monitoring import metrics
+from ..processes import chimerax_client
+from ..upkeep import owners
+from ..upkeep.transitions import SETTLED
 
 log = logging.getLogger("cxs.suspension")
 audit = logging.getLogger("cxs.audit")

@@ -4,7 +4,7 @@ import glob
 import os
 import shutil
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TEST_RUNTIME = os.path.join(PROJECT_ROOT, ".chimerax", "bin", "chimerax")
 
 OFFICIAL_CANDIDATES = (

@@ -12,11 +12,12 @@ import shutil
 import time
 import uuid
 
-from ..store.models import PoolStatus
-from . import chimerax_client, owners
-from .errors import log_fault
-from .owners import owner_alive
-from .sessions import startup_grace
+from ...store.models import PoolStatus
+from ..errors import log_fault
+from ..upkeep import owners
+from ..upkeep.owners import owner_alive
+from ..upkeep.transitions import startup_grace
+from . import chimerax_client
 
 log = logging.getLogger("cxs.pool")
 POOL_PREFIX = ".pool-"

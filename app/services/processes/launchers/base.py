@@ -12,7 +12,7 @@ import abc
 from collections.abc import Callable, Iterable
 import os
 
-from ...store.models import ProcessHandle
+from ....store.models import ProcessHandle
 from ..chimerax_client import Channel
 
 Progress = Callable[[ProcessHandle], object]

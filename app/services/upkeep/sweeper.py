@@ -12,12 +12,13 @@ import logging
 import os
 import time
 
-from ..store import ACTIVE, STARTING, TERMINATING
-from ..store.models import END_REASONS
-from . import chimerax_client, transitions
-from .errors import ServiceError, log_fault
+from ...store import ACTIVE, STARTING, TERMINATING
+from ...store.models import END_REASONS
+from ..errors import ServiceError, log_fault
+from ..processes import chimerax_client
+from . import transitions
 from .recovery import reap_orphans
-from .sessions import startup_grace
+from .transitions import startup_grace
 
 log = logging.getLogger("cxs.sweeper")
 

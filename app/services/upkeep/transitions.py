@@ -1,6 +1,6 @@
 """Sessions in transition (starting, terminating) whose owner is gone or stuck.
 
-Each such row names the worker carrying it out (services/owners.py) and what
+Each such row names the worker carrying it out (upkeep/owners.py) and what
 it does (store.models.OPERATIONS). Once that worker is gone its work is
 resolved at once: a cold start whose ChimeraX became ready is adopted, any
 other start ends (a resume goes back to suspended), a suspend keeps the
@@ -12,14 +12,25 @@ follow that time limit alone.
 import logging
 import time
 
-from ..store import ACTIVE, STARTING, TERMINATING
-from ..store.models import CREATE, RESUME, SUSPEND
-from . import chimerax_client
-from .errors import StartupFailed
+from ...store import ACTIVE, STARTING, TERMINATING
+from ...store.models import CREATE, RESUME, SUSPEND
+from ..errors import StartupFailed
+from ..processes import chimerax_client
 from .owners import owner_alive
-from .sessions import SETTLED, startup_grace
 
 log = logging.getLogger("cxs.transitions")
+
+# Fields that say a transition is over: nobody owns the row any more.
+SETTLED = {"owner": None, "operation": None}
+
+
+def startup_grace(settings, launcher):
+    """How long a process may take from spawn to active, its starter's own
+    deadlines included (a scheduler's queue, ready, then the initial file
+    opened), plus slack: past it a `starting` row or an unrecorded process
+    has lost its starter."""
+    return launcher.startup_allowance() + settings["STARTUP_TIMEOUT"] + settings["COMMAND_TIMEOUT"] + 5
+
 
 READY_CHECK_SECONDS = 1.0
 

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 
-from ..store import (
+from ...store import (
     ACTIVE,
     FAILED,
     STARTING,
@@ -23,9 +23,8 @@ from ..store import (
     SessionRecord,
     StoreUnavailable,
 )
-from ..store.models import CREATE, CREATE_MORE, END
-from . import chimerax_client, metrics, owners, policy, render
-from .errors import (
+from ...store.models import CREATE, CREATE_MORE, END
+from ..errors import (
     Capacity,
     ChimeraXDied,
     ChimeraXUnavailable,
@@ -44,6 +43,12 @@ from .errors import (
     UnreadableStructure,
     UserLimit,
 )
+from ..monitoring import metrics
+from ..policy import profiles as policy
+from ..processes import chimerax_client
+from ..upkeep import owners
+from ..upkeep.transitions import SETTLED
+from . import render
 from .workspace import QuotaExceeded, Workspace, check_name
 
 log = logging.getLogger("cxs.sessions")
@@ -52,16 +57,6 @@ audit = logging.getLogger("cxs.audit")
 FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit", "command_timeout", "suspend_failed"}
 # A process that failed on its own leaves its files for FAILED_RETENTION s (for download).
 RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit", "command_timeout", "suspend_failed"}
-# Fields that say a transition is over: nobody owns the row any more.
-SETTLED = {"owner": None, "operation": None}
-
-
-def startup_grace(settings, launcher):
-    """How long a process may take from spawn to active, its starter's own
-    deadlines included (a scheduler's queue, ready, then the initial file
-    opened), plus slack: past it a `starting` row or an unrecorded process
-    has lost its starter."""
-    return launcher.startup_allowance() + settings["STARTUP_TIMEOUT"] + settings["COMMAND_TIMEOUT"] + 5
 
 
 class SessionService:

@@ -8,10 +8,10 @@ processes it started (HOST_ID); the sweeper's leader looks after the rest.
 """
 import logging
 
-from ..store import ACTIVE, STARTING, SUSPENDED, TERMINATING
+from ...store import ACTIVE, STARTING, SUSPENDED, TERMINATING
+from ..processes.pool import WarmPool
 from . import transitions
 from .owners import owner_alive
-from .pool import WarmPool
 
 log = logging.getLogger("cxs.recovery")
 

@@ -1,5 +1,5 @@
 """What an operator's page shows of the whole service."""
-from .errors import Forbidden
+from ..errors import Forbidden
 
 RECENT_DENIED = 50
 

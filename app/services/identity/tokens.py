@@ -8,8 +8,8 @@ import hashlib
 import hmac
 import secrets
 
-from ..store import Principal
-from ..store.models import ROLES
+from ...store import Principal
+from ...store.models import ROLES
 
 
 def hash_token(token):

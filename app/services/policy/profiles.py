@@ -21,7 +21,7 @@ from functools import cached_property
 import json
 import unicodedata
 
-from .workspace import OPEN_SUFFIXES, SAVE_SUFFIXES
+from ..sessions.workspace import OPEN_SUFFIXES, SAVE_SUFFIXES
 
 # Command families a viewer may run: a family allows the command of that name
 # and its sub-commands (`measure` allows `measure sasa`); `~name` follows `name`.

@@ -18,7 +18,7 @@ import ssl
 import time
 from urllib.parse import urlencode
 
-from .errors import ChimeraXDied, CommandDenied, CommandTimeout, SessionBusy
+from ..errors import ChimeraXDied, CommandDenied, CommandTimeout, SessionBusy
 
 _LOG_LEVELS = ("note", "warning", "error", "bug")
 

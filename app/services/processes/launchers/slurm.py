@@ -24,8 +24,8 @@ import sys
 import time
 import uuid
 
+from ...errors import StartupFailed
 from ..chimerax_client import ping
-from ..errors import StartupFailed
 from ..locate import PROJECT_ROOT
 from .base import Launcher
 from .local import channel_of

@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 
-from .errors import ServiceError
+from ..errors import ServiceError
 
 # One source for file types: what ChimeraX may open and save (the command
 # policy) is what the files API lists, accepts, serves and deletes.

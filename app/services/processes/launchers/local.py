@@ -24,9 +24,9 @@ import uuid
 
 import psutil
 
-from .. import owners
+from ...errors import StartupFailed
+from ...upkeep import owners
 from ..chimerax_client import Channel, unix_address
-from ..errors import StartupFailed
 from . import ports, processes
 from .base import Launcher
 

@@ -1,0 +1,1 @@
+"""Who is calling: API tokens and the principal each stands for."""

@@ -1,0 +1,2 @@
+"""What operators watch: Prometheus metrics (shared across workers) and the
+admin overview."""
