@@ -1,0 +1,116 @@
+"""Commands in a session: the profile's policy (decided by the agent on
+ChimeraX's own parse), the history and audit line, the workspace quota."""
+import logging
+import time
+
+from ...store import (
+    ACTIVE,
+    StoreUnavailable,
+)
+from ..errors import (
+    ChimeraXDied,
+    CommandDenied,
+    NotActive,
+    ServiceError,
+)
+from ..monitoring import metrics
+from ..policy import profiles as policy
+from ..processes import chimerax_client
+from .base import SessionBase
+from .workspace import QuotaExceeded
+
+log = logging.getLogger("cxs.sessions")
+audit = logging.getLogger("cxs.audit")
+
+
+class SessionCommands(SessionBase):
+    def run_command(self, principal, session_id, command):
+        record = self.get_for(principal, session_id)
+        self._resume_on_use(record)
+        if record.status != ACTIVE:
+            raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        self._require_reach(record)
+        profile = self.profile_for(principal)
+        refused = policy.forbidden_characters(command)
+        started = time.time()
+        try:
+            if refused:
+                raise CommandDenied("command denied: %s" % refused, "-")
+            # The agent decides, on ChimeraX's own parse, for restricted profiles.
+            result = self._send(record, command, profile if profile.restricted else None)
+        except CommandDenied as err:
+            self._audit(principal, session_id, profile, "deny", (), " denied=%s reason=%r" % (err.verb, err.message))
+            metrics.COMMANDS_DENIED.labels(err.verb or "-").inc()
+            self._remember(session_id, started, command, "deny", None, None)
+            raise
+        except ServiceError:
+            self._remember(session_id, started, command, "allow", False, None)
+            raise
+        self._audit(principal, session_id, profile, "allow", result.commands)
+        self._remember(session_id, started, command, "allow", result.ok, result.duration_ms)
+        return result
+
+    def _remember(self, session_id, at, command, verdict, ok, duration_ms):
+        # The history is a record, not a condition of running: a store fault
+        # loses this entry (said in the log), never the command's reply.
+        try:
+            self.store.add_history(session_id, at, command, verdict, ok, duration_ms,
+                                   self.settings["HISTORY_MAX"])
+        except StoreUnavailable:
+            log.warning("session %s: command not recorded in its history (store unavailable)", session_id)
+
+    def history(self, principal, session_id, offset=0, limit=None):
+        """(entries oldest first, total) of a session's commands."""
+        self.readable(principal, session_id)
+        return self._store_call(self.store.history, session_id, offset, limit)
+
+    def history_script(self, principal, session_id):
+        """The allowed, successful commands as a ChimeraX command script (.cxc)."""
+        record = self.readable(principal, session_id)
+        entries, _ = self._store_call(self.store.history, session_id)
+        kept = [e["command"] for e in entries if e["verdict"] == "allow" and e["ok"]]
+        header = ["# ChimeraX commands of session %s%s: %d of %d, oldest first." % (
+                      record.id, " (%s)" % record.label if record.label else "", len(kept), len(entries)),
+                  "# Files are named as in the session's folder: open this script where those files are."]
+        return "\n".join(header + kept) + "\n"
+
+    @staticmethod
+    def _audit(principal, session_id, profile, verdict, commands, extra=""):
+        # The audit line names commands, never arguments: those may hold data.
+        audit.info("user=%s session=%s profile=%s verdict=%s commands=%s%s", principal.user, session_id,
+                   profile.name, verdict, ",".join(commands) or "-", extra)
+
+    def _send(self, record, command, profile=None):
+        started = time.time()
+        try:
+            result = chimerax_client.run_command(self.launcher.channel(record.process), command,
+                                                 self.settings["COMMAND_TIMEOUT"], profile=profile)
+            metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)
+        except ChimeraXDied:
+            if self.launcher.poll(record.process):
+                self.end(record, "crashed")
+            raise
+        finally:
+            self._touch_coalesced(record)
+        self._enforce_quota(record, started)
+        return result
+
+    def _enforce_quota(self, record, since):
+        """What ChimeraX wrote counts towards WORKSPACE_QUOTA_MB: files a command
+        wrote that take the workspace over it are removed, and the caller told."""
+        removed = self.workspace(record).remove_over_quota(since)
+        if removed:
+            log.warning("session %s: over quota, removed %s", record.id, ", ".join(removed))
+            raise QuotaExceeded("workspace quota of %d MB exceeded: removed %s, written by this command"
+                                % (self.settings["WORKSPACE_QUOTA_MB"], ", ".join(removed)))
+
+    def _touch_coalesced(self, record):
+        # A burst of commands writes last_activity at most once per interval;
+        # the row just read tells whether a write is due, so most need no statement.
+        now, interval = time.time(), self.settings["ACTIVITY_WRITE_INTERVAL"]
+        if now - record.last_activity < interval:
+            return
+        try:
+            self.store.touch(record.id, now, interval)
+        except StoreUnavailable:
+            log.warning("session %s: activity not recorded (store unavailable)", record.id)

@@ -1,0 +1,115 @@
+"""What a session shows, as files ChimeraX writes: PNG snapshots and glTF
+scenes, bounded before they are drawn (render.py)."""
+import logging
+import os
+
+from ...store import (
+    ACTIVE,
+)
+from ..errors import (
+    NotActive,
+    RenderingUnavailable,
+    SceneTooLarge,
+    SnapshotFailed,
+)
+from . import render
+from .commands import SessionCommands
+
+audit = logging.getLogger("cxs.audit")
+
+
+class SessionExports(SessionCommands):
+    def snapshot(self, principal, session_id, width, height, supersample):
+        """A PNG of the current view; its size is within the API's bounds (schemas/bounds.py)."""
+        def rendered(result, path):
+            if not result.ok:
+                if render.rendering_unavailable(result.error):
+                    raise RenderingUnavailable("offscreen rendering is not available for this "
+                                               "ChimeraX (install OSMesa: libosmesa6)", retry_after=None)
+                self._out_of_memory(result, "drawing %d x %d" % (width, height))
+                raise SnapshotFailed("ChimeraX could not render: %s" % result.error["message"])
+        return self._export(principal, session_id, "snapshot", ".png", " width %d height %d supersample %d"
+                            % (width, height, supersample), rendered,
+                            needs=render.BYTES_PER_PIXEL * width * height)
+
+    def scene(self, principal, session_id, options):
+        """The current scene as binary glTF, written by ChimeraX's own glTF writer,
+        once a frame has brought it up to date and drawn it (render.py)."""
+        limit = self.settings["SCENE_MAX_BYTES"]
+
+        def failed(result):
+            self._out_of_memory(result, "building the scene")
+            raise SnapshotFailed("ChimeraX could not export the scene: %s" % result.error["message"])
+
+        def prepare(send, frame):
+            drawn = send("%s ; %s" % (render.drawn_frame(frame), render.TRIANGLES))
+            if not drawn.ok and render.rendering_unavailable(drawn.error):
+                drawn = send("%s ; %s" % (render.FRAME, render.TRIANGLES))     # no OpenGL: nothing drawn
+            if not drawn.ok:
+                failed(drawn)
+            triangles = render.shown_triangles(drawn)
+            if (not options.get("instancing") and triangles is not None
+                    and triangles * render.GLTF_BYTES_PER_TRIANGLE > limit):
+                raise SceneTooLarge("the scene shows %d triangles, at least %d bytes as glTF, over SCENE_MAX_BYTES "
+                                    "(%d): hide or close models, or lower their detail"
+                                    % (triangles, triangles * render.GLTF_BYTES_PER_TRIANGLE, limit))
+
+        def exported(result, path):
+            if not result.ok:
+                failed(result)
+            size = os.path.getsize(path)
+            if size > limit:
+                raise SceneTooLarge("the scene is %d bytes, over SCENE_MAX_BYTES (%d): hide or close models, "
+                                    "or lower their detail" % (size, limit))
+        if options.get("preserve_transparency") is False:
+            # ChimeraX's writer (1.7) cuts the alpha off vertex colors, then takes a
+            # drawing's one colour as RGBA and fails; kept per vertex, it has none to take.
+            options = dict(options, prune_vertex_colors=False)
+        keywords = "".join(" %s %s" % (_camel(key), str(value).lower() if isinstance(value, bool) else value)
+                           for key, value in sorted(options.items()) if value is not None)
+        return self._export(principal, session_id, "scene", ".glb", keywords, exported, prepare)
+
+    def _out_of_memory(self, result, doing):
+        if render.out_of_memory(result.error):
+            raise SceneTooLarge("ChimeraX ran out of memory %s (a session may use %d MB, SESSION_MEMORY_MB): "
+                                "ask for less, or hide or close models" % (doing, self.settings["SESSION_MEMORY_MB"]))
+
+    def _fits_in_memory(self, record, needs, doing):
+        """Refuse what would take the process over its address-space limit
+        (SESSION_MEMORY_MB): the kernel would fail the allocation inside the
+        renderer, which ends ChimeraX instead of raising an error it can report."""
+        limit = self.settings["SESSION_MEMORY_MB"] * 2**20
+        used = self.launcher.address_space_bytes(record.process) if record.process else None
+        if limit and used is not None and used + needs > limit:
+            raise SceneTooLarge("%s needs about %d MB more; the session uses %d of its %d MB (SESSION_MEMORY_MB): "
+                                "ask for fewer pixels, or hide or close models"
+                                % (doing, needs // 2**20 + 1, used // 2**20, limit // 2**20))
+
+    def _export(self, principal, session_id, kind, suffix, keywords, check, prepare=None, needs=0):
+        """The bytes of a file ChimeraX saves of the scene (`save FILE` + `keywords`),
+        after a frame's updates (render.py): in the same command line, or, with
+        `prepare(send, png_path)`, by it first, which may also refuse; `check(result,
+        path)` raises when what was saved is not to be served."""
+        record = self.get_for(principal, session_id)
+        if record.status != ACTIVE:
+            raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        self._require_reach(record)
+        if needs:
+            self._fits_in_memory(record, needs, "drawing this %s" % kind)
+        audit.info("user=%s session=%s verdict=allow commands=%s", principal.user, session_id, kind)
+        with self.scratch_file(record, record.process, kind, suffix) as (scratch, inside):
+            save = 'save "%s"%s' % (inside, keywords)
+            if prepare is None:
+                result = self._send(record, "%s ; %s" % (render.FRAME, save))
+            else:
+                with self.scratch_file(record, record.process, kind + "-frame", ".png") as (_, frame):
+                    prepare(lambda command: self._send(record, command), frame)
+                result = self._send(record, save)
+            check(result, scratch)
+            with open(scratch, "rb") as saved:
+                return saved.read()
+
+
+def _camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
