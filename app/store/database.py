@@ -14,11 +14,13 @@ serialises them across processes and hosts:
   atomic, costs one round trip, and is released by COMMIT or by the
   server when the connection dies.
 """
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 import os
 import sqlite3
 import sys
 import threading
+from typing import Any
 import zlib
 
 import sqlalchemy as sa
@@ -32,7 +34,7 @@ class StoreUnavailable(Exception):
     """An operational fault of the database: locked, read-only, unreachable, gone."""
 
 
-def database_url(config):
+def database_url(config: Mapping[str, Any]) -> str:
     """DATABASE_URL, else DATABASE_PATH as a SQLite file."""
     url = config.get("DATABASE_URL") or ""
     if url:
@@ -40,20 +42,20 @@ def database_url(config):
     return "sqlite:///" + os.path.abspath(config["DATABASE_PATH"])
 
 
-def as_url(target):
+def as_url(target: str) -> str:
     """A URL from a URL or a SQLite file path (tests and tools pass paths)."""
     return target if "://" in str(target) else "sqlite:///" + os.path.abspath(target)
 
 
-def is_sqlite(url):
+def is_sqlite(url: str) -> bool:
     return sa.engine.make_url(url).get_backend_name() == "sqlite"
 
 
-def sqlite_path(url):
+def sqlite_path(url: str) -> str | None:
     return sa.engine.make_url(url).database if is_sqlite(url) else None
 
 
-def describe(url):
+def describe(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
@@ -64,7 +66,7 @@ def describe(url):
 SQLITE_FAULTS = {3, 5, 6, 8, 10, 11, 13, 14, 15, 26}
 
 
-def operational(err):
+def operational(err: BaseException | None) -> bool:
     """Whether a database error is a fault of the database (503), not of our code (500).
     Takes SQLAlchemy's wrapped errors and the drivers' own (from `Prepared`)."""
     if isinstance(err, exc.TimeoutError):       # no connection free in the pool
@@ -78,7 +80,7 @@ def operational(err):
     return psycopg is not None and isinstance(err, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
-def disconnected(engine, err, connection):
+def disconnected(engine: sa.Engine, err: BaseException | None, connection: sa.Connection | None) -> bool:
     """Whether the error means the connection (or the server) is gone."""
     if isinstance(err, exc.DBAPIError):
         if err.connection_invalidated:
@@ -88,7 +90,7 @@ def disconnected(engine, err, connection):
         raw = connection.connection.dbapi_connection if connection is not None else None
     except exc.SQLAlchemyError:
         return True     # SQLAlchemy already found it dead and invalidated it
-    return isinstance(err, engine.dialect.dbapi.Error) and engine.dialect.is_disconnect(err, raw, None)
+    return isinstance(err, engine.dialect.loaded_dbapi.Error) and engine.dialect.is_disconnect(err, raw, None)
 
 
 class Prepared:
@@ -118,11 +120,11 @@ class Prepared:
         return [(column.key, column.type.dialect_impl(dialect).result_processor(dialect, described[1]))
                 for column, described in zip(self.statement.selected_columns, description, strict=True)]
 
-    def first(self, connection, **params):
+    def first(self, connection: sa.Connection, **params: Any) -> dict[str, Any] | None:
         """The first row as a dict, or None."""
         compiled = self._for(connection.dialect)
         sql, names, columns = compiled
-        cursor = connection.connection.dbapi_connection.cursor()
+        cursor = connection.connection.cursor()
         try:
             cursor.execute(sql, [params[n] for n in names] if names is not None else params)
             row = cursor.fetchone()
@@ -139,7 +141,7 @@ _engines: dict = {}
 _engines_lock = threading.Lock()
 
 
-def engine_for(url, busy_timeout=5.0):
+def engine_for(url: str, busy_timeout: float = 5.0) -> sa.Engine:
     """One engine (and connection pool) per URL, busy timeout and process: a
     pool must not cross a fork, and a store asking for another timeout gets it."""
     key = (url, busy_timeout, os.getpid())
@@ -181,7 +183,7 @@ def _create_engine(url, busy_timeout):
                             connect_args={"connect_timeout": max(1, int(busy_timeout))})
 
 
-def dispose_all():
+def dispose_all() -> None:
     with _engines_lock:
         for (_url, _timeout, pid), engine in list(_engines.items()):
             if pid == os.getpid():
@@ -189,13 +191,13 @@ def dispose_all():
             del _engines[(_url, _timeout, pid)]
 
 
-def lock_key(domain):
+def lock_key(domain: str) -> int:
     # pg advisory keys are signed int4 pairs.
     return zlib.crc32(domain.encode()) - 2**31
 
 
 @contextmanager
-def decision(connection, domain):
+def decision(connection: sa.Connection, domain: str) -> Iterator[None]:
     """A transaction no other process or host can interleave with, for `domain`."""
     sqlite = connection.dialect.name == "sqlite"
     connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite else "BEGIN")

@@ -19,22 +19,24 @@ from .database import LEADER_LOCK, engine_for, is_sqlite, lock_key, sqlite_path
 log = logging.getLogger("cxs.store")
 
 
-def leader_lock(url, domain):
+def leader_lock(url: str, domain: str) -> "FileLock | AdvisoryLock":
     if is_sqlite(url):
-        return FileLock(sqlite_path(url) + ".sweeper.lock")
+        path = sqlite_path(url)
+        assert path is not None     # `sqlite://` (a database in no file) has no file to lock beside
+        return FileLock(path + ".sweeper.lock")
     return AdvisoryLock(url, domain)
 
 
 class FileLock:
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
-        self._fd = None
+        self._fd: int | None = None
 
     @property
-    def held(self):
+    def held(self) -> bool:
         return self._fd is not None
 
-    def try_acquire(self):
+    def try_acquire(self) -> bool:
         if self._fd is not None:
             return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -46,23 +48,23 @@ class FileLock:
         self._fd = fd
         return True
 
-    def release(self):
+    def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
 
 class AdvisoryLock:
-    def __init__(self, url, domain):
+    def __init__(self, url: str, domain: str) -> None:
         self.url = url
         self.key = lock_key(domain)
-        self._connection = None
+        self._connection: sa.Connection | None = None
 
     @property
-    def held(self):
+    def held(self) -> bool:
         return self._connection is not None
 
-    def try_acquire(self):
+    def try_acquire(self) -> bool:
         """True while this process holds the role; checks the holding connection is alive."""
         try:
             if self._connection is not None:
@@ -84,7 +86,7 @@ class AdvisoryLock:
             self.release()
             return False
 
-    def release(self):
+    def release(self) -> None:
         if self._connection is not None:
             try:
                 self._connection.close()

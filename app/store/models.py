@@ -1,6 +1,16 @@
 """Plain records the store hands out; no behaviour beyond derived values."""
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from sqlalchemy import RowMapping
+
+    # A row as the store reads it: a query's mapping, or a dict (database.Prepared).
+    Row: TypeAlias = RowMapping | Mapping[str, Any]
 
 STARTING, ACTIVE, TERMINATING, TERMINATED, FAILED, SUSPENDED = (
     "starting", "active", "terminating", "terminated", "failed", "suspended")
@@ -27,7 +37,7 @@ class Principal:
     role: str
 
     @property
-    def is_admin(self):
+    def is_admin(self) -> bool:
         return self.role == "admin"
 
 
@@ -39,10 +49,10 @@ class ProcessHandle:
     details: dict
 
     @classmethod
-    def from_json(cls, data):
+    def from_json(cls, data: Mapping[str, Any] | None) -> "ProcessHandle | None":
         return cls(dict(data)) if data else None
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         return dict(self.details)
 
     @property
@@ -83,7 +93,7 @@ class PoolEntry:
     owner: str | None = None
 
     @classmethod
-    def from_row(cls, row):
+    def from_row(cls, row: "Row") -> "PoolEntry":
         row = dict(row)
         return cls(**dict(row, status=PoolStatus(row["status"])))
 
@@ -114,20 +124,20 @@ class SessionRecord:
     operation: str | None = None
 
     @classmethod
-    def from_row(cls, row):
+    def from_row(cls, row: "Row") -> "SessionRecord":
         return cls(**dict(row))
 
     @property
-    def is_live(self):
+    def is_live(self) -> bool:
         return self.status in LIVE_STATUSES
 
     @property
-    def pending_reason(self):
+    def pending_reason(self) -> str | None:
         """Why a starting session's process waits (a scheduler's reason), else None."""
         return self.process.pending_reason if self.status == STARTING and self.process else None
 
     @property
-    def expires_at(self):
+    def expires_at(self) -> float | None:
         if not self.is_live:
             return None
         return min(self.last_activity + self.idle_timeout, self.created_at + self.max_lifetime)
@@ -143,5 +153,5 @@ class TokenRecord:
     token_hash: str = ""
 
     @classmethod
-    def from_row(cls, row):
+    def from_row(cls, row: "Row") -> "TokenRecord":
         return cls(**dict(row))

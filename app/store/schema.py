@@ -37,11 +37,11 @@ def _config(connection=None, **attributes):
     return config
 
 
-def head():
+def head() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
-def known_revisions():
+def known_revisions() -> set[str]:
     return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
 
 
@@ -50,7 +50,7 @@ def _engine(url):
     return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
-def current(url):
+def current(url: str) -> str | None:
     """None (empty), LEGACY (tables without a version) or the stored revision."""
     engine = _engine(url)
     try:
@@ -67,7 +67,7 @@ def _current(connection):
     return revision
 
 
-def check(url):
+def check(url: str) -> None:
     """Raise SchemaMismatch, saying what to do, unless the database is at the head."""
     found, expected = current(url), head()
     if found == expected:
@@ -84,11 +84,13 @@ def check(url):
                          % (where, found, expected, UPGRADE_HINT))
 
 
-def prepare(url, host_id=None, domain=None):
+def prepare(url: str, host_id: str | None = None, domain: str | None = None) -> None:
     """On start: create the head on an empty database; leave any other as it is.
     Instances starting together on one empty database create it once."""
     if database.is_sqlite(url):
-        os.makedirs(os.path.dirname(os.path.abspath(database.sqlite_path(url))), exist_ok=True)
+        path = database.sqlite_path(url)
+        assert path is not None     # `sqlite://` (a database in no file) was never supported here
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with _file_lock(url):
         # Switching a file to WAL takes its exclusive lock: one process at a time.
         if database.is_sqlite(url):
@@ -105,7 +107,7 @@ def _enable_wal(url):
         connection.close()
 
 
-def backup_sqlite(url):
+def backup_sqlite(url: str) -> str | None:
     """A consistent copy of the SQLite file beside it (sqlite3's online backup)."""
     path = database.sqlite_path(url)
     if not path or not os.path.exists(path):
@@ -159,12 +161,13 @@ def _run_locked(url, action, revision, only_if_empty, **attributes):
         engine.dispose()
 
 
-def upgrade(url, revision="head", host_id=None, domain=None, backup=True):
+def upgrade(url: str, revision: str = "head", host_id: str | None = None, domain: str | None = None,
+            backup: bool = True) -> str | None:
     """Returns the backup's path (SQLite), if one was made."""
     copy = backup_sqlite(url) if backup and database.is_sqlite(url) else None
     _run(url, command.upgrade, revision, host_id=host_id, domain=domain)
     return copy
 
 
-def downgrade(url, revision):
+def downgrade(url: str, revision: str) -> None:
     _run(url, command.downgrade, revision)

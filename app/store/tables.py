@@ -5,6 +5,7 @@ The store's statements are built from these; the Alembic revisions in
 test checks that upgrading an empty database to the head gives exactly this.
 """
 import json
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,12 +22,12 @@ class JsonText(sa.types.TypeDecorator):
     impl = sa.Text
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: ProcessHandle | dict[str, Any] | None, dialect: sa.Dialect) -> str | None:
         if isinstance(value, ProcessHandle):
             value = value.to_json()
         return json.dumps(value) if value else None
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> ProcessHandle | None:
         return ProcessHandle.from_json(json.loads(value)) if value else None
 
 
