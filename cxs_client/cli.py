@@ -6,6 +6,7 @@ environment. Prints JSON, or with -q only the essential value (an id), so
 command error, 2 an API error (its code is printed on stderr).
 """
 import argparse
+from collections.abc import Sequence
 import json
 import sys
 
@@ -13,7 +14,7 @@ from .client import Client
 from .errors import ApiError, CommandFailed
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
     create = sub.add_parser("create", help="create a session")
@@ -65,7 +66,7 @@ def _print(data):
     print(json.dumps(data, indent=2, sort_keys=True))
 
 
-def dispatch(client, opts):
+def dispatch(client: Client, opts: argparse.Namespace) -> None:
     if opts.action == "create":
         session = client.create(label=opts.label, idle_timeout=opts.idle_timeout, wait=not opts.no_wait,
                                 file=opts.file)
@@ -116,7 +117,7 @@ def dispatch(client, opts):
             _print(client.history(opts.id, opts.offset, opts.limit))
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
     try:
         dispatch(Client(), opts)

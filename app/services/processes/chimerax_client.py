@@ -6,6 +6,7 @@ fails (the outcome is in the body's `error`). Unlike that server it listens
 where the launcher said (a Unix-domain socket or TCP) and answers only
 requests that carry the session's secret.
 """
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 import hashlib
@@ -16,9 +17,13 @@ import os
 import socket
 import ssl
 import time
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ..errors import ChimeraXDied, CommandDenied, CommandTimeout, SessionBusy
+
+if TYPE_CHECKING:
+    from ..policy.profiles import Profile
 
 _LOG_LEVELS = ("note", "warning", "error", "bug")
 
@@ -34,12 +39,14 @@ class Channel:
     # its SHA-256 (reported through the shared file system, not the network).
     fingerprint: str | None = None
 
-    def connect(self, timeout):
+    def connect(self, timeout: float) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
         if self.path:
             conn = _UnixConnection(self.path, timeout)
         elif self.fingerprint:
             conn = _PinnedConnection(self.host, self.port, self.fingerprint, timeout)
         else:
+            assert self.host is not None, "a channel has a socket path or a TCP host"
             conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         conn.connect()
         return conn
@@ -59,7 +66,7 @@ class _PinnedConnection(http.client.HTTPSConnection):
         super().__init__(host, port, timeout=timeout, context=context)
         self.fingerprint = fingerprint
 
-    def connect(self):
+    def connect(self) -> None:
         super().connect()
         # Checked before a single byte of the request (and its secret) is sent.
         offered = hashlib.sha256(self.sock.getpeercert(binary_form=True) or b"").hexdigest()
@@ -73,7 +80,7 @@ class _UnixConnection(http.client.HTTPConnection):
         super().__init__("localhost", timeout=timeout)
         self.path = path
 
-    def connect(self):
+    def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
@@ -86,7 +93,7 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 @contextmanager
-def unix_address(path):
+def unix_address(path: str) -> Iterator[str]:
     """`path`, or a short alias of it: socket addresses hold at most 107 bytes,
     and a deep WORKSPACE_ROOT would not fit. The alias goes through an open
     descriptor of the folder, so it names the very same file."""
@@ -111,7 +118,7 @@ class CommandResult:
     commands: tuple = ()        # as ChimeraX parsed them (requests with a profile)
 
 
-def parse_reply(command, body, duration_ms):
+def parse_reply(command: str, body: bytes, duration_ms: float) -> CommandResult:
     data = json.loads(body)
     messages = data.get("log messages") or {}
     log = {level: list(messages.get(level) or []) for level in _LOG_LEVELS}
@@ -124,7 +131,8 @@ def parse_reply(command, body, duration_ms):
                          commands=tuple(data.get("commands") or ()))
 
 
-def run_command(channel, command, timeout, connect_timeout=2.0, profile=None):
+def run_command(channel: Channel, command: str, timeout: float, connect_timeout: float = 2.0,
+                profile: "Profile | None" = None) -> CommandResult:
     """Run one command line, under `profile` (policy.Profile) if given: CommandDenied
     if the agent refused it; CommandTimeout or ChimeraXDied on transport failure."""
     # http.client, not requests, on this hot path: the agent speaks HTTP/1.0
@@ -183,7 +191,7 @@ def _json(body):
         return {}
 
 
-def health(channel, timeout):
+def health(channel: Channel, timeout: float) -> dict[str, Any] | None:
     """The agent's own report: {"busy": False} (idle, its main thread answered),
     {"busy": True, "command", "since", "seconds"}, or None (no answer: hung or gone)."""
     try:
@@ -193,6 +201,6 @@ def health(channel, timeout):
     return _json(body) if status == 200 else None
 
 
-def ping(channel, timeout):
+def ping(channel: Channel, timeout: float) -> bool:
     """True if the agent answers and ChimeraX is idle and responsive, or busy."""
     return health(channel, timeout) is not None

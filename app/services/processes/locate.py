@@ -27,7 +27,7 @@ def _runnable(path):
     return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-def find_chimerax(configured=""):
+def find_chimerax(configured: str = "") -> Executable | None:
     """The executable to launch, or None. An explicit setting is never second-guessed."""
     if configured:
         return Executable(configured, "configured") if _runnable(configured) else None

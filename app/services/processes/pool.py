@@ -6,38 +6,44 @@ fills, health-checks and recycles the pool, from its own background job:
 never on a request's path. Each entry runs in its own directory, which a
 claim renames into the new session's workspace.
 """
+from collections.abc import Mapping
 import logging
 import os
 import shutil
 import time
+from typing import TYPE_CHECKING, Any
 import uuid
 
-from ...store.models import PoolStatus
+from ...store.models import PoolEntry, PoolStatus, ProcessHandle
 from ..errors import log_fault
 from ..upkeep import owners
 from ..upkeep.owners import owner_alive
 from ..upkeep.transitions import startup_grace
 from . import chimerax_client
 
+if TYPE_CHECKING:
+    from ...store import Store
+    from .launchers.base import Launcher
+
 log = logging.getLogger("cxs.pool")
 POOL_PREFIX = ".pool-"
 
 
-def marker(entry_id):
+def marker(entry_id: str) -> str:
     return "pool:" + entry_id
 
 
 class WarmPool:
-    def __init__(self, store, launcher, settings):
+    def __init__(self, store: "Store", launcher: "Launcher", settings: Mapping[str, Any]) -> None:
         self.store = store
         self.launcher = launcher
         self.settings = settings
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self.settings["POOL_SIZE"]
 
-    def fill(self):
+    def fill(self) -> int:
         """Start processes until the pool is full or capacity is used up; returns how many."""
         started = 0
         while started < self.size:
@@ -74,14 +80,14 @@ class WarmPool:
             self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
         shutil.rmtree(directory, ignore_errors=True)
 
-    def remove(self, entry):
+    def remove(self, entry: PoolEntry) -> bool:
         """Drop an entry unless a create claimed it first; then end its process."""
         if self.store.remove_pool_entry(entry.id):
             self._discard(entry.id, entry.process, entry.directory)
             return True
         return False
 
-    def maintain(self, now=None, ping=False):
+    def maintain(self, now: float | None = None, ping: bool = False) -> int:
         """Drop dead, stale, too old (POOL_MAX_AGE) and, with `ping`, unresponsive entries."""
         now = now or time.time()
         dropped = 0
@@ -96,6 +102,7 @@ class WarmPool:
             elif now - entry.created_at > self.settings["POOL_MAX_AGE"]:
                 drop = True
             elif ping:
+                assert state is not None        # poll() reports a missing process as ended
                 drop = not chimerax_client.ping(self.launcher.channel(state), self.settings["HEALTH_CHECK_TIMEOUT"])
             else:
                 drop = False
@@ -103,18 +110,19 @@ class WarmPool:
                 dropped += 1
         return dropped
 
-    def _own_entries(self):
+    def _own_entries(self) -> list[PoolEntry]:
         # Start-up and shutdown of one instance touch only what it started.
         return self.store.pool_entries(domain=self.launcher.domain, host_id=self.settings["HOST_ID"])
 
-    def drain(self):
+    def drain(self) -> int:
         return sum(1 for entry in self._own_entries() if self.remove(entry))
 
-    def adopt_or_reap(self):
+    def adopt_or_reap(self) -> list[ProcessHandle]:
         """After a restart: keep entries whose process is verifiably theirs; their states."""
         kept = []
         for entry in self._own_entries():
             if entry.status == PoolStatus.READY and self.launcher.adoptable(entry.process, marker(entry.id)):
+                assert entry.process is not None        # adoptable() is False without a process
                 kept.append(entry.process)
             else:
                 self.remove(entry)

@@ -1,7 +1,9 @@
 """Where and how ChimeraX processes run: the launcher contract, its
 implementations, and the one place that picks one (`LAUNCHER`). Nothing
 outside this package knows where a process runs."""
+from collections.abc import Mapping
 import os
+from typing import Any
 
 from chimerax_agent import AGENT_SCRIPT
 
@@ -14,7 +16,7 @@ from .slurm import SlurmLauncher, cluster_domain
 from .slurm_cli import Slurm
 
 
-def local_launcher(config, service_id):
+def local_launcher(config: Mapping[str, Any], service_id: str) -> LocalLauncher:
     executable = find_chimerax(config["CHIMERAX_PATH"])
     path = executable.path if executable else None
     sandbox = choose_sandbox(config["SANDBOX"], path, AGENT_SCRIPT, config["SANDBOX_USER"],
@@ -29,7 +31,7 @@ def local_launcher(config, service_id):
                          port_range=parse_port_range(config["CHIMERAX_PORT_RANGE"]))
 
 
-def slurm_launcher(config, service_id):
+def slurm_launcher(config: Mapping[str, Any], service_id: str) -> SlurmLauncher:
     slurm = Slurm(conf=config["SLURM_CONF"])
     return SlurmLauncher(slurm, config, find_chimerax(config["CHIMERAX_PATH"]), service_id)
 
@@ -41,11 +43,11 @@ LAUNCHERS = {"local": (local_launcher, lambda config: machine_domain()),
              "slurm": (slurm_launcher, cluster_domain)}
 
 
-def build_launcher(config, service_id):
+def build_launcher(config: Mapping[str, Any], service_id: str) -> Launcher:
     return LAUNCHERS[config["LAUNCHER"]][0](config, service_id)
 
 
-def launcher_domain(config):
+def launcher_domain(config: Mapping[str, Any]) -> str:
     return LAUNCHERS[config["LAUNCHER"]][1](config)
 
 

@@ -9,7 +9,7 @@ only the launcher reads. The public methods below take and give handles;
 each launcher implements the `_`-prefixed ones on its own state dict.
 """
 import abc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 import os
 
 from ....store.models import ProcessHandle
@@ -29,7 +29,7 @@ class Launcher(abc.ABC):
     # sweeper are counted per domain); no other instance ever touches them.
     domain = "unknown"
     # TCP ports the store reserves for channels (None: the launcher's channels need none).
-    port_range: object = None
+    port_range: Sequence[int] | None = None
 
     # The contract, on handles
 

@@ -13,6 +13,7 @@ Processes are started in a session of their own and are not tied to the
 worker that started them (no --die-with-parent): any worker can reach, check
 or stop them, and a restarted service adopts them.
 """
+from collections.abc import Iterable, Sequence
 import os
 import re
 import secrets
@@ -27,8 +28,10 @@ import psutil
 from ...errors import StartupFailed
 from ...upkeep import owners
 from ..chimerax_client import Channel, unix_address
+from ..locate import Executable
 from . import ports, processes
 from .base import Launcher
+from .sandbox import Bubblewrap, NoSandbox
 
 READY_LINE = re.compile(rb"CXS agent ready: (unix|tcp (\S+) (\d+))")
 CHILD_ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
@@ -41,7 +44,7 @@ TOKEN_VARIABLE = "CXS_CONTROL_TOKEN"
 OWNER_VARIABLE = "CXS_STARTED_BY"
 
 
-def machine_domain():
+def machine_domain() -> str:
     """Processes on this machine, reachable from every service instance running here."""
     return "local:" + socket.gethostname()
 
@@ -83,11 +86,12 @@ def _identify(proc):
 class Limits:
     """Kernel resource limits of each ChimeraX (prlimit(1), inherited by all it starts)."""
 
-    def __init__(self, memory_mb=4096, file_mb=200, open_files=1024, processes=None):
+    def __init__(self, memory_mb: int = 4096, file_mb: int = 200, open_files: int = 1024,
+                 processes: int | None = None) -> None:
         self.memory_mb, self.file_mb = memory_mb, file_mb
         self.open_files, self.processes = open_files, processes
 
-    def wrap(self, command):
+    def wrap(self, command: Iterable[str]) -> list[str]:
         args = ["prlimit"]
         if self.memory_mb:
             args.append("--as=%d" % (self.memory_mb * 2**20))
@@ -101,8 +105,9 @@ class Limits:
 
 
 class LocalLauncher(Launcher):
-    def __init__(self, executable, sandbox, control_dir, offscreen=True, service_id="cxs",
-                 limits=None, host="127.0.0.1", host_id="local", port_range=None):
+    def __init__(self, executable: Executable | None, sandbox: NoSandbox | Bubblewrap, control_dir: str,
+                 offscreen: bool = True, service_id: str = "cxs", limits: Limits | None = None,
+                 host: str = "127.0.0.1", host_id: str = "local", port_range: Sequence[int] | None = None) -> None:
         self.found = executable         # locate.Executable or None
         self.executable = executable.path if executable else None
         self.sandbox = sandbox
@@ -118,27 +123,28 @@ class LocalLauncher(Launcher):
         self.port_range = None if sandbox.unix_channel else port_range
 
     @property
-    def available(self):
+    def available(self) -> bool:
         return bool(self.executable)
 
-    def port_is_free(self, port):
+    def port_is_free(self, port: int) -> bool:
         return ports.port_is_free(port, self.host)
 
-    def runtime_info(self):
+    def runtime_info(self) -> dict:
         return {"found": self.found is not None, "kind": self.found.kind if self.found else None}
 
-    def describe(self):
+    def describe(self) -> str:
         chimerax = "%s (%s)" % (self.found.path, self.found.kind) if self.found else "no ChimeraX found"
         return "local: %s, sandbox: %s" % (chimerax, self.sandbox.describe())
 
-    def command_line(self):
+    def command_line(self) -> list[str]:
+        assert self.executable is not None, "no ChimeraX found"     # a start needs one (`available`)
         args = [self.executable, "--nogui"]
         if self.offscreen:
             args.append("--offscreen")
         # Not --silent: it drops info and warning messages from replies.
         return args + ["--script", self.sandbox.agent_script]
 
-    def make_workspace(self, path):
+    def make_workspace(self, path: str) -> None:
         os.makedirs(path, mode=0o700)
         if self.sandbox.owner:
             os.chown(path, *self.sandbox.owner)
@@ -317,7 +323,7 @@ class LocalLauncher(Launcher):
         return found
 
 
-def channel_of(state):
+def channel_of(state: dict) -> Channel:
     """The Channel recorded in a local process's state."""
     where = state.get("channel") or {}
     return Channel(secret=state.get("secret", ""), path=where.get("path"),

@@ -6,6 +6,7 @@ ChimeraX, whatever ChimeraX started); everything in it descends from the
 process the launcher spawned, because orphans inside a pid namespace are
 re-parented to its pid 1, never to the host's init.
 """
+from collections.abc import Iterable, Sequence
 import os
 import signal
 import time
@@ -13,7 +14,7 @@ import time
 import psutil
 
 
-def process(pid, create_time=None):
+def process(pid: int | None, create_time: float | None = None) -> psutil.Process | None:
     """The live psutil.Process if `pid` is still that very process, else None."""
     if not pid:
         return None
@@ -28,16 +29,16 @@ def process(pid, create_time=None):
         return None
 
 
-def identity(proc):
+def identity(proc: psutil.Process) -> tuple[int, float | None]:
     try:
         return proc.pid, proc.create_time()
     except psutil.Error:
         return proc.pid, None
 
 
-def tree(*roots):
+def tree(*roots: psutil.Process | None) -> list[psutil.Process]:
     """The live roots and all their descendants, without duplicates."""
-    found = {}
+    found: dict[int, psutil.Process] = {}
     for root in roots:
         if root is None:
             continue
@@ -57,7 +58,7 @@ def _alive(proc):
         return False
 
 
-def signal_all(procs, signum):
+def signal_all(procs: Iterable[psutil.Process], signum: int) -> None:
     for proc in procs:
         try:
             proc.send_signal(signum)
@@ -65,14 +66,14 @@ def signal_all(procs, signum):
             pass
 
 
-def signal_group(pgid, signum):
+def signal_group(pgid: int, signum: int) -> None:
     try:
         os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def wait_gone(procs, timeout):
+def wait_gone(procs: Sequence[psutil.Process], timeout: float) -> bool:
     """Wait until none of `procs` is alive (zombies count as gone); True if so."""
     deadline = time.monotonic() + timeout
     while True:
@@ -83,7 +84,8 @@ def wait_gone(procs, timeout):
         time.sleep(0.02)
 
 
-def terminate_tree(roots, polite, grace, group=None):
+def terminate_tree(roots: Sequence[psutil.Process | None], polite: Iterable[psutil.Process | None], grace: float,
+                   group: int | None = None) -> None:
     """SIGTERM `polite` (and the process group), wait `grace` s, then SIGKILL the whole tree."""
     procs = tree(*roots)
     if not procs:
@@ -100,7 +102,7 @@ def terminate_tree(roots, polite, grace, group=None):
     wait_gone(procs, 5)
 
 
-def rss_bytes(procs):
+def rss_bytes(procs: Iterable[psutil.Process]) -> int:
     total = 0
     for proc in procs:
         try:

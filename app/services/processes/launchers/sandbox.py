@@ -19,6 +19,7 @@ neither root's nor the service account's rights. Run as another user, the
 service has no uid to give away: bubblewrap runs unprivileged in a user
 namespace and ChimeraX keeps the service account's uid (a warning at start).
 """
+from collections.abc import Iterable
 import logging
 import os
 import pwd
@@ -48,16 +49,16 @@ class NoSandbox:
     unix_channel = False        # no sandbox: a TCP port with a secret
     owner = None
 
-    def __init__(self, agent_script):
+    def __init__(self, agent_script: str) -> None:
         self.agent_script = agent_script
 
-    def wrap(self, command, workspace):
+    def wrap(self, command: list[str], workspace: str) -> list[str]:
         return command
 
-    def inside(self, workspace):
+    def inside(self, workspace: str) -> str:
         return workspace
 
-    def describe(self):
+    def describe(self) -> str:
         return "none (ChimeraX runs as the service account, with the host's files and network)"
 
 
@@ -65,8 +66,8 @@ class Bubblewrap:
     name = "bwrap"
     unix_channel = True         # no network inside: the channel is a socket passed in
 
-    def __init__(self, executable, agent_script, user="cxs-sandbox", readonly_paths=(), tmp_mb=64,
-                 bwrap=None):
+    def __init__(self, executable: str, agent_script: str, user: str = "cxs-sandbox",
+                 readonly_paths: Iterable[str] = (), tmp_mb: int = 64, bwrap: str | None = None) -> None:
         self.bwrap = bwrap or shutil.which("bwrap") or "/usr/bin/bwrap"
         self.setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         self.agent_script = os.path.join(AGENT_DIR, os.path.basename(agent_script))
@@ -122,7 +123,7 @@ class Bubblewrap:
         args += ["--setenv", "HOME", HOME, "--setenv", "TMPDIR", "/tmp"]
         return args
 
-    def wrap(self, command, workspace):
+    def wrap(self, command: Iterable[str], workspace: str) -> list[str]:
         args = list(self._fixed) + ["--bind", workspace, WORKSPACE, "--chdir", WORKSPACE, "--"]
         if self.owner:
             uid, gid = self.owner
@@ -130,15 +131,15 @@ class Bubblewrap:
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
         return args + list(command)
 
-    def inside(self, workspace):
+    def inside(self, workspace: str) -> str:
         return WORKSPACE
 
-    def describe(self):
+    def describe(self) -> str:
         who = ("as %s (uid %d)" % (self.user, self.owner[0]) if self.owner
                else "as the service account's uid (not root: no uid to give away)")
         return "bwrap %s, no network, workspace only writable path" % who
 
-    def probe(self):
+    def probe(self) -> None:
         """Raise SandboxUnavailable unless this host can build the sandbox (once per process)."""
         key = tuple(self._fixed)
         if key in _WORKING:
@@ -190,7 +191,7 @@ def _parents(path, made):
     return args
 
 
-def installation_paths(executable, depth=3):
+def installation_paths(executable: str, depth: int = 3) -> list[str]:
     """The ChimeraX installation (folder above bin/) and what its symlinks lead to
     outside it (a virtualenv's Python, a package's shared files): each as a folder."""
     real = os.path.realpath(executable)
@@ -225,7 +226,8 @@ def _outermost(paths):
     return kept
 
 
-def choose_sandbox(setting, executable, agent_script, user, readonly_paths, tmp_mb):
+def choose_sandbox(setting: str | None, executable: str | None, agent_script: str, user: str,
+                   readonly_paths: Iterable[str], tmp_mb: int) -> NoSandbox | Bubblewrap:
     """SANDBOX=auto|bwrap|none: the sandbox to use. `bwrap` that cannot work is an
     error; `auto` falls back to none with a warning."""
     setting = (setting or "auto").lower()

@@ -11,6 +11,7 @@ and CONTROL_DIR must be on a file system the service and the nodes share.
 What the scheduler says is read from one batched `squeue` (slurm_cli.JobTable);
 a controller that does not answer leaves every session as it is.
 """
+from collections.abc import Callable, Mapping
 import json
 import logging
 import math
@@ -22,15 +23,16 @@ import shutil
 import string
 import sys
 import time
+from typing import Any
 import uuid
 
 from ...errors import StartupFailed
 from ..chimerax_client import ping
-from ..locate import PROJECT_ROOT
+from ..locate import PROJECT_ROOT, Executable
 from .base import Launcher
 from .local import channel_of
 from .sandbox import WORKSPACE
-from .slurm_cli import LIVE_STATES, JobTable, SchedulerUnavailable, SlurmError
+from .slurm_cli import LIVE_STATES, JobTable, SchedulerUnavailable, Slurm, SlurmError
 from .slurm_job import FAILED, READY
 
 log = logging.getLogger("cxs.slurm")
@@ -45,16 +47,17 @@ NODE_SETTINGS = ("SANDBOX", "SANDBOX_USER", "SANDBOX_READONLY_PATHS", "SANDBOX_T
 END_REASONS = {"TIMEOUT": "max_lifetime", "DEADLINE": "max_lifetime", "OUT_OF_MEMORY": "memory_limit"}
 
 
-def job_name(marker):
+def job_name(marker: str) -> str:
     return NAME_PREFIX + marker.replace("pool:", "pool-")
 
 
-def cluster_domain(config):
+def cluster_domain(config: Mapping[str, Any]) -> str:
     return "slurm:" + (config.get("SLURM_CLUSTER") or "default")
 
 
 class SlurmLauncher(Launcher):
-    def __init__(self, slurm, config, executable, service_id, clock=time.time):
+    def __init__(self, slurm: Slurm, config: Mapping[str, Any], executable: Executable | None, service_id: str,
+                 clock: Callable[[], float] = time.time) -> None:
         self.slurm = slurm
         self.config = config
         self.found = executable
@@ -71,13 +74,13 @@ class SlurmLauncher(Launcher):
         self.owner = _sandbox_owner(config)
 
     @property
-    def available(self):
+    def available(self) -> bool:
         return self.found is not None
 
-    def runtime_info(self):
+    def runtime_info(self) -> dict:
         return {"found": self.found is not None, "kind": self.found.kind if self.found else None}
 
-    def describe(self):
+    def describe(self) -> str:
         chimerax = "%s (%s)" % (self.found.path, self.found.kind) if self.found else "no ChimeraX found"
         return "slurm (%s, partition %s): %s, sandbox on the nodes: %s" % (
             self.domain, self.config["SLURM_PARTITION"] or "default", chimerax, self.config["SANDBOX"])
@@ -85,25 +88,25 @@ class SlurmLauncher(Launcher):
     def _process_id(self, state):
         return "job %s" % state["job"] if state.get("job") else None
 
-    def refresh(self):
+    def refresh(self) -> None:
         try:
             self.jobs.snapshot(max_age=0)
         except SchedulerUnavailable:
             pass        # logged once by the table; sessions stay as they are
 
-    def startup_allowance(self):
+    def startup_allowance(self) -> float:
         return self.pending_timeout
 
-    def make_workspace(self, path):
+    def make_workspace(self, path: str) -> None:
         os.makedirs(path, mode=0o700)
         if self.owner:
             os.chown(path, *self.owner)
 
-    def paths(self, token):
+    def paths(self, token: str) -> dict[str, str]:
         base = os.path.join(self.control_dir, token)
         return {"spec": base + ".json", "output": base + ".out", "node": base + ".d"}
 
-    def sbatch_args(self, name, output, workspace):
+    def sbatch_args(self, name: str, output: str, workspace: str) -> list[str]:
         config = self.config
         minutes = math.ceil(config["SESSION_MAX_LIFETIME"] / 60) + 1    # the sweeper ends it first
         args = ["--job-name", name, "--comment", self.comment, "--output", output, "--chdir", workspace,
@@ -115,11 +118,12 @@ class SlurmLauncher(Launcher):
             args += ["--account", config["SLURM_ACCOUNT"]]
         return args + shlex.split(config["SLURM_EXTRA_ARGS"])
 
-    def batch_script(self, spec_path):
+    def batch_script(self, spec_path: str) -> str:
         return self.template.substitute(python=shlex.quote(sys.executable), project=shlex.quote(PROJECT_ROOT),
                                         spec=shlex.quote(spec_path))
 
-    def write_spec(self, marker, workspace, secret, paths):
+    def write_spec(self, marker: str, workspace: str, secret: str, paths: Mapping[str, str]) -> None:
+        assert self.found is not None, "no ChimeraX found"     # a start needs one (`available`)
         node_config = {name: self.config[name] for name in NODE_SETTINGS}
         node_config.update(CHIMERAX_PATH=self.found.path, CONTROL_DIR=paths["node"], CHIMERAX_PORT_RANGE="0")
         spec = {"marker": marker, "workspace": workspace, "secret": secret, "service_id": self.service_id,

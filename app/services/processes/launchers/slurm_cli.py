@@ -10,6 +10,7 @@ every `max_age` seconds: a sweep of a thousand sessions asks the controller
 once. A controller that does not answer makes the table *unknown*, never
 empty: nobody may conclude from silence that a job is gone.
 """
+from collections.abc import Callable, Iterable
 import logging
 import os
 import subprocess
@@ -37,13 +38,13 @@ class SlurmError(RuntimeError):
 
 
 class Slurm:
-    def __init__(self, conf="", timeout=30):
+    def __init__(self, conf: str = "", timeout: float = 30) -> None:
         self.env = dict(os.environ)
         if conf:
             self.env["SLURM_CONF"] = conf
         self.timeout = timeout
 
-    def run(self, *args, stdin=None):
+    def run(self, *args: str, stdin: str | None = None) -> str:
         try:
             done = subprocess.run(list(args), input=stdin, env=self.env, capture_output=True, text=True,
                                   timeout=self.timeout)
@@ -58,15 +59,15 @@ class Slurm:
             raise SlurmError("%s: %s" % (args[0], message))
         return done.stdout
 
-    def submit(self, script, args):
+    def submit(self, script: str, args: Iterable[str]) -> str:
         """sbatch --parsable: the job id."""
         out = self.run("sbatch", "--parsable", *args, stdin=script).strip()
         return out.split(";")[0]        # "id" or "id;cluster"
 
-    def cancel(self, job_id):
+    def cancel(self, job_id: str | int) -> None:
         self.run("scancel", str(job_id))
 
-    def jobs(self, name_prefix, comment):
+    def jobs(self, name_prefix: str, comment: str) -> dict[str, "Job"]:
         """{job id: Job} of the jobs named `name_prefix`... whose comment starts with `comment`
         that the controller still lists (ended ones
         for MinJobAge seconds too)."""
@@ -81,25 +82,26 @@ class Slurm:
                 found[job.id] = job
         return found
 
-    def job_state(self, job_id):
+    def job_state(self, job_id: str | int) -> str | None:
         """One job's state, or None once the controller no longer lists it."""
         out = self.run("squeue", "-h", "-t", "all", "-j", str(job_id), "-o", "%T").strip()
         return out or None
 
 
 class Job:
-    def __init__(self, job_id, name, state, reason, node, comment, submitted):
+    def __init__(self, job_id: str, name: str, state: str, reason: str, node: str, comment: str,
+                 submitted: str) -> None:
         self.id, self.name, self.state = job_id, name, state
         self.reason = None if reason in ("None", "") else reason
         self.node, self.comment = node, comment
         self.submitted = _epoch(submitted)
 
     @property
-    def live(self):
+    def live(self) -> bool:
         return self.state in LIVE_STATES
 
     @property
-    def pending(self):
+    def pending(self) -> bool:
         return self.state == "PENDING"
 
 
@@ -112,8 +114,12 @@ def _epoch(text):
 
 class JobTable:
     """The last `squeue` answer, shared by every thread of a process."""
+    _jobs: dict[str, Job] | None
+    _at: float | None
+    _error: SchedulerUnavailable | None
 
-    def __init__(self, slurm, name_prefix, comment, max_age=2.0, clock=time.monotonic):
+    def __init__(self, slurm: Slurm, name_prefix: str, comment: str, max_age: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.slurm, self.name_prefix, self.comment = slurm, name_prefix, comment
         self.max_age, self.clock = max_age, clock
         self._lock = threading.Lock()
@@ -121,7 +127,7 @@ class JobTable:
         self._asked_at = 0.0       # wall clock when the last squeue began
         self.queries = 0
 
-    def snapshot(self, max_age=None, since=None):
+    def snapshot(self, max_age: float | None = None, since: float | None = None) -> dict[str, Job]:
         """{id: Job}, or raise SchedulerUnavailable while the controller does not answer.
         `since` (wall clock): an answer from before then cannot know the job; ask again."""
         max_age = self.max_age if max_age is None else max_age
@@ -140,8 +146,9 @@ class JobTable:
                 self._at = self.clock()
             if self._error is not None:
                 raise SchedulerUnavailable(str(self._error))
+            assert self._jobs is not None       # the last squeue answered (no error): its jobs
             return self._jobs
 
-    def job(self, job_id, max_age=None, since=None):
+    def job(self, job_id: str | int, max_age: float | None = None, since: float | None = None) -> Job | None:
         """The Job, or None if the controller does not list it (ended long ago)."""
         return self.snapshot(max_age, since).get(str(job_id))

@@ -23,6 +23,7 @@ request. The report is one line:
 The job ends when ChimeraX does; SIGTERM (scancel, the time limit) stops
 ChimeraX and everything it started first.
 """
+from collections.abc import Mapping, Sequence
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ import ssl
 import subprocess
 import sys
 import threading
+from typing import Any
 
 READY = "CXS job ready: "
 FAILED = "CXS job failed: "
@@ -53,14 +55,14 @@ class Relay(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, target, certificate, key):
+    def __init__(self, address: tuple[str, int], target: str | tuple[str, int], certificate: str, key: str) -> None:
         super().__init__(address, _Exchange)
         self.target = target
         self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
         self.tls.load_cert_chain(certificate, key)
 
-    def connect_agent(self):
+    def connect_agent(self) -> socket.socket:
         from ..chimerax_client import unix_address
         if isinstance(self.target, str):
             agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -75,7 +77,9 @@ class Relay(socketserver.ThreadingTCPServer):
 
 
 class _Exchange(socketserver.BaseRequestHandler):
-    def handle(self):
+    server: Relay
+
+    def handle(self) -> None:
         self.request.settimeout(30)
         try:
             tls = self.server.tls.wrap_socket(self.request, server_side=True)
@@ -123,7 +127,7 @@ def _read_request(tls):
     return head + b"\r\n\r\n" + body
 
 
-def make_certificate(directory):
+def make_certificate(directory: str) -> tuple[str, str, str]:
     """A key and self-signed certificate for this job only: (cert, key, SHA-256 of its DER)."""
     certificate, key = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -135,7 +139,7 @@ def make_certificate(directory):
     return certificate, key, hashlib.sha256(der).hexdigest()
 
 
-def node_address(name=None):
+def node_address(name: str | None = None) -> str:
     """The address other hosts reach this node by: its NodeAddr in Slurm's
     configuration (which may differ from its name), else its name resolved."""
     name = name or os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
@@ -154,7 +158,7 @@ def _say(prefix, data):
     print(prefix + json.dumps(data), flush=True)
 
 
-def run(spec):
+def run(spec: Mapping[str, Any]) -> int:
     from . import local_launcher
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -192,7 +196,7 @@ def run(spec):
             launcher._stop(state, spec["stop_grace"])
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> int:
     path = argv[1]
     with open(path) as text:
         spec = json.load(text)
