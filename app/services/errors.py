@@ -2,6 +2,7 @@
 and `when` it happens. The HTTP layer answers with that status
 (middleware/errors.py) and the API document and docs' error table are made
 from these same classes (`catalogue`), so no second list can disagree."""
+import logging
 
 
 class ServiceError(Exception):
@@ -9,7 +10,7 @@ class ServiceError(Exception):
     status = 500
     when = ""
 
-    def __init__(self, message, retry_after=None):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
@@ -31,7 +32,7 @@ class Forbidden(ServiceError):
 class CommandDenied(ServiceError):
     code, status, when = "command_denied", 403, "the command policy refused the command (naming it and why)"
 
-    def __init__(self, message, verb):
+    def __init__(self, message: str, verb: str) -> None:
         super().__init__(message)
         self.verb = verb
 
@@ -111,7 +112,7 @@ class CommandTimeout(ServiceError):
     code, status, when = "command_timeout", 504, "ChimeraX did not answer within COMMAND_TIMEOUT"
 
 
-def domain_errors():
+def domain_errors() -> list[type[ServiceError]]:
     """Every ServiceError subclass the service defines, wherever it is declared."""
     from .sessions import workspace  # noqa: F401  (declares the file errors)
     found, todo = [], list(ServiceError.__subclasses__())
@@ -122,7 +123,7 @@ def domain_errors():
     return found
 
 
-def log_fault(logger, message, *args):
+def log_fault(logger: logging.Logger, message: str, *args: object) -> None:
     """Log the exception being handled: a dependency's fault (the store down)
     in one line, as requests answer it with 503; anything else, a bug of
     ours, with its traceback."""

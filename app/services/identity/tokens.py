@@ -8,19 +8,19 @@ import hashlib
 import hmac
 import secrets
 
-from ...store import Principal
+from ...store import Principal, Store, TokenRecord
 from ...store.models import ROLES
 
 
-def hash_token(token):
+def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 class TokenService:
-    def __init__(self, store):
+    def __init__(self, store: Store) -> None:
         self.store = store
 
-    def create(self, user, role="user"):
+    def create(self, user: str, role: str = "user") -> tuple[int, str]:
         if role not in ROLES:
             raise ValueError("role must be one of %s" % ", ".join(ROLES))
         if not user or len(user) > 64:
@@ -29,7 +29,7 @@ class TokenService:
         token_id = self.store.add_token(hash_token(token), user, role)
         return token_id, token
 
-    def authenticate(self, token):
+    def authenticate(self, token: str) -> Principal | None:
         if not token or len(token) > 256:
             return None
         digest = hash_token(token)
@@ -38,8 +38,8 @@ class TokenService:
             return None
         return Principal(record.user, record.role)
 
-    def list(self):
+    def list(self) -> list[TokenRecord]:
         return self.store.list_tokens()
 
-    def revoke(self, token_id):
+    def revoke(self, token_id: int) -> bool:
         return self.store.revoke_token(token_id)

@@ -6,10 +6,13 @@ Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py before any
 worker imports this) makes every process write its samples to files that a
 scrape aggregates.
 """
+from collections.abc import Callable, Iterator
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+from ...store import Store
 
 SESSIONS_CREATED = Counter("cxs_sessions_created_total", "Sessions created", ["source"])
 SESSIONS_ENDED = Counter("cxs_sessions_ended_total", "Sessions ended", ["reason"])
@@ -23,10 +26,10 @@ COMMANDS_DENIED = Counter("cxs_commands_denied_total", "Commands denied by the p
 class StoreCollector:
     """Gauges computed from the store on each scrape."""
 
-    def __init__(self, new_store):
+    def __init__(self, new_store: Callable[[], Store]) -> None:
         self.new_store = new_store
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         store = self.new_store()
         try:
             by_status = store.count_sessions_by_status()
@@ -43,7 +46,7 @@ class StoreCollector:
         yield pooled
 
 
-def render(new_store):
+def render(new_store: Callable[[], Store]) -> bytes:
     """The exposition text: this process's metrics, or all workers' in multiprocess mode."""
     gauges = CollectorRegistry()
     gauges.register(StoreCollector(new_store))

@@ -1,10 +1,14 @@
 """What an operator's page shows of the whole service."""
+from collections.abc import Mapping
+from typing import Any
+
+from ...store import Principal, Store
 from ..errors import Forbidden
 
 RECENT_DENIED = 50
 
 
-def overview(principal, store, settings):
+def overview(principal: Principal, store: Store, settings: Mapping[str, Any]) -> dict[str, Any]:
     if not principal.is_admin:
         raise Forbidden("the service overview is for admins")
     return {"pool": store.count_pool_by_status(), "pool_size": settings["POOL_SIZE"],

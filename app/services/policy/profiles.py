@@ -16,6 +16,7 @@ of its command, so a misspelt bound can never silently bound nothing.
 `python -m app.services.policy` prints the viewer profile as docs/policy.md's
 table (tests/test_policy_profiles.py checks the docs hold exactly that).
 """
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 import json
@@ -80,12 +81,12 @@ BOUND_REASONS = {
 }
 
 
-def viewer_bounds(max_pixels, max_supersample):
+def viewer_bounds(max_pixels: int, max_supersample: int) -> dict[str, dict[str, tuple[float, float]]]:
     """(low, high) per keyword as ChimeraX names the argument in the parsed
     command, per full command name; '*': every command. A number given as text
     (`qualityOfShadows 16384`) is bounded too; (0, 0) on a switch: off only."""
     side = (1, max_pixels)
-    labels2d = {"size": (1, 100), "margin": (0, 100), "outline": (0, 20)}
+    labels2d: dict[str, tuple[float, float]] = {"size": (1, 100), "margin": (0, 100), "outline": (0, 20)}
     dashes = (0, 50)
     point_spacing = (0.1, 100)          # Å between points placed along bonds
     probe = (0, 10)                     # Å, probe sphere of a solvent surface
@@ -145,7 +146,7 @@ def viewer_bounds(max_pixels, max_supersample):
     }
 
 
-def viewer_texts():
+def viewer_texts() -> dict[str, dict[str, tuple[int, str | None]]]:
     """(most characters, rule) per text keyword: 'format' for texts ChimeraX
     fills in with Python's str.format (only `{0.attribute}` fields, no
     widths past the length bound), 'attribute' for attribute names (plain
@@ -173,7 +174,7 @@ DATA_VALUES = {
 }
 
 
-def viewer_limits(render_max_pixels):
+def viewer_limits(render_max_pixels: int) -> dict[str, float]:
     """Parameters of the rules over several arguments (chimerax_agent/cxs_policy.py)."""
     return {"max_magnitude": MAX_MAGNITUDE, "render_max_pixels": render_max_pixels,
             "max_frame_pixels": MAX_FRAME_PIXELS, "max_symmetry_copies": MAX_SYMMETRY_COPIES}
@@ -190,27 +191,29 @@ class Profile:
     limits: dict = field(default_factory=dict)
 
     @property
-    def restricted(self):
+    def restricted(self) -> bool:
         return self.commands is not None
 
     @cached_property
-    def wire(self):
+    def wire(self) -> str:
         """The profile as the agent reads it (header X-CXS-Profile)."""
+        assert self.commands is not None        # only a restricted profile is sent
         return json.dumps({"name": self.name, "commands": list(self.commands), "allow_fetch": self.allow_fetch,
                            "open_suffixes": list(OPEN_SUFFIXES), "save_suffixes": list(SAVE_SUFFIXES),
                            "formats": list(FORMATS), "bounds": self.bounds, "texts": self.texts,
                            "data_values": self.data_values, "limits": self.limits}, separators=(",", ":"))
 
 
-def default_profiles(extra_viewer=(), denied_viewer=(), allow_fetch=False, max_pixels=4096, max_supersample=4,
-                     render_max_pixels=4096 * 4096):
+def default_profiles(extra_viewer: Iterable[str] = (), denied_viewer: Iterable[str] = (), allow_fetch: bool = False,
+                     max_pixels: int = 4096, max_supersample: int = 4,
+                     render_max_pixels: int = 4096 * 4096) -> dict[str, Profile]:
     viewer = tuple(sorted((set(VIEWER_COMMANDS) | set(extra_viewer)) - set(denied_viewer)))
     return {"viewer": Profile("viewer", viewer, allow_fetch, viewer_bounds(max_pixels, max_supersample),
                               viewer_texts(), DATA_VALUES, viewer_limits(render_max_pixels)),
             "trusted": Profile("trusted")}
 
 
-def forbidden_characters(line):
+def forbidden_characters(line: str) -> str | None:
     """Why `line` is refused before any parser sees it, or None. Control,
     invisible and non-ASCII space characters have no place in a command and
     could hide one from a person reading the audit log."""
@@ -221,7 +224,7 @@ def forbidden_characters(line):
     return None
 
 
-def user_keyword(name):
+def user_keyword(name: str) -> str:
     """A parsed keyword as the user types it (`ms_map_size` -> `msMapSize`), as ChimeraX's cli.user_kw."""
     words = name.split("_")
     return words[0] + "".join(word.capitalize() for word in words[1:])
@@ -231,8 +234,9 @@ def _of(command):
     return "every command" if command == "*" else "`%s`" % command
 
 
-def markdown(profile):
+def markdown(profile: Profile) -> str:
     """The profile as the docs' tables (generated: never edit the copy in docs/policy.md by hand)."""
+    assert profile.commands is not None     # the tables are of a restricted profile
     limits = profile.limits
     lines = ["| allowed command families (and their sub-commands, `~` forms) |", "|---|",
              "| %s |" % " ".join("`%s`" % c for c in profile.commands), "",

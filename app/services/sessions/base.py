@@ -6,11 +6,13 @@ Every status change is a compare-and-set in the store, so concurrent deletes,
 sweeps and start-ups from several workers settle on exactly one outcome, and
 whoever loses a transition cleans up what it alone created.
 """
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 import logging
 import os
 import shutil
 import time
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import uuid
 
 from ...store import (
@@ -20,9 +22,12 @@ from ...store import (
     SUSPENDED,
     TERMINATED,
     TERMINATING,
+    Principal,
+    SessionRecord,
+    Store,
     StoreUnavailable,
 )
-from ...store.models import END
+from ...store.models import END, ProcessHandle
 from ..errors import (
     Deleted,
     Forbidden,
@@ -38,7 +43,13 @@ from ..upkeep.transitions import SETTLED
 from .suspension import Suspension
 from .workspace import Workspace
 
+if TYPE_CHECKING:
+    from ..processes.launchers.base import Launcher
+
 log = logging.getLogger("cxs.sessions")
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit", "command_timeout", "suspend_failed"}
 # A process that failed on its own leaves its files for FAILED_RETENTION s (for download).
@@ -46,18 +57,20 @@ RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit", "command_timeout", "
 
 
 class SessionBase:
-    def __init__(self, store, launcher, settings, store_factory=None, profiles=None):
+    def __init__(self, store: Store, launcher: "Launcher", settings: Mapping[str, Any],
+                 store_factory: Callable[[], Store] | None = None,
+                 profiles: Mapping[str, policy.Profile] | None = None) -> None:
         self.store = store
         self.launcher = launcher
         self.settings = settings        # a mapping: the app's config
         self.store_factory = store_factory
         self.profiles = profiles or policy.default_profiles()
 
-    def profile_for(self, principal):
+    def profile_for(self, principal: Principal) -> policy.Profile:
         name = self.settings["ROLE_PROFILES"].get(principal.role, "viewer")
         return self.profiles.get(name, self.profiles["viewer"])
 
-    def get_for(self, principal, session_id):
+    def get_for(self, principal: Principal, session_id: str) -> SessionRecord:
         """The session if `principal` may see it: 404 unknown, 403 someone else's."""
         record = self._store_call(self.store.get_session, session_id)
         if record is None:
@@ -66,7 +79,7 @@ class SessionBase:
             raise Forbidden("session %s belongs to another user" % session_id)
         return record
 
-    def readable(self, principal, session_id):
+    def readable(self, principal: Principal, session_id: str) -> SessionRecord:
         """The session to read; one ended by DELETE no longer exists (404
         session_deleted), one that ended otherwise still says when and why."""
         record = self.get_for(principal, session_id)
@@ -74,7 +87,9 @@ class SessionBase:
             raise Deleted("session %s was deleted" % session_id)
         return record
 
-    def list_for(self, principal, limit, user=None, statuses=None, starting_after=None):
+    def list_for(self, principal: Principal, limit: int, user: str | None = None,
+                 statuses: Sequence[str] | None = None,
+                 starting_after: uuid.UUID | str | None = None) -> tuple[list[SessionRecord], bool]:
         """A page of sessions, newest first, from after the session
         `starting_after` (the last of the previous page): (records, whether
         more follow)."""
@@ -93,20 +108,20 @@ class SessionBase:
         return records[:limit], len(records) > limit
 
     @property
-    def suspension(self):
+    def suspension(self) -> Suspension:
         return Suspension(self)
 
-    def suspend(self, principal, session_id):
+    def suspend(self, principal: Principal, session_id: str) -> SessionRecord:
         return self.suspension.suspend(self.get_for(principal, session_id))
 
-    def resume(self, principal, session_id):
+    def resume(self, principal: Principal, session_id: str) -> SessionRecord:
         return self.suspension.resume(self.get_for(principal, session_id))
 
     def _resume_on_use(self, record):
         if record.status == SUSPENDED and self.settings["AUTO_RESUME"]:
             self.suspension.auto_resume(record)         # raises Resuming (409, Retry-After)
 
-    def heartbeat(self, principal, session_id):
+    def heartbeat(self, principal: Principal, session_id: str) -> SessionRecord:
         record = self.get_for(principal, session_id)
         self._resume_on_use(record)
         if record.status not in (STARTING, ACTIVE):
@@ -116,17 +131,17 @@ class SessionBase:
         record.last_activity = now
         return record
 
-    def workspace(self, record):
+    def workspace(self, record: SessionRecord) -> Workspace:
         return Workspace(record.workspace, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
 
-    def workspace_for(self, principal, session_id):
+    def workspace_for(self, principal: Principal, session_id: str) -> Workspace:
         record = self.get_for(principal, session_id)
         kept = record.status in (FAILED, SUSPENDED) and not record.workspace_removed
         if not (record.is_live or kept) or not os.path.isdir(record.workspace):
             raise NotActive("session %s is %s; its files are gone" % (session_id, record.status))
         return self.workspace(record)
 
-    def remove_expired_workspaces(self, now):
+    def remove_expired_workspaces(self, now: float) -> int:
         """Files of failed sessions go FAILED_RETENTION s after the failure."""
         removed = 0
         for record in self.store.expired_failed_workspaces(now - self.settings["FAILED_RETENTION"],
@@ -137,7 +152,8 @@ class SessionBase:
         return removed
 
     @contextmanager
-    def scratch_file(self, record, state, kind, suffix):
+    def scratch_file(self, record: SessionRecord, state: ProcessHandle | None, kind: str,
+                     suffix: str) -> Iterator[tuple[str, str]]:
         """(path here, path as ChimeraX names it) of a one-off file in the session's
         workspace, under a name its user cannot guess; removed afterwards."""
         name = ".%s-%s%s" % (kind, uuid.uuid4().hex, suffix)
@@ -148,7 +164,7 @@ class SessionBase:
             if os.path.lexists(scratch):
                 os.unlink(scratch)
 
-    def terminate(self, principal, session_id):
+    def terminate(self, principal: Principal, session_id: str) -> None:
         record = self.get_for(principal, session_id)
         if record.status == SUSPENDED:
             self.suspension.delete(record)
@@ -165,7 +181,7 @@ class SessionBase:
                               "cannot reach" % (record.id, record.domain, record.host_id,
                                                 self.settings["HOST_ID"]), retry_after=5)
 
-    def end(self, record, reason):
+    def end(self, record: SessionRecord, reason: str) -> bool:
         """End a live session for `reason`; returns False if someone else already is
         (or its process is out of this instance's reach: then nobody here may)."""
         if not self.launcher.reaches(record.domain):
@@ -196,20 +212,26 @@ class SessionBase:
             log.info("session %s ended: %s (%s)", record.id, final, reason)
         return ended
 
-    def finish_termination(self, record, reason=None):
+    def finish_termination(self, record: SessionRecord, reason: str | None = None) -> bool:
         """Complete an end whose owner died midway (status stuck at terminating)."""
         if not self.launcher.reaches(record.domain):
             return False
         return self._finish(record, reason or record.end_reason or "deleted")
 
-    def process_id(self, record):
+    def process_id(self, record: SessionRecord) -> object:
         return self.launcher.process_id(record.process) if record.process else None
 
-    def memory_bytes(self, record):
+    def memory_bytes(self, record: SessionRecord) -> int | None:
         return self.launcher.memory_bytes(record.process) if record.process else None
 
+    def _reread(self, session_id: str) -> SessionRecord:
+        """The session's row as it is now (rows are never deleted: DELETE marks them)."""
+        record = self.store.get_session(session_id)
+        assert record is not None, "session %s has no row" % session_id
+        return record
+
     @staticmethod
-    def _store_call(func, *args, **kw):
+    def _store_call(func: Callable[_P, _T], *args: _P.args, **kw: _P.kwargs) -> _T:
         try:
             return func(*args, **kw)
         except StoreUnavailable as err:

@@ -2,9 +2,11 @@
 ChimeraX's own parse), the history and audit line, the workspace quota."""
 import logging
 import time
+from typing import Any
 
 from ...store import (
     ACTIVE,
+    Principal,
     StoreUnavailable,
 )
 from ..errors import (
@@ -16,6 +18,7 @@ from ..errors import (
 from ..monitoring import metrics
 from ..policy import profiles as policy
 from ..processes import chimerax_client
+from ..processes.chimerax_client import CommandResult
 from .base import SessionBase
 from .workspace import QuotaExceeded
 
@@ -24,7 +27,7 @@ audit = logging.getLogger("cxs.audit")
 
 
 class SessionCommands(SessionBase):
-    def run_command(self, principal, session_id, command):
+    def run_command(self, principal: Principal, session_id: str, command: str) -> CommandResult:
         record = self.get_for(principal, session_id)
         self._resume_on_use(record)
         if record.status != ACTIVE:
@@ -59,12 +62,13 @@ class SessionCommands(SessionBase):
         except StoreUnavailable:
             log.warning("session %s: command not recorded in its history (store unavailable)", session_id)
 
-    def history(self, principal, session_id, offset=0, limit=None):
+    def history(self, principal: Principal, session_id: str, offset: int = 0,
+                limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
         """(entries oldest first, total) of a session's commands."""
         self.readable(principal, session_id)
         return self._store_call(self.store.history, session_id, offset, limit)
 
-    def history_script(self, principal, session_id):
+    def history_script(self, principal: Principal, session_id: str) -> str:
         """The allowed, successful commands as a ChimeraX command script (.cxc)."""
         record = self.readable(principal, session_id)
         entries, _ = self._store_call(self.store.history, session_id)

@@ -1,10 +1,13 @@
 """What a session shows, as files ChimeraX writes: PNG snapshots and glTF
 scenes, bounded before they are drawn (render.py)."""
+from collections.abc import Callable, Mapping
 import logging
 import os
+from typing import Any, NoReturn
 
 from ...store import (
     ACTIVE,
+    Principal,
 )
 from ..errors import (
     NotActive,
@@ -12,6 +15,7 @@ from ..errors import (
     SceneTooLarge,
     SnapshotFailed,
 )
+from ..processes.chimerax_client import CommandResult
 from . import render
 from .commands import SessionCommands
 
@@ -19,10 +23,11 @@ audit = logging.getLogger("cxs.audit")
 
 
 class SessionExports(SessionCommands):
-    def snapshot(self, principal, session_id, width, height, supersample):
+    def snapshot(self, principal: Principal, session_id: str, width: int, height: int, supersample: int) -> bytes:
         """A PNG of the current view; its size is within the API's bounds (schemas/bounds.py)."""
-        def rendered(result, path):
+        def rendered(result: CommandResult, path: str) -> None:
             if not result.ok:
+                assert result.error is not None     # a failed result says why
                 if render.rendering_unavailable(result.error):
                     raise RenderingUnavailable("offscreen rendering is not available for this "
                                                "ChimeraX (install OSMesa: libosmesa6)", retry_after=None)
@@ -32,19 +37,22 @@ class SessionExports(SessionCommands):
                             % (width, height, supersample), rendered,
                             needs=render.BYTES_PER_PIXEL * width * height)
 
-    def scene(self, principal, session_id, options):
+    def scene(self, principal: Principal, session_id: str, options: Mapping[str, Any]) -> bytes:
         """The current scene as binary glTF, written by ChimeraX's own glTF writer,
         once a frame has brought it up to date and drawn it (render.py)."""
         limit = self.settings["SCENE_MAX_BYTES"]
 
-        def failed(result):
+        def failed(result: CommandResult) -> NoReturn:
+            assert result.error is not None     # only for a failed result, which says why
             self._out_of_memory(result, "building the scene")
             raise SnapshotFailed("ChimeraX could not export the scene: %s" % result.error["message"])
 
-        def prepare(send, frame):
+        def prepare(send: Callable[[str], CommandResult], frame: str) -> None:
             drawn = send("%s ; %s" % (render.drawn_frame(frame), render.TRIANGLES))
-            if not drawn.ok and render.rendering_unavailable(drawn.error):
-                drawn = send("%s ; %s" % (render.FRAME, render.TRIANGLES))     # no OpenGL: nothing drawn
+            if not drawn.ok:
+                assert drawn.error is not None      # a failed result says why
+                if render.rendering_unavailable(drawn.error):
+                    drawn = send("%s ; %s" % (render.FRAME, render.TRIANGLES))     # no OpenGL: nothing drawn
             if not drawn.ok:
                 failed(drawn)
             triangles = render.shown_triangles(drawn)
@@ -54,7 +62,7 @@ class SessionExports(SessionCommands):
                                     "(%d): hide or close models, or lower their detail"
                                     % (triangles, triangles * render.GLTF_BYTES_PER_TRIANGLE, limit))
 
-        def exported(result, path):
+        def exported(result: CommandResult, path: str) -> None:
             if not result.ok:
                 failed(result)
             size = os.path.getsize(path)

@@ -11,7 +11,10 @@ many times a second) and, before a scene, draws it once into a 1 x 1 image.
 These commands are the service's own, sent without the caller's command
 policy; only the save's bounded options come from the request.
 """
+from collections.abc import Mapping
 import re
+
+from ..processes.chimerax_client import CommandResult
 
 FRAME = "wait 1"
 TRIANGLES = "graphics triangles"        # logs "<n> total triangles in ..." (what is shown, all instances)
@@ -30,13 +33,13 @@ GLTF_BYTES_PER_TRIANGLE = 12
 BYTES_PER_PIXEL = 32
 
 
-def drawn_frame(png_path):
+def drawn_frame(png_path: str) -> str:
     """A frame's updates, then every shown drawing drawn once (into a 1 x 1
     image at `png_path`, a scratch file), as ChimeraX's writers expect."""
     return '%s ; save "%s" width 1 height 1 supersample 1' % (FRAME, png_path)
 
 
-def shown_triangles(result):
+def shown_triangles(result: CommandResult) -> int | None:
     """The triangle count `graphics triangles` logged in `result`, or None."""
     for message in result.log.get("note", []):
         found = _TOTAL.search(message)
@@ -45,7 +48,7 @@ def shown_triangles(result):
     return None
 
 
-def rendering_unavailable(error):
+def rendering_unavailable(error: Mapping[str, str]) -> bool:
     """Whether ChimeraX's error says it cannot render at all (no OpenGL / OSMesa)."""
     text = error["message"].lower()
     # "Offscreen rendering is not available", "OpenGL ... not available": not a
@@ -53,7 +56,7 @@ def rendering_unavailable(error):
     return "not available" in text and ("render" in text or "opengl" in text)
 
 
-def out_of_memory(error):
+def out_of_memory(error: Mapping[str, str]) -> bool:
     """Whether ChimeraX's error is an allocation that failed: the session's
     address-space limit (SESSION_MEMORY_MB) reached, ChimeraX still running."""
     return "MemoryError" in error["type"] or error["message"].startswith("Unable to allocate")

@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import time
+from typing import BinaryIO
 import uuid
 
 from ...store import (
@@ -14,6 +15,7 @@ from ...store import (
     FAILED,
     STARTING,
     LimitReached,
+    Principal,
     SessionRecord,
     StoreUnavailable,
 )
@@ -38,7 +40,8 @@ log = logging.getLogger("cxs.sessions")
 
 
 class SessionService(SessionExports):
-    def create(self, principal, label=None, idle_timeout=None, wait=True, initial_file=None):
+    def create(self, principal: Principal, label: str | None = None, idle_timeout: int | None = None, wait: bool = True,
+               initial_file: tuple[str, BinaryIO] | None = None) -> SessionRecord:
         """`initial_file`: (name, stream) stored in the workspace and opened
         before the session turns active; a file ChimeraX cannot open fails the create."""
         if initial_file is not None:
@@ -72,6 +75,7 @@ class SessionService(SessionExports):
         opening = None
         try:
             if claimed:
+                assert claimed.process is not None      # a claimed entry is a ready process
                 self.launcher.adopt_workspace(claimed.process, claimed.directory, record.workspace)
             else:
                 self.launcher.make_workspace(record.workspace)
@@ -87,11 +91,11 @@ class SessionService(SessionExports):
             raise
         if claimed and self._activate_pooled(record, claimed, opening):
             metrics.SESSIONS_CREATED.labels("pool").inc()
-            return self.store.get_session(session_id)
+            return self._reread(session_id)
         metrics.SESSIONS_CREATED.labels("cold").inc()
         if wait and not self.launcher.startup_allowance():
             self._start(record, self.store, opening)
-            return self.store.get_session(session_id)
+            return self._reread(session_id)
         finished = _Finished()
         threading.Thread(target=self._start_in_background, args=(record, opening, finished),
                          name="start-%s" % session_id[:8], daemon=True).start()
@@ -102,7 +106,7 @@ class SessionService(SessionExports):
         # scheduler's pending_reason) while the start goes on.
         if finished.wait(self.settings["STARTUP_TIMEOUT"]) and finished.error is not None:
             raise finished.error
-        return self._store_call(self.store.get_session, session_id)
+        return self._store_call(self._reread, session_id)
 
     def _activate_pooled(self, record, claimed, opening):
         """Turn a claimed pool process into this session; False: start cold instead."""
@@ -198,4 +202,4 @@ class _Cancelled(Exception):
 
 class _Finished(threading.Event):
     """A background start's end, and its error for a caller still waiting."""
-    error = None
+    error: ServiceError | None = None

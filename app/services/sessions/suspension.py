@@ -27,9 +27,10 @@ import shutil
 import stat
 import threading
 import time
+from typing import TYPE_CHECKING, NoReturn
 import uuid
 
-from ...store import ACTIVE, STARTING, SUSPENDED, TERMINATED, TERMINATING, LimitReached, StoreUnavailable
+from ...store import ACTIVE, STARTING, SUSPENDED, TERMINATED, TERMINATING, LimitReached, SessionRecord, StoreUnavailable
 from ...store.models import SUSPEND
 from ..errors import (
     Capacity,
@@ -46,19 +47,22 @@ from ..processes import chimerax_client
 from ..upkeep import owners
 from ..upkeep.transitions import SETTLED
 
+if TYPE_CHECKING:
+    from .base import SessionBase
+
 log = logging.getLogger("cxs.suspension")
 audit = logging.getLogger("cxs.audit")
 
 
 class Suspension:
-    def __init__(self, service):
+    def __init__(self, service: "SessionBase") -> None:
         self.service = service
         self.store = service.store
         self.launcher = service.launcher
         self.settings = service.settings
 
     @property
-    def directory(self):
+    def directory(self) -> str:
         return self.settings["SUSPEND_DIR"] or os.path.join(self.settings["WORKSPACE_ROOT"], ".suspended")
 
     def _file(self, session_id):
@@ -72,11 +76,12 @@ class Suspension:
 
     # Suspend
 
-    def suspend(self, record):
+    def suspend(self, record: SessionRecord) -> SessionRecord:
         """Save the scene, stop the process, keep the file; the session becomes `suspended`."""
         self.service._require_reach(record)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (record.id, record.status))
+        assert record.process is not None       # an active session has its process
         if self.store.count_suspended(record.user) >= self.settings["MAX_SUSPENDED_PER_USER"]:
             raise UserLimit("%s already has %d suspended sessions (the limit): delete one first"
                             % (record.user, self.settings["MAX_SUSPENDED_PER_USER"]))
@@ -89,6 +94,7 @@ class Suspension:
                 saved = chimerax_client.run_command(self.launcher.channel(record.process), 'save "%s"' % inside,
                                                     self.settings["COMMAND_TIMEOUT"])
                 if not saved.ok:
+                    assert saved.error is not None      # a failed result says why
                     raise SuspendFailed("ChimeraX could not save the session: %s" % saved.error["message"])
                 # Read while the process still runs: a failure leaves the session as it was.
                 data = _read_regular(scratch, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
@@ -99,7 +105,7 @@ class Suspension:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         _write_private(self._file(record.id), data)
         self._kept(record, data)
-        return self.store.get_session(record.id)
+        return self.service._reread(record.id)
 
     def _kept(self, record, data):
         if self.store.transition(record.id, [TERMINATING], SUSPENDED, process=None, port=None, ended_at=None,
@@ -109,7 +115,7 @@ class Suspension:
             return True
         return False
 
-    def take_over(self, record):
+    def take_over(self, record: SessionRecord) -> str | None:
         """A suspend whose owner died: keep the scene wherever it still is. The
         process still runs: active again, as it was. The file was kept
         already (written whole, by the service, from a stopped process):
@@ -134,7 +140,7 @@ class Suspension:
 
     # Resume
 
-    def resume(self, record):
+    def resume(self, record: SessionRecord) -> SessionRecord:
         """Start a process for a suspended session and restore its scene in the
         background; returns the session, now `starting` (already live: as it is)."""
         if record.status in (STARTING, ACTIVE):
@@ -155,8 +161,8 @@ class Suspension:
         except StoreUnavailable as err:
             raise StoreDown("the session store is unavailable", retry_after=5) from err
         if not resumed:
-            return self.store.get_session(record.id)      # someone else resumed (or deleted) it
-        resuming = self.store.get_session(record.id)
+            return self.service._reread(record.id)      # someone else resumed (or deleted) it
+        resuming = self.service._reread(record.id)
         threading.Thread(target=self._restore_in_background, args=(resuming, data, claimed),
                          name="resume-%s" % record.id[:8], daemon=True).start()
         return resuming
@@ -222,7 +228,7 @@ class Suspension:
             raise SuspendFailed("the pooled ChimeraX could not cd: %s" % moved.error["message"])
         return state
 
-    def abandon_resume(self, record):
+    def abandon_resume(self, record: SessionRecord) -> None:
         """A resume that never finished (its worker died): back to suspended."""
         if record.process:
             self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
@@ -231,7 +237,7 @@ class Suspension:
 
     # Deleting
 
-    def delete(self, record, reason="deleted"):
+    def delete(self, record: SessionRecord, reason: str = "deleted") -> bool:
         """End a suspended session: its file and workspace go."""
         if not self.store.transition(record.id, [SUSPENDED], TERMINATED, ended_at=time.time(),
                                      end_reason=reason, workspace_removed=1, suspend_digest=None):
@@ -242,13 +248,13 @@ class Suspension:
         log.info("suspended session %s ended (%s)", record.id, reason)
         return True
 
-    def remove_expired(self, now):
+    def remove_expired(self, now: float) -> int:
         """Suspended sessions older than SUSPENDED_RETENTION are deleted."""
         cutoff = now - self.settings["SUSPENDED_RETENTION"]
         return sum(1 for record in self.store.suspended_sessions(cutoff, domain=self.launcher.domain)
                    if self.delete(record, "suspended_expired"))
 
-    def auto_resume(self, record):
+    def auto_resume(self, record: SessionRecord) -> NoReturn:
         """A command or heartbeat to a suspended session (AUTO_RESUME): start the resume, ask to retry."""
         self.resume(record)
         raise Resuming("session %s was suspended and is being resumed; retry shortly" % record.id,

@@ -6,10 +6,13 @@ a dot (snapshot and upload scratch) are hidden. The quota covers everything
 in the folder, whoever wrote it: uploads are refused beyond it, and files a
 ChimeraX command wrote beyond it are removed (`remove_over_quota`).
 """
+import builtins
+from collections.abc import Iterator
 from dataclasses import dataclass
 import os
 import re
 import tempfile
+from typing import BinaryIO
 
 from ..errors import ServiceError
 
@@ -50,7 +53,7 @@ class FileInfo:
     modified: float
 
 
-def check_name(name, suffixes=FILE_SUFFIXES):
+def check_name(name: object, suffixes: tuple[str, ...] = FILE_SUFFIXES) -> str:
     if not isinstance(name, str) or not SAFE_NAME.match(name):
         raise BadFile("file names are 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
     if not name.lower().endswith(suffixes):
@@ -59,11 +62,11 @@ def check_name(name, suffixes=FILE_SUFFIXES):
 
 
 class Workspace:
-    def __init__(self, path, quota_bytes):
+    def __init__(self, path: str, quota_bytes: int) -> None:
         self.path = path
         self.quota_bytes = quota_bytes
 
-    def _visible(self):
+    def _visible(self) -> Iterator[os.DirEntry[str]]:
         with os.scandir(self.path) as entries:
             for entry in entries:
                 if entry.name.startswith("."):
@@ -71,14 +74,14 @@ class Workspace:
                 if entry.is_file(follow_symlinks=False):
                     yield entry
 
-    def list(self):
+    def list(self) -> list[FileInfo]:
         files = [FileInfo(e.name, e.stat().st_size, e.stat().st_mtime) for e in self._visible()]
         return sorted(files, key=lambda f: f.name)
 
-    def used_bytes(self):
+    def used_bytes(self) -> int:
         return sum(e.stat(follow_symlinks=False).st_size for e in self._visible())
 
-    def path_of(self, name):
+    def path_of(self, name: str) -> str:
         """Existing regular file inside the workspace (never through a symlink)."""
         check_name(name)
         path = os.path.join(self.path, name)
@@ -86,7 +89,7 @@ class Workspace:
             raise FileNotFound("no file %s in this session" % name)
         return path
 
-    def save(self, name, stream, max_bytes):
+    def save(self, name: str, stream: BinaryIO, max_bytes: int) -> FileInfo:
         """Write `stream` as `name`, atomically; enforces the size limit and quota."""
         check_name(name)
         target = os.path.join(self.path, name)
@@ -118,7 +121,7 @@ class Workspace:
             raise
         return FileInfo(name, written, os.path.getmtime(target))
 
-    def remove_over_quota(self, since):
+    def remove_over_quota(self, since: float) -> builtins.list[str]:
         """If the folder is over quota, remove files changed at or after `since`
         (newest first) until it is not; returns their names."""
         total, recent = 0, []
@@ -144,5 +147,5 @@ class Workspace:
             removed.append(os.path.relpath(path, self.path))
         return removed
 
-    def delete(self, name):
+    def delete(self, name: str) -> None:
         os.unlink(self.path_of(name))

@@ -6,17 +6,23 @@ of this instance can race it. Other instances may share the store: one
 instance's start and stop touch only the sessions, pool entries and
 processes it started (HOST_ID); the sweeper's leader looks after the rest.
 """
+from collections.abc import Iterable
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ...store import ACTIVE, STARTING, SUSPENDED, TERMINATING
+from ...store.models import ProcessHandle
 from ..processes.pool import WarmPool
 from . import transitions
 from .owners import owner_alive
 
+if TYPE_CHECKING:
+    from ..sessions.base import SessionBase
+
 log = logging.getLogger("cxs.recovery")
 
 
-def recover(service, adopt=True):
+def recover(service: "SessionBase", adopt: bool = True) -> dict[str, list[Any]]:
     """Adopt live sessions whose ChimeraX is verifiably still theirs; end the
     rest (`server_restart`); kill marked processes no session accounts for."""
     launcher = service.launcher
@@ -33,7 +39,9 @@ def recover(service, adopt=True):
             # Every owner of this instance was a worker of the service that stopped.
             transitions.resolve(service, record, owner_gone=True, failed_start="server_restart")
             now = service.store.get_session(record.id)
+            assert now is not None          # session rows are never deleted
             if now.status == ACTIVE:        # a ready start adopted, an unfinished suspend undone
+                assert now.process is not None      # an active session has its process
                 adopted.append(record.id)
                 known.append(now.process)
             elif not now.is_live and now.status != SUSPENDED:
@@ -50,7 +58,8 @@ def _own_sessions(service):
     return service.store.live_sessions(domain=service.launcher.domain, host_id=service.settings["HOST_ID"])
 
 
-def reap_orphans(service, known, now=None, min_age=0, host_id=None):
+def reap_orphans(service: "SessionBase", known: Iterable[ProcessHandle], now: float | None = None,
+                 min_age: float = 0, host_id: str | None = None) -> list[object]:
     """Stop processes carrying this service's marker (and `host_id`'s, if given)
     that none of the `known` states accounts for, and (with `now`) older than
     `min_age` s: a younger one may be a live worker's, not yet recorded."""
@@ -64,7 +73,7 @@ def reap_orphans(service, known, now=None, min_age=0, host_id=None):
     return [service.launcher.process_id(state) for state in orphans]
 
 
-def shutdown(service, end_sessions=False):
+def shutdown(service: "SessionBase", end_sessions: bool = False) -> list[str]:
     """Drain the warm pool; end every session (`server_shutdown`) if asked; and
     stop processes a worker started but had not recorded when it was stopped."""
     WarmPool(service.store, service.launcher, service.settings).drain()

@@ -7,12 +7,15 @@ PostgreSQL). The lock goes with its holder's death, so another process takes
 over at its next tick; there is never more than one sweeper per domain, and
 never none for long. A sweeper touches only sessions its launcher reaches.
 """
+from collections.abc import Callable, Mapping
 from datetime import datetime
 import logging
 import os
 import time
+from typing import TYPE_CHECKING, Any
 
 from ...store import ACTIVE, STARTING, TERMINATING
+from ...store.leader import AdvisoryLock, FileLock
 from ...store.models import END_REASONS
 from ..errors import ServiceError, log_fault
 from ..processes import chimerax_client
@@ -20,20 +23,26 @@ from . import transitions
 from .recovery import reap_orphans
 from .transitions import startup_grace
 
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from ..processes.pool import WarmPool
+    from ..sessions.base import SessionBase
+
 log = logging.getLogger("cxs.sweeper")
 
 
 class Sweeper:
-    def __init__(self, service, settings):
+    def __init__(self, service: "SessionBase", settings: Mapping[str, Any]) -> None:
         self.service = service
         self.store = service.store
         self.launcher = service.launcher
         self.settings = settings
 
-    def sweep(self, now=None):
+    def sweep(self, now: float | None = None) -> dict[str, int]:
         """One pass over a snapshot of the live sessions; returns {reason: count}."""
         now = now or time.time()
-        ended = {}
+        ended: dict[str, int] = {}
         self.launcher.refresh()
         try:
             self.service.remove_expired_workspaces(now)
@@ -54,7 +63,7 @@ class Sweeper:
             log_fault(log, "sweeper: reaping orphans failed")
         return ended
 
-    def reap_orphans(self, now):
+    def reap_orphans(self, now: float) -> list[object]:
         """Stop processes of this service that neither a session nor the pool
         accounts for: a worker killed between spawning one and recording it
         leaves them. Only those whose starter is gone, or older than the
@@ -117,15 +126,17 @@ class Sweeper:
 class SweeperSchedule:
     """The APScheduler jobs of one worker; they run only while it holds the lock."""
 
-    def __init__(self, make_sweeper, settings, lock, make_pool=None):
+    def __init__(self, make_sweeper: Callable[[], tuple[Sweeper, Callable[[], None]]], settings: Mapping[str, Any],
+                 lock: FileLock | AdvisoryLock,
+                 make_pool: Callable[[], tuple["WarmPool", Callable[[], None]]] | None = None) -> None:
         self.make_sweeper = make_sweeper     # () -> (Sweeper, close callable)
         self.make_pool = make_pool           # () -> (WarmPool, close callable)
         self.settings = settings
         self.lock = lock
-        self.scheduler = None
+        self.scheduler: BackgroundScheduler | None = None
         self.announced = False
 
-    def start(self):
+    def start(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
         interval = self.settings["SWEEP_INTERVAL"]
         if interval <= 0:
@@ -140,11 +151,12 @@ class SweeperSchedule:
                                    next_run_time=datetime.now())
         self.scheduler.start()
 
-    def pool_tick(self):
+    def pool_tick(self) -> None:
         """Keep the warm pool full: drop dead/old entries, start replacements."""
         if not self.lock.try_acquire():
             self.announced = False
             return
+        assert self.make_pool is not None       # the job is scheduled only with a pool
         pool, close = self.make_pool()
         try:
             pool.maintain()
@@ -154,13 +166,13 @@ class SweeperSchedule:
         finally:
             close()
 
-    def shutdown(self):
+    def shutdown(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         self.lock.release()
 
-    def tick(self):
+    def tick(self) -> None:
         if not self.lock.try_acquire():
             self.announced = False
             return

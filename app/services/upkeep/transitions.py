@@ -9,14 +9,20 @@ is taken over, however slow it is, unless it exceeds `transition_grace`:
 then it is stuck. An owner on another machine cannot be checked: its rows
 follow that time limit alone.
 """
+from collections.abc import Mapping
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 
-from ...store import ACTIVE, STARTING, TERMINATING
+from ...store import ACTIVE, STARTING, TERMINATING, SessionRecord
 from ...store.models import CREATE, RESUME, SUSPEND
 from ..errors import StartupFailed
 from ..processes import chimerax_client
 from .owners import owner_alive
+
+if TYPE_CHECKING:
+    from ..processes.launchers.base import Launcher
+    from ..sessions.base import SessionBase
 
 log = logging.getLogger("cxs.transitions")
 
@@ -24,7 +30,7 @@ log = logging.getLogger("cxs.transitions")
 SETTLED = {"owner": None, "operation": None}
 
 
-def startup_grace(settings, launcher):
+def startup_grace(settings: Mapping[str, Any], launcher: "Launcher") -> float:
     """How long a process may take from spawn to active, its starter's own
     deadlines included (a scheduler's queue, ready, then the initial file
     opened), plus slack: past it a `starting` row or an unrecorded process
@@ -35,20 +41,21 @@ def startup_grace(settings, launcher):
 READY_CHECK_SECONDS = 1.0
 
 
-def transition_grace(settings, launcher):
+def transition_grace(settings: Mapping[str, Any], launcher: "Launcher") -> float:
     """How long a live owner may take over any transition before it counts as
     stuck: a start's own deadlines, or a suspend's save plus the stop."""
     return startup_grace(settings, launcher) + settings["STOP_GRACE_PERIOD"]
 
 
-def began(record):
+def began(record: SessionRecord) -> float:
     """When the current transition began."""
     if record.status == TERMINATING:
         return record.ended_at or record.last_activity
     return record.last_activity if record.operation == RESUME or record.suspend_digest else record.created_at
 
 
-def resolve(service, record, now=None, owner_gone=False, failed_start="startup_failed"):
+def resolve(service: "SessionBase", record: SessionRecord, now: float | None = None, owner_gone: bool = False,
+            failed_start: str = "startup_failed") -> str | None:
     """Take over `record` if its owner is gone (or stuck); what was done, or
     None when it was left to its owner. `owner_gone`: the caller knows every
     possible owner is gone (a service starting before its workers)."""
