@@ -1,0 +1,1 @@
+"""Flask blueprints: each URL to its controller, nothing else."""

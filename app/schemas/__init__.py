@@ -1,0 +1,1 @@
+"""Marshmallow schemas for what the API takes and gives, and their bounds."""
