@@ -29,7 +29,7 @@ app/web/node_modules/.package-lock.json: app/web/package.json app/web/package-lo
 	cd app/web && npm ci --no-audit --no-fund --loglevel=error
 
 which-chimerax: install
-	@$(PY) -c "from app.services.processes.locate import find_chimerax as f; e = f(__import__('config').Config.CHIMERAX_PATH); print('ChimeraX used:', f'{e.path} ({e.kind})' if e else 'none found')"
+	@$(PY) -m app.services.processes.versions
 
 # The OS sandbox around each ChimeraX: Debian's bubblewrap, and an unprivileged
 # uid of ChimeraX's own (used when the service runs as root). Without root,

@@ -109,6 +109,12 @@ SETTINGS = (
             'socket'),
     Setting("CHIMERAX_OFFSCREEN", bool, True,
             'pass `--offscreen` (OSMesa rendering)', shown='`true`'),
+    Setting("SUPPORTED_CHIMERAX", str, "1.6-1.11",
+            'ChimeraX releases sessions may run: those whose internals the agent was read against '
+            '(docs/runtime.md); a start on another is refused'),
+    Setting("CHIMERAX_ALLOW_UNTESTED", bool, False,
+            'start a ChimeraX outside `SUPPORTED_CHIMERAX` anyway, with a warning (its hooks are still '
+            'proven at every start)', shown='`false`'),
     Setting("STARTUP_TIMEOUT", float, 60.0,
             's until ChimeraX must be ready, else `startup_failed`', shown='`60`', positive=True),
     Setting("COMMAND_TIMEOUT", float, 30.0,
@@ -137,7 +143,7 @@ SETTINGS = (
     Setting("SESSION_MAX_OPEN_FILES", int, 1024,
             'open files of each ChimeraX process'),
     Setting("CONTROL_DIR", str, "",
-            'logs, stdin FIFOs and channel sockets of the processes (0700)', shown='`<WORKSPACE_ROOT>/.control`'),
+            'logs and channel sockets of the processes (0700)', shown='`<WORKSPACE_ROOT>/.control`'),
 
     # LAUNCHER=slurm (docs/scaling.md): one job per session; WORKSPACE_ROOT
     # and CONTROL_DIR on a file system the nodes share.

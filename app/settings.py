@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from config import SETTINGS, ConfigError
 
+from .services.processes import versions
 from .services.processes.launchers import LAUNCHERS
 from .services.processes.launchers.ports import parse_port_range
 from .store.models import ROLES
@@ -42,6 +43,10 @@ def check_settings(config, profiles):
         parse_port_range(config["CHIMERAX_PORT_RANGE"])
     except ValueError as err:
         raise ConfigError("CHIMERAX_PORT_RANGE=%r: %s" % (config["CHIMERAX_PORT_RANGE"], err)) from None
+    try:
+        versions.parse_range(config["SUPPORTED_CHIMERAX"])
+    except ValueError as err:
+        raise ConfigError("SUPPORTED_CHIMERAX=%r: %s" % (config["SUPPORTED_CHIMERAX"], err)) from None
     if config.get("DATABASE_URL"):
         try:
             backend = sa.engine.make_url(config["DATABASE_URL"]).get_backend_name()

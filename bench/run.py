@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "chimerax_runtime"))
 
 from measure_startup import one_run  # noqa: E402  (the runtime's own spawn->ready probe)
 
+from bench.agent_start import agent_start  # noqa: E402
 from cxs_client import Client  # noqa: E402
 
 RUNTIME = os.path.join(ROOT, ".chimerax", "bin", "chimerax")
@@ -380,6 +381,11 @@ def report(opts, rows, postgres):
                          "%.0f ms vs %.0f ms" % (statistics.median(cold) * 1000, statistics.median(raw) * 1000),
                          "ratio %.3f" % (statistics.median(cold) / statistics.median(raw)), "<= 1.05",
                          statistics.median(cold) / statistics.median(raw) <= 1.05))
+            today, before = agent_start(ROOT, RUNTIME, opts.runs)
+            rows.append((workers, "1b. agent start, with its proofs vs before them (median, spawn->reply)",
+                         "%.0f ms vs %.0f ms" % (statistics.median(today) * 1000, statistics.median(before) * 1000),
+                         "ratio %.3f" % (statistics.median(today) / statistics.median(before)), "<= 1.05",
+                         statistics.median(today) / statistics.median(before) <= 1.05))
             created, commands = sandbox_cost(os.path.join(workdir, "sandbox"), workers, opts.runs)
             on, off = statistics.median(created["bwrap"]), statistics.median(created["none"])
             rows.append((workers, "6a. cold create, sandbox on vs off (median)", "%.0f ms vs %.0f ms" % (

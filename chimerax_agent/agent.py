@@ -21,11 +21,15 @@ the fd are removed from the environment at once, so nothing ChimeraX starts
 inherits them. One line on stdout says the channel is ready (and, for TCP, the
 port): the launcher waits for it.
 
-Runs in ChimeraX's own Python (3.9 in ChimeraX 1.6 up to 3.11 in 1.9) with
-the standard library and ChimeraX's public API only: `session.ui.thread_safe`
-and `chimerax.core.commands.run(session, text, log=False, return_json=True,
-return_list=True)`, the calls ChimeraX's own REST server makes, unchanged
-from 1.6 to 1.9. Checked against the PyPI library build (ChimeraX 1.7.1).
+Before it serves, it proves on this ChimeraX that the policy's hooks fire
+(cxs_selftest.py): otherwise it prints `CXS agent failed: <why>` and ends
+ChimeraX's start. It says ready (`CXS agent ready: <channel> chimerax
+<version>`) only once ChimeraX's event loop runs its calls on the main thread.
+
+Runs in ChimeraX's own Python (3.9 in ChimeraX 1.6 up to 3.11) with the
+standard library and the ChimeraX internals hooks.py lists, each read at the
+tags v1.6 to v1.11 (docs/runtime.md). Its replies are its own shape, the
+same whatever the release (docs/runtime.md).
 """
 import hmac
 from http.server import BaseHTTPRequestHandler
@@ -42,8 +46,10 @@ from urllib.parse import parse_qs, urlparse
 if "__file__" in globals():         # run as a script: its folder holds the policy
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cxs_policy  # noqa: E402
+import cxs_selftest as selftest  # noqa: E402
 
 READY_PREFIX = "CXS agent ready:"
+FAILED_PREFIX = "CXS agent failed:"
 
 
 def _collecting_log(logger):
@@ -151,6 +157,8 @@ class Handler(BaseHTTPRequestHandler):
         session = self.server.session
 
         def on_main_thread():
+            if len(self.server.command_threads) < 8:     # where the first commands ran, for /health
+                self.server.command_threads.append(threading.current_thread().name)
             # Whatever happens, the waiting request gets an answer: never a hang.
             try:
                 answer.put(run_commands(session, commands, profile))
@@ -168,15 +176,16 @@ class Handler(BaseHTTPRequestHandler):
         what, since when), never mistaken for a hung one. An idle main thread
         must run a no-op within 10 s, or the reply is 503."""
         doing = self.server.doing()
+        threads = {"command_threads": list(self.server.command_threads)}
         if doing:
-            return self._reply(200, {"busy": True, **doing})
+            return self._reply(200, {"busy": True, **doing, **threads})
         answered = queue.Queue()
         self.server.session.ui.thread_safe(lambda: answered.put(True))
         try:
             answered.get(timeout=10)
         except queue.Empty:
-            return self._reply(503, {"busy": False, "main_thread": "not responding"})
-        return self._reply(200, {"busy": False})
+            return self._reply(503, {"busy": False, "main_thread": "not responding", **threads})
+        return self._reply(200, {"busy": False, **threads})
 
     def _reply(self, status, data):
         self._send(status, json.dumps(data).encode("utf-8"))
@@ -212,6 +221,10 @@ class TcpAgent(_Serving, socketserver.TCPServer):
         socketserver.TCPServer.__init__(self, (host, port), Handler)
 
 
+def _where(answer):
+    answer.put(threading.current_thread())
+
+
 def _doing(current):
     if current is None:
         return None
@@ -233,20 +246,43 @@ def complete_offscreen_context():
 
 
 def start(session, environ=os.environ):
+    """Prove the policy hooks fire (selftest.py), bind the channel, then serve
+    and say ready once ChimeraX's event loop runs: before it, `thread_safe`
+    calls a command in place, on whichever thread asks, beside a main thread
+    still starting up (ChimeraX's __main__.py starts the loop after the start-up
+    scripts, the version log and the data files)."""
     complete_offscreen_context()
     secret = environ.pop("CXS_AGENT_SECRET", "")
     fd = environ.pop("CXS_AGENT_FD", "")
+    failed = selftest.failure(session)
+    if failed:
+        print("%s %s" % (FAILED_PREFIX, failed), file=sys.__stdout__, flush=True)
+        # ChimeraX ends with a failed --script's exit status: nothing is served.
+        raise SystemExit(os.EX_SOFTWARE)
     if fd:
         server, where = UnixAgent(int(fd)), "unix"
     else:
         server = TcpAgent(environ.get("CXS_AGENT_HOST", "127.0.0.1"), int(environ.get("CXS_AGENT_PORT", "0")))
         where = "tcp %s %d" % server.server_address[:2]
     server.session, server.secret = session, secret
-    server.busy, server.current = threading.Lock(), None
+    server.busy, server.current, server.command_threads = threading.Lock(), None, []
     server.doing = lambda: _doing(server.current)
-    threading.Thread(target=server.serve_forever, name="cxs-agent", daemon=True).start()
-    print("%s %s" % (READY_PREFIX, where), file=sys.__stdout__, flush=True)
+    threading.Thread(target=_serve_once_looping, args=(server, where), name="cxs-agent", daemon=True).start()
     return server
+
+
+def _serve_once_looping(server, where):
+    """Wait until `thread_safe` runs a call on the main thread (the loop serves),
+    then serve and print the ready line (the launcher waits for it)."""
+    main = threading.main_thread()
+    while True:
+        ran_on = queue.Queue()
+        server.session.ui.thread_safe(_where, ran_on)
+        if ran_on.get() is main:
+            break
+        time.sleep(0.01)        # called in place: the loop has not started yet
+    print("%s %s chimerax %s" % (READY_PREFIX, where, selftest.version()), file=sys.__stdout__, flush=True)
+    server.serve_forever()
 
 
 if "session" in globals():      # run by ChimeraX as a script, with its session

@@ -53,7 +53,8 @@ def main():
                           "[time.sleep(1) for _ in iter(int, 1)]  # fake_chimerax child"])
     server = HTTPServer(("127.0.0.1", int(os.environ.get("CXS_AGENT_PORT", "0"))), Handler)
     server.secret = os.environ.get("CXS_AGENT_SECRET")
-    print("CXS agent ready: tcp 127.0.0.1 %d" % server.server_address[1], flush=True)
+    # Says the release of the runtime it stands in for (a supported one).
+    print("CXS agent ready: tcp 127.0.0.1 %d chimerax 1.7.1" % server.server_address[1], flush=True)
     server.serve_forever()
 
 

@@ -26,7 +26,7 @@ def test_allowed_workflow_end_to_end(client, alice, tmp_path):
 
     assert run(client, alice, url, "save copy.cif")["ok"]
     names = {f["name"]: f for f in client.get(url + "/files", headers=alice).get_json()["files"]}
-    assert set(names) == {"alanin.pdb", "copy.cif"}               # log, FIFO and scratch stay hidden
+    assert set(names) == {"alanin.pdb", "copy.cif"}               # log and scratch stay hidden
     assert names["copy.cif"]["size"] > 1000 and names["copy.cif"]["modified"]
 
     download = client.get(url + "/files/copy.cif", headers=alice)

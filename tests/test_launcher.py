@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from app.services.errors import StartupFailed
-from app.services.processes.launchers import LocalLauncher, NoSandbox, local
+from app.services.processes.launchers import LocalLauncher, NoSandbox, local, spawn
 from app.services.processes.locate import Executable
 from app.store.models import ProcessHandle
 
@@ -102,4 +102,4 @@ def test_a_process_gone_before_it_is_identified_failed_its_start_up():
     proc = subprocess.Popen(["false"])
     proc.wait()
     with pytest.raises(StartupFailed, match=r"exited during start-up \(exit status 1\)"):
-        local._identify(proc)
+        spawn.identify(proc)

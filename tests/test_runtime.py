@@ -110,20 +110,6 @@ def test_version_and_exit_flags(tmp_path):
     assert distinct_colours(tmp_path / "e.png")[:2] == (64, 48)
 
 
-def test_runtime_does_not_read_stdin(tmp_path):
-    # stdin at EOF from the start: the official text UI would quit; a server must not.
-    with open(tmp_path / "log", "wb") as log:
-        proc = subprocess.Popen([TEST_RUNTIME, "--nogui", "--cmd", "remotecontrol rest start port 0 json true"],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=tmp_path, start_new_session=True)
-    try:
-        wait_until(lambda: "REST server started" in (tmp_path / "log").read_text(), 30, message="ready")
-        assert psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE and proc.poll() is None
-    finally:
-        proc.kill()
-        proc.wait()
-
-
 # The core command families every session relies on, run for real (every bundle's
 # commands are checked for registration in test_runtime_bundles.py).
 SUPPORTED = [

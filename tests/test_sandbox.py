@@ -20,7 +20,7 @@ import psutil
 import pytest
 import requests
 
-from app.services.processes.launchers.local import SECRET_VARIABLE
+from app.services.processes.launchers.spawn import SECRET_VARIABLE
 
 from .conftest import alive, sandbox_tree, wait_until
 from .helpers import CORPUS

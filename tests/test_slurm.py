@@ -113,7 +113,7 @@ def test_channel_across_hosts_is_tls_to_the_reported_certificate(slurm_app):
             answer = b""
         assert b"HTTP/" not in answer
     pinned = runtime(app).launcher.channel(ProcessHandle(state))
-    assert chimerax_client.health(pinned, 10) == {"busy": False}
+    assert chimerax_client.health(pinned, 10)["busy"] is False
     # Another certificate (another process on that port) is refused before the secret is sent.
     impostor = dataclasses.replace(pinned, fingerprint="0" * 64)
     with pytest.raises(ChimeraXDied) as refused:

@@ -87,5 +87,14 @@ def authenticate():
     g.principal = principal
 
 
+def optional_principal():
+    """On a public endpoint: the caller, if it presented valid credentials, else None."""
+    try:
+        token = _presented_token(request.headers)
+    except ApiError:
+        return None
+    return get_token_service().authenticate(token) if token else None
+
+
 def init_app(app):
     app.before_request(authenticate)

@@ -76,6 +76,7 @@ class SessionSchema(Schema):
     ended_at = Timestamp()
     end_reason = fields.String(allow_none=True)
     pending_reason = fields.String(allow_none=True)     # starting: why its job waits in a queue
+    chimerax_version = fields.String(allow_none=True)   # the release its ChimeraX runs, while it runs
 
 
 class AdminSessionSchema(SessionSchema):

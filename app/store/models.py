@@ -70,6 +70,11 @@ class ProcessHandle:
         return self.details.get("create_time") or self.details.get("submitted")
 
     @property
+    def chimerax_version(self) -> str | None:
+        """The ChimeraX release it runs, as its agent reported once ready."""
+        return self.details.get("chimerax_version")
+
+    @property
     def started_by(self) -> str | None:
         """The worker that started it (services/upkeep/owners.py), where the launcher can tell."""
         return self.details.get("owner")
@@ -130,6 +135,11 @@ class SessionRecord:
     @property
     def is_live(self) -> bool:
         return self.status in LIVE_STATUSES
+
+    @property
+    def chimerax_version(self) -> str | None:
+        """The ChimeraX release its process runs, while it has one."""
+        return self.process.chimerax_version if self.process else None
 
     @property
     def pending_reason(self) -> str | None:

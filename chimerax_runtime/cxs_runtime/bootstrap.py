@@ -115,3 +115,5 @@ def prepare():
     no_toolshed_commands()
     no_network_fetch()
     model_specs_for_json()
+    from . import variants
+    variants.apply()

@@ -1,14 +1,17 @@
 """Text user interface standing in for chimerax.core.nogui, which the wheel lacks.
 
-Same contract as the application's text UI (a `UI` singleton per process and
-a `NoGuiLog`), with one deliberate difference: it never reads stdin. A served
-process takes its commands from the REST server only, so it neither blocks on
-nor exits at the end of its standard input.
+Behaves as the application's text UI (src/bundles/core/src/nogui.py, v1.6 to
+v1.11): a `UI` singleton per process and a `NoGuiLog`; `thread_safe` calls in
+place until the event loop starts, then queues onto the main thread; the
+event loop starts a reader that runs every line of stdin as a command (a
+plain Command, outside any policy: why the launcher gives ChimeraX a stdin
+nobody can open or write) and ends at its EOF.
 """
 import os
 import queue
 import sys
 import threading
+import time
 
 from chimerax.core.logger import PlainTextLog
 
@@ -92,8 +95,13 @@ class UI:
             self._queue.put((func, args, kw))
 
     def event_loop(self):
+        # Test variant (tests/test_runtime_fidelity.py): a late loop start, to
+        # show that nothing is served before it.
+        time.sleep(float(os.environ.get("CXS_RUNTIME_LOOP_DELAY") or 0))
         self._queue = queue.Queue()
-        while True:
+        reader = StdinReader(self._session)
+        reader.start()
+        while not reader.finished:
             func, args, kw = self._queue.get()
             try:
                 func(*args, **kw)
@@ -111,3 +119,40 @@ class UI:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(os.EX_OK)
+
+
+class StdinReader(threading.Thread):
+    """Reads stdin a line at a time, prompting `cmd> `, and runs each line as a
+    command on the main thread, the next line read only once it has run; at
+    EOF it wakes the loop, which then ends (and ChimeraX with it)."""
+
+    def __init__(self, session):
+        super().__init__(name="stdin", daemon=True)
+        from chimerax.core.commands import Command
+        self._session, self._command = session, Command(session)
+        self._turn = threading.Semaphore()
+        self.finished = False
+
+    def run(self):
+        ui = self._session.ui
+        while True:
+            self._turn.acquire()
+            try:
+                text = input("cmd> ")
+            except EOFError:
+                self.finished = True
+                ui.thread_safe(print, "EOF")
+                return
+            ui.thread_safe(self._run_line, text)
+
+    def _run_line(self, text):
+        from chimerax.core.errors import NotABug
+        try:
+            if text.strip():
+                self._command.run(text.strip())
+        except NotABug as err:
+            self._session.logger.error(str(err))
+        except Exception:
+            self._session.logger.report_exception()
+        finally:
+            self._turn.release()

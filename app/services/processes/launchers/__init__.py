@@ -9,11 +9,12 @@ from chimerax_agent import AGENT_SCRIPT
 
 from ..locate import find_chimerax
 from .base import Launcher
-from .local import Limits, LocalLauncher, machine_domain
+from .local import LocalLauncher, machine_domain
 from .ports import parse_port_range
 from .sandbox import Bubblewrap, NoSandbox, SandboxUnavailable, choose_sandbox
 from .slurm import SlurmLauncher, cluster_domain
 from .slurm_cli import Slurm
+from .spawn import Limits
 
 
 def local_launcher(config: Mapping[str, Any], service_id: str) -> LocalLauncher:
@@ -44,7 +45,10 @@ LAUNCHERS = {"local": (local_launcher, lambda config: machine_domain()),
 
 
 def build_launcher(config: Mapping[str, Any], service_id: str) -> Launcher:
-    return LAUNCHERS[config["LAUNCHER"]][0](config, service_id)
+    launcher = LAUNCHERS[config["LAUNCHER"]][0](config, service_id)
+    launcher.supported_chimerax = config["SUPPORTED_CHIMERAX"]
+    launcher.allow_untested = config["CHIMERAX_ALLOW_UNTESTED"]
+    return launcher
 
 
 def launcher_domain(config: Mapping[str, Any]) -> str:

@@ -10,10 +10,16 @@ each launcher implements the `_`-prefixed ones on its own state dict.
 """
 import abc
 from collections.abc import Callable, Iterable, Sequence
+import logging
 import os
 
 from ....store.models import ProcessHandle
+from ...errors import StartupFailed
+from .. import versions
 from ..chimerax_client import Channel
+from ..locate import Executable
+
+log = logging.getLogger("cxs.launcher")
 
 Progress = Callable[[ProcessHandle], object]
 
@@ -30,6 +36,11 @@ class Launcher(abc.ABC):
     domain = "unknown"
     # TCP ports the store reserves for channels (None: the launcher's channels need none).
     port_range: Sequence[int] | None = None
+    # The releases a process may run (SUPPORTED_CHIMERAX, CHIMERAX_ALLOW_UNTESTED, set by
+    # build_launcher; None: not checked, for a launcher built by hand).
+    supported_chimerax: str | None = None
+    allow_untested = False
+    found: Executable | None = None     # the ChimeraX it starts, where one was found
 
     # The contract, on handles
 
@@ -43,7 +54,22 @@ class Launcher(abc.ABC):
         processes may wait for resources (a queue) calls `progress(handle)`
         when what its owner should see changes (`pending_reason`)."""
         report = (lambda state: progress(ProcessHandle(dict(state)))) if progress else None
-        return ProcessHandle(self._wait_ready(dict(_state(handle)), timeout, report))
+        ready = ProcessHandle(self._wait_ready(dict(_state(handle)), timeout, report))
+        self._check_version(ready)
+        return ready
+
+    def _check_version(self, ready: ProcessHandle) -> None:
+        """Refuse (StartupFailed) a ChimeraX outside SUPPORTED_CHIMERAX, unless
+        untested ones are allowed: then warn. The caller stops the process."""
+        version = ready.chimerax_version
+        if self.supported_chimerax is None or versions.supported(version, self.supported_chimerax):
+            return
+        if not self.allow_untested:
+            raise StartupFailed("ChimeraX %s is not a supported release (SUPPORTED_CHIMERAX=%s; "
+                                "CHIMERAX_ALLOW_UNTESTED=true starts it anyway)"
+                                % (version or "of an unknown release", self.supported_chimerax))
+        log.warning("ChimeraX %s is outside SUPPORTED_CHIMERAX=%s: started because CHIMERAX_ALLOW_UNTESTED "
+                    "is set", version or "of unknown version", self.supported_chimerax)
 
     def poll(self, handle: ProcessHandle | None) -> str | None:
         """None while running, else a short description of how it ended."""
@@ -102,9 +128,33 @@ class Launcher(abc.ABC):
         """Whether a port of `port_range` is free where processes run (checked at reservation)."""
         return True
 
-    def runtime_info(self) -> dict:
-        """What health reports of the ChimeraX it starts: {"found": bool, "kind": str or None}."""
-        return {"found": self.available, "kind": None}
+    def runtime_info(self, detail: bool = False) -> dict:
+        """What health reports of the ChimeraX it starts: {"found": bool, "kind": str or None};
+        `detail` (admins): also its path, version and whether that is supported."""
+        info: dict = {"found": self.found is not None, "kind": self.found.kind if self.found else None}
+        if detail:
+            version = self.installed_version
+            info.update(path=self.found.path if self.found else None, version=version,
+                        supported_releases=self.supported_chimerax,
+                        supported=None if version is None or self.supported_chimerax is None
+                        else versions.supported(version, self.supported_chimerax))
+        return info
+
+    @property
+    def installed_version(self) -> str | None:
+        """The release its ChimeraX installation declares, read once (None: unknown)."""
+        if "_installed_version" not in self.__dict__:
+            self._installed_version = versions.installed_version(self.found.path if self.found else None)
+        return self._installed_version
+
+    def version_refusal(self) -> str | None:
+        """Why its ChimeraX may not start (a known release outside SUPPORTED_CHIMERAX), or None."""
+        version = self.installed_version
+        if (version is None or self.supported_chimerax is None or self.allow_untested
+                or versions.supported(version, self.supported_chimerax)):
+            return None
+        return ("ChimeraX %s is not a supported release (SUPPORTED_CHIMERAX=%s; CHIMERAX_ALLOW_UNTESTED=true "
+                "starts it anyway)" % (version, self.supported_chimerax))
 
     @property
     def available(self) -> bool:

@@ -2,7 +2,7 @@
 
 Each process gets a token naming its control files in CONTROL_DIR (a folder
 only the service account can open, outside every workspace): its log
-(stdout), the FIFO that serves as its stdin, and — sandboxed — the socket
+(stdout) and — sandboxed — the socket
 of its channel. The launcher binds that socket itself and hands the
 listening descriptor to the agent, so ChimeraX needs neither a network nor a
 path to the socket file. Without a sandbox the agent listens on loopback
@@ -13,100 +13,34 @@ Processes are started in a session of their own and are not tied to the
 worker that started them (no --die-with-parent): any worker can reach, check
 or stop them, and a restarted service adopts them.
 """
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 import os
 import re
 import secrets
 import socket
 import subprocess
-import threading
 import time
 import uuid
 
 import psutil
 
 from ...errors import StartupFailed
-from ...upkeep import owners
 from ..chimerax_client import Channel, unix_address
 from ..locate import Executable
-from . import ports, processes
+from . import ports, processes, spawn
 from .base import Launcher
 from .sandbox import Bubblewrap, NoSandbox
 
-READY_LINE = re.compile(rb"CXS agent ready: (unix|tcp (\S+) (\d+))")
-CHILD_ENV_ALLOWLIST = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-                       "USER", "LOGNAME", "DISPLAY", "XDG_RUNTIME_DIR")
-MARKER_VARIABLE = "CXS_SESSION_ID"
-SERVICE_VARIABLE = "CXS_SERVICE_ID"
-HOST_VARIABLE = "CXS_HOST_ID"
-SECRET_VARIABLE = "CXS_AGENT_SECRET"
-TOKEN_VARIABLE = "CXS_CONTROL_TOKEN"
-OWNER_VARIABLE = "CXS_STARTED_BY"
-
-
+READY_LINE = re.compile(rb"CXS agent ready: (unix|tcp (\S+) (\d+))(?: chimerax (\S+))?")
+FAILED_LINE = re.compile(rb"CXS agent failed: ([^\n]*)")
 def machine_domain() -> str:
     """Processes on this machine, reachable from every service instance running here."""
     return "local:" + socket.gethostname()
 
 
-def _child_env(marker, service_id, host_id, secret, token):
-    env = {name: os.environ[name] for name in CHILD_ENV_ALLOWLIST if name in os.environ}
-    env["PYTHONUNBUFFERED"] = "1"      # the readiness line must reach the log at once
-    # Markers a restarted service reads back (psutil) to recognise its children.
-    env[MARKER_VARIABLE] = marker
-    env[SERVICE_VARIABLE] = service_id
-    env[HOST_VARIABLE] = host_id        # which instance started it (its own start-up reaps only those)
-    env[SECRET_VARIABLE] = secret
-    env[TOKEN_VARIABLE] = token     # so that an orphan's control files can be removed too
-    # The worker starting it: an unrecorded process whose starter is gone is an orphan at once.
-    env[OWNER_VARIABLE] = owners.current()
-    return env
-
-
-def _reap(proc):
-    # Whichever worker ends the process, the one that spawned it must reap it
-    # or it lingers as a zombie: a waiting daemon thread does that.
-    threading.Thread(target=proc.wait, name="reap-%d" % proc.pid, daemon=True).start()
-
-
-def _identify(proc):
-    """pid and start time of a process just spawned. One that failed at once
-    (a wrong executable, its workspace deleted meanwhile) may be gone, and
-    reaped, already: its start-up failed, and that is what the caller hears."""
-    try:
-        return processes.identity(psutil.Process(proc.pid))
-    except psutil.NoSuchProcess:
-        try:
-            status = proc.wait(5)       # the reaping thread has it, or is about to
-        except subprocess.TimeoutExpired:
-            status = "unknown"
-        raise StartupFailed("ChimeraX exited during start-up (exit status %s)" % status) from None
-
-
-class Limits:
-    """Kernel resource limits of each ChimeraX (prlimit(1), inherited by all it starts)."""
-
-    def __init__(self, memory_mb: int = 4096, file_mb: int = 200, open_files: int = 1024,
-                 processes: int | None = None) -> None:
-        self.memory_mb, self.file_mb = memory_mb, file_mb
-        self.open_files, self.processes = open_files, processes
-
-    def wrap(self, command: Iterable[str]) -> list[str]:
-        args = ["prlimit"]
-        if self.memory_mb:
-            args.append("--as=%d" % (self.memory_mb * 2**20))
-        if self.file_mb:
-            args.append("--fsize=%d" % (self.file_mb * 2**20))
-        if self.open_files:
-            args.append("--nofile=%d" % self.open_files)
-        if self.processes:
-            args.append("--nproc=%d" % self.processes)
-        return args + ["--"] + list(command) if len(args) > 1 else list(command)
-
-
 class LocalLauncher(Launcher):
     def __init__(self, executable: Executable | None, sandbox: NoSandbox | Bubblewrap, control_dir: str,
-                 offscreen: bool = True, service_id: str = "cxs", limits: Limits | None = None,
+                 offscreen: bool = True, service_id: str = "cxs", limits: spawn.Limits | None = None,
                  host: str = "127.0.0.1", host_id: str = "local", port_range: Sequence[int] | None = None) -> None:
         self.found = executable         # locate.Executable or None
         self.executable = executable.path if executable else None
@@ -116,7 +50,7 @@ class LocalLauncher(Launcher):
         self.service_id = service_id    # tells this service's processes from another's
         self.host_id = host_id
         self.domain = machine_domain()
-        self.limits = limits or Limits()
+        self.limits = limits or spawn.Limits()
         self.host = host
         # Unsandboxed, agents listen on loopback TCP: ports from the range, or
         # (None) whichever the agent picks and announces.
@@ -124,17 +58,15 @@ class LocalLauncher(Launcher):
 
     @property
     def available(self) -> bool:
-        return bool(self.executable)
+        return bool(self.executable) and self.version_refusal() is None
 
     def port_is_free(self, port: int) -> bool:
         return ports.port_is_free(port, self.host)
 
-    def runtime_info(self) -> dict:
-        return {"found": self.found is not None, "kind": self.found.kind if self.found else None}
-
     def describe(self) -> str:
         chimerax = "%s (%s)" % (self.found.path, self.found.kind) if self.found else "no ChimeraX found"
-        return "local: %s, sandbox: %s" % (chimerax, self.sandbox.describe())
+        refusal = self.version_refusal()
+        return "local: %s%s, sandbox: %s" % (chimerax, ": " + refusal if refusal else "", self.sandbox.describe())
 
     def command_line(self) -> list[str]:
         assert self.executable is not None, "no ChimeraX found"     # a start needs one (`available`)
@@ -142,7 +74,8 @@ class LocalLauncher(Launcher):
         if self.offscreen:
             args.append("--offscreen")
         # Not --silent: it drops info and warning messages from replies.
-        return args + ["--script", self.sandbox.agent_script]
+        # ChimeraX runs the value as `runscript <value>`: quoted, a path may hold spaces.
+        return args + ["--script", '"%s"' % self.sandbox.agent_script]
 
     def make_workspace(self, path: str) -> None:
         os.makedirs(path, mode=0o700)
@@ -151,6 +84,7 @@ class LocalLauncher(Launcher):
 
     def _control_paths(self, token):
         base = os.path.join(self.control_dir, token)
+        # "stdin": the FIFO of processes started before stdin was a socket pair, removed with them.
         return {"log": base + ".log", "stdin": base + ".stdin", "socket": base + ".sock"}
 
     def _start(self, marker, workspace, port, secret=None):
@@ -158,7 +92,7 @@ class LocalLauncher(Launcher):
         token = uuid.uuid4().hex
         files = self._control_paths(token)
         secret = secret or secrets.token_urlsafe(32)
-        env = _child_env(marker, self.service_id, self.host_id, secret, token)
+        env = spawn.child_env(marker, self.service_id, self.host_id, secret, token)
         listener = None
         if self.sandbox.unix_channel:
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -171,28 +105,25 @@ class LocalLauncher(Launcher):
         else:
             env["CXS_AGENT_HOST"], env["CXS_AGENT_PORT"] = self.host, str(port or 0)
             channel = {"host": self.host, "port": port or None}
-        # The official text UI exits on EOF of stdin. A FIFO the child opens
-        # for both reading and writing never reaches EOF, whichever worker
-        # (or none) is still alive: stdin stays open for the process's life.
+        stdin = None
         try:
-            os.mkfifo(files["stdin"], 0o600)
-            stdin_fd = os.open(files["stdin"], os.O_RDWR)
-            try:
-                with open(files["log"], "ab") as log:
-                    proc = subprocess.Popen(
-                        self.limits.wrap(self.sandbox.wrap(self.command_line(), workspace)),
-                        stdin=stdin_fd, stdout=log, stderr=subprocess.STDOUT, cwd=workspace, env=env,
-                        start_new_session=True, close_fds=True,
-                        pass_fds=(listener.fileno(),) if listener else ())
-            finally:
-                os.close(stdin_fd)
-                if listener:
-                    listener.close()     # ChimeraX holds the listening socket now
-            _reap(proc)
-            pid, create_time = _identify(proc)
+            stdin = spawn.Stdin()
+            with open(files["log"], "ab") as log:
+                proc = subprocess.Popen(
+                    self.limits.wrap(self.sandbox.wrap(self.command_line(), workspace)),
+                    stdin=stdin.reader, stdout=log, stderr=subprocess.STDOUT, cwd=workspace, env=env,
+                    start_new_session=True, close_fds=True,
+                    pass_fds=(stdin.kept,) + ((listener.fileno(),) if listener else ()))
+            spawn.reap(proc)
+            pid, create_time = spawn.identify(proc)
         except (OSError, psutil.Error, StartupFailed):
             self._remove_control_files(token)       # no state is returned: nobody else would
             raise
+        finally:
+            if stdin is not None:
+                stdin.close()       # ChimeraX holds both ends now
+            if listener:
+                listener.close()     # ChimeraX holds the listening socket now
         return {"pid": pid, "create_time": create_time, "leader": pid, "leader_create_time": create_time,
                 "token": token, "marker": marker, "secret": secret, "channel": channel,
                 "sandbox": self.sandbox.name, "port": channel.get("port")}
@@ -205,7 +136,7 @@ class LocalLauncher(Launcher):
                 return self._ready_state(state, match)
             ended = self._poll(state)
             if ended:
-                raise StartupFailed("ChimeraX exited during start-up (%s)" % ended)
+                raise StartupFailed("ChimeraX exited during start-up (%s)" % (self._failure(state) or ended))
             if time.monotonic() >= deadline:
                 raise StartupFailed("ChimeraX was not ready within %g s" % timeout)
             # A short fixed poll: start-up is ~0.4 s, so a backoff would add
@@ -213,17 +144,27 @@ class LocalLauncher(Launcher):
             time.sleep(0.005)
 
     def _ready_line(self, state):
+        return READY_LINE.search(self._log_head(state))
+
+    def _failure(self, state):
+        """The agent's reason for refusing to serve, if it gave one."""
+        found = FAILED_LINE.search(self._log_head(state))
+        return found.group(1).decode(errors="replace") if found else None
+
+    def _log_head(self, state):
         try:
             with open(self._control_paths(state["token"])["log"], "rb") as log:
-                return READY_LINE.search(log.read(256 * 1024))
+                return log.read(256 * 1024)
         except OSError:
-            return None
+            return b""
 
     def _ready_state(self, state, match):
         state = dict(state)
         if match.group(2):
             state["channel"] = {"host": match.group(2).decode(), "port": int(match.group(3))}
             state["port"] = int(match.group(3))
+        if match.group(4):
+            state["chimerax_version"] = match.group(4).decode()
         main = self._main_process(state)
         if main is None:
             raise StartupFailed("ChimeraX ended right after start-up")
@@ -296,7 +237,7 @@ class LocalLauncher(Launcher):
             return False
         # A pool process keeps the marker it was started with after a claim.
         expected = state.get("marker", marker)
-        return env.get(MARKER_VARIABLE) == expected and env.get(SERVICE_VARIABLE) == self.service_id
+        return env.get(spawn.MARKER_VARIABLE) == expected and env.get(spawn.SERVICE_VARIABLE) == self.service_id
 
     def _orphans(self, known_states, host_id=None):
         known = set()
@@ -306,10 +247,10 @@ class LocalLauncher(Launcher):
         for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
             try:
                 env = proc.environ()
-                if (env.get(SERVICE_VARIABLE) == self.service_id and proc.status() != psutil.STATUS_ZOMBIE
-                        and (host_id is None or env.get(HOST_VARIABLE) == host_id)):
-                    marked[proc.pid], tokens[proc.pid] = proc, env.get(TOKEN_VARIABLE)
-                    started_by[proc.pid] = env.get(OWNER_VARIABLE)
+                if (env.get(spawn.SERVICE_VARIABLE) == self.service_id and proc.status() != psutil.STATUS_ZOMBIE
+                        and (host_id is None or env.get(spawn.HOST_VARIABLE) == host_id)):
+                    marked[proc.pid], tokens[proc.pid] = proc, env.get(spawn.TOKEN_VARIABLE)
+                    started_by[proc.pid] = env.get(spawn.OWNER_VARIABLE)
             except (psutil.Error, OSError):
                 continue
         found = []

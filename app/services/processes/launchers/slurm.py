@@ -75,13 +75,12 @@ class SlurmLauncher(Launcher):
 
     @property
     def available(self) -> bool:
-        return self.found is not None
-
-    def runtime_info(self) -> dict:
-        return {"found": self.found is not None, "kind": self.found.kind if self.found else None}
+        return self.found is not None and self.version_refusal() is None
 
     def describe(self) -> str:
         chimerax = "%s (%s)" % (self.found.path, self.found.kind) if self.found else "no ChimeraX found"
+        refusal = self.version_refusal()
+        chimerax += ": " + refusal if refusal else ""
         return "slurm (%s, partition %s): %s, sandbox on the nodes: %s" % (
             self.domain, self.config["SLURM_PARTITION"] or "default", chimerax, self.config["SANDBOX"])
 
@@ -180,7 +179,8 @@ class SlurmLauncher(Launcher):
                 data = report[1]
                 state.update(channel={"host": data["host"], "port": data["port"],
                                       "fingerprint": data["fingerprint"]}, port=data["port"],
-                             node=data.get("node"), sandbox=data.get("sandbox"), pending_reason=None)
+                             node=data.get("node"), sandbox=data.get("sandbox"), pending_reason=None,
+                             chimerax_version=data.get("chimerax_version"))
                 return state
             if report:
                 raise StartupFailed("ChimeraX could not start in job %s: %s"

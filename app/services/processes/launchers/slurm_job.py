@@ -178,7 +178,7 @@ def run(spec: Mapping[str, Any]) -> int:
         host, port = relay.server_address[:2]
         _say(READY, {"host": host, "port": port, "fingerprint": fingerprint,
                      "node": socket.gethostname().split(".")[0], "sandbox": state["sandbox"],
-                     "pid": state["pid"]})
+                     "pid": state["pid"], "chimerax_version": state.get("chimerax_version")})
         while not stop.wait(0.5):
             ended = launcher._poll(state)
             if ended:
