@@ -23,7 +23,8 @@ def broken_invariants(runtime, pool_size, max_sessions=None):
     broken += ["%s active without its process" % r.id for r in live
                if r.status == "active" and launcher.poll(r.process)]
     known = [r.process for r in live if r.process] + [e.process for e in pool if e.process]
-    broken += ["process %s without a session" % s.details["pid"] for s in launcher.orphans(known)]
+    broken += ["process %s without a session (%s)" % (s.details["pid"], _described(s.details["pid"], live, pool))
+               for s in launcher.orphans(known)]
     ready = [e for e in pool if e.status == "ready" and not launcher.poll(e.process)]
     want = pool_size if max_sessions is None else max(0, min(pool_size, max_sessions - len(live)))
     if len(ready) != want:
@@ -38,3 +39,17 @@ def runtime_for(env):
                       "WORKSPACE_ROOT": env["WORKSPACE_ROOT"], "CHIMERAX_PATH": env["CHIMERAX_PATH"],
                       "HOST_ID": env.get("HOST_ID") or socket.gethostname()}, config_name="testing")
     return app.extensions["chimerax_sessions"]
+
+
+def _described(pid, live, pool):
+    """What an unaccounted process says of itself, and what the store has under its marker."""
+    import psutil
+    try:
+        env = psutil.Process(pid).environ()
+    except psutil.Error:
+        return "gone"
+    marker = env.get("CXS_SESSION_ID")
+    rows = [("session %s %s process %s" % (r.id[:8], r.status, r.process.details if r.process else None))
+            for r in live if r.id == marker]
+    rows += ["pool %s %s" % (e.id[:8], e.status) for e in pool if e.id == marker]
+    return "marker %s, started by %s; store: %s" % (marker, env.get("CXS_STARTED_BY"), rows or "nothing")

@@ -189,7 +189,10 @@ class Suspension:
                 state = self._pooled_process(record, claimed)
             else:
                 state = self.launcher.start(record.id, record.workspace, record.port)
-                store.transition(record.id, [STARTING], STARTING, process=state)
+                if not store.transition(record.id, [STARTING], STARTING, process=state):
+                    # Ended (deleted) meanwhile: whoever ended it could not see this
+                    # process yet, so it goes now, not after a whole start-up.
+                    raise NotActive("session %s was ended while resuming" % record.id)
                 state = self.launcher.wait_ready(state, self.settings["STARTUP_TIMEOUT"])
             with self.service.scratch_file(record, state, "resume", ".cxs") as (scratch, inside):
                 _write_private(scratch, data, owner=_owner(record.workspace))

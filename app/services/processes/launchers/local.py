@@ -199,9 +199,26 @@ class LocalLauncher(Launcher):
         # the sandbox's pid 1 ends every process in its pid namespace, even
         # one that left ChimeraX's session or process group.
         group = leader.pid if leader is not None and state.get("sandbox", "none") == "none" else None
-        processes.terminate_tree([leader, main], [main], grace, group=group)
+        roots = [leader, main]
+        if leader is None and state.get("token"):
+            # The spawned process is gone (a sandbox's outer process can end before
+            # its inside): what it started is no longer below it; its token finds it.
+            roots += self._carrying_token(state["token"])
+        processes.terminate_tree(roots, [main], grace, group=group)
         if state.get("token"):
             self._remove_control_files(state["token"])
+
+    def _carrying_token(self, token):
+        """Outermost live processes of this service marked with `token`."""
+        found = {}
+        for proc in psutil.process_iter(["pid", "ppid"]):
+            try:
+                env = proc.environ()
+                if env.get(spawn.TOKEN_VARIABLE) == token and env.get(spawn.SERVICE_VARIABLE) == self.service_id:
+                    found[proc.pid] = proc
+            except (psutil.Error, OSError):
+                continue
+        return [proc for proc in found.values() if proc.info["ppid"] not in found]
 
     def _remove_control_files(self, token):
         for path in self._control_paths(token).values():
