@@ -200,19 +200,21 @@ class LocalLauncher(Launcher):
         # one that left ChimeraX's session or process group.
         group = leader.pid if leader is not None and state.get("sandbox", "none") == "none" else None
         roots = [leader, main]
-        if leader is None and state.get("token"):
+        if leader is None and state.get("token") and not _taken_by_another(state):
             # The spawned process is gone (a sandbox's outer process can end before
             # its inside): what it started is no longer below it; its token finds it.
-            roots += self._carrying_token(state["token"])
+            roots += self._carrying_token(state["token"], state.get("leader_create_time") or 0)
         processes.terminate_tree(roots, [main], grace, group=group)
         if state.get("token"):
             self._remove_control_files(state["token"])
 
-    def _carrying_token(self, token):
-        """Outermost live processes of this service marked with `token`."""
+    def _carrying_token(self, token, since):
+        """Outermost live processes of this service marked with `token`, started since `since`."""
         found = {}
-        for proc in psutil.process_iter(["pid", "ppid"]):
+        for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
             try:
+                if proc.info["create_time"] < since - 0.05:
+                    continue
                 env = proc.environ()
                 if env.get(spawn.TOKEN_VARIABLE) == token and env.get(spawn.SERVICE_VARIABLE) == self.service_id:
                     found[proc.pid] = proc
@@ -279,6 +281,16 @@ class LocalLauncher(Launcher):
                           "leader_create_time": proc.info["create_time"], "sandbox": "unknown",
                           "token": _safe_token(tokens[pid]), "owner": started_by[pid]})
         return found
+
+
+def _taken_by_another(state):
+    """Whether the recorded pid runs another process now (then nothing of this
+    state may be signalled), rather than having ended."""
+    pid = state.get("leader", state.get("pid"))
+    try:
+        return bool(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def channel_of(state: dict) -> Channel:
