@@ -158,6 +158,10 @@ def create_app(config=None, config_name=None):
     check_settings(app.config, profiles)     # fail at start, naming the setting
 
     os.makedirs(app.config["WORKSPACE_ROOT"], mode=0o700, exist_ok=True)
+    # Read-only to every sandbox, but readable: 0755, beside the workspaces unless set.
+    app.config["FETCH_CACHE_DIR"] = app.config["FETCH_CACHE_DIR"] or os.path.join(app.config["WORKSPACE_ROOT"],
+                                                                                  ".fetch-cache")
+    os.makedirs(app.config["FETCH_CACHE_DIR"], mode=0o755, exist_ok=True)
     url = database_url(app.config)
     schema_problem, service_id = _open_database(url, app.config["HOST_ID"], launcher_domain(app.config),
                                                  app.config["STORE_BUSY_TIMEOUT"])

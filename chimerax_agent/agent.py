@@ -45,6 +45,7 @@ from urllib.parse import parse_qs, urlparse
 
 if "__file__" in globals():         # run as a script: its folder holds the policy
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cxs_fetch  # noqa: E402
 import cxs_policy  # noqa: E402
 import cxs_selftest as selftest  # noqa: E402
 
@@ -131,43 +132,64 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         if url.path == "/health":
             return self._health()
+        if url.path == "/fetched":
+            return self._fetched()
         if url.path != "/run":
-            return self._reply(404, {"error": {"type": "NotFound", "message": "only /run and /health are served"}})
+            return self._reply(404, {"error": {"type": "NotFound",
+                                               "message": "only /run, /fetched and /health are served"}})
         commands = parse_qs(url.query).get("command", [])
+        try:
+            profile = json.loads(self.headers["X-CXS-Profile"]) if "X-CXS-Profile" in self.headers else None
+        except ValueError:
+            return self._reply(400, {"error": {"type": "BadRequest", "message": "X-CXS-Profile is not JSON"}})
         # One command at a time, said at once: a second caller is not queued
         # behind the first (it would wait invisibly, holding a service worker).
         if not self.server.busy.acquire(blocking=False):
             return self._reply(409, {"busy": self.server.doing()})
-        try:
-            self.server.current = ("; ".join(commands)[:120], time.time(), time.monotonic())
-            status, body = self._run(commands)
-        finally:
-            # Free before replying: the caller's next command may arrive the
-            # moment it has this reply.
-            self.server.current = None
-            self.server.busy.release()
-        self._send(status, body.encode("utf-8"))
+        exchange = self.server.exchange = cxs_fetch.Exchange()
+        self.server.current = ("; ".join(commands)[:120], time.time(), time.monotonic())
+        self._start(commands, profile, exchange)
+        self._forward(exchange)
 
-    def _run(self, commands):
-        try:
-            profile = json.loads(self.headers["X-CXS-Profile"]) if "X-CXS-Profile" in self.headers else None
-        except ValueError:
-            return 400, json.dumps({"error": {"type": "BadRequest", "message": "X-CXS-Profile is not JSON"}})
-        answer = queue.Queue()
-        session = self.server.session
+    def _start(self, commands, profile, exchange):
+        server = self.server
 
         def on_main_thread():
-            if len(self.server.command_threads) < 8:     # where the first commands ran, for /health
-                self.server.command_threads.append(threading.current_thread().name)
+            if len(server.command_threads) < 8:     # where the first commands ran, for /health
+                server.command_threads.append(threading.current_thread().name)
             # Whatever happens, the waiting request gets an answer: never a hang.
             try:
-                answer.put(run_commands(session, commands, profile))
+                outcome = run_commands(server.session, commands, profile)
             except BaseException as err:
-                answer.put((500, json.dumps({"error": {"type": type(err).__name__, "message": str(err)}})))
+                _finish(server, exchange, (500, json.dumps({"error": {"type": type(err).__name__,
+                                                                      "message": str(err)}})))
                 if not isinstance(err, Exception):
                     raise
-        session.ui.thread_safe(on_main_thread)
-        return answer.get()
+                return
+            _finish(server, exchange, outcome)
+        server.session.ui.thread_safe(on_main_thread)
+
+    def _forward(self, exchange):
+        """Answer with the command's next step: a fetch for the service to make,
+        or its final reply."""
+        kind, payload = exchange.events.get()
+        if kind == "fetch":
+            return self._reply(200, {"fetch": payload})
+        status, body = payload
+        self._send(status, body.encode("utf-8"))
+
+    def _fetched(self):
+        """The service's answer to a fetch (cxs_fetch.py), then the next step."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            answer = json.loads(self.rfile.read(min(length, 1 << 20)) or b"{}")
+        except ValueError:
+            return self._reply(400, {"error": {"type": "BadRequest", "message": "the answer is not JSON"}})
+        exchange = self.server.exchange
+        if exchange is None or not isinstance(answer, dict) or exchange.pending != answer.get("id"):
+            return self._reply(409, {"error": {"type": "NoFetch", "message": "no fetch is waiting with that id"}})
+        exchange.replies.put(answer)
+        self._forward(exchange)
 
     do_POST = do_GET
 
@@ -221,6 +243,13 @@ class TcpAgent(_Serving, socketserver.TCPServer):
         socketserver.TCPServer.__init__(self, (host, port), Handler)
 
 
+def _finish(server, exchange, outcome):
+    # Free before replying: the caller's next command may arrive the moment it has this reply.
+    server.current = server.exchange = None
+    server.busy.release()
+    exchange.events.put(("done", outcome))
+
+
 def _where(answer):
     answer.put(threading.current_thread())
 
@@ -266,6 +295,8 @@ def start(session, environ=os.environ):
         where = "tcp %s %d" % server.server_address[:2]
     server.session, server.secret = session, secret
     server.busy, server.current, server.command_threads = threading.Lock(), None, []
+    server.exchange = None          # the running command's, while one runs (cxs_fetch.py)
+    cxs_fetch.install(server)
     server.doing = lambda: _doing(server.current)
     threading.Thread(target=_serve_once_looping, args=(server, where), name="cxs-agent", daemon=True).start()
     return server

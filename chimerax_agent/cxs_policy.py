@@ -42,7 +42,9 @@ import string
 
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-FETCH_ID = re.compile(r"^(pdb:)?[0-9][A-Za-z0-9]{3}$", re.I)
+# A database entry `open` fetches: `db:id` (db one the profile lists) or a bare PDB id.
+FETCH_ID = re.compile(r"^(?:([A-Za-z_]+):)?([A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
+PDB_ID = re.compile(r"^[0-9][A-Za-z0-9]{3}$")
 
 
 class Refused(Exception):
@@ -168,6 +170,9 @@ def check_arguments(cli, name, ci, kw_args, profile, session=None):
         if arg == "format" and name in ("open", "save") and value is not None \
                 and str(value).lower() not in profile["formats"]:
             raise Refused(name, "format %r is not allowed" % value)
+        if arg == "from_database" and name == "open" and value is not None and (
+                not profile.get("allow_fetch") or str(value).lower() not in profile.get("fetch_databases", ())):
+            raise Refused(name, "fetching from %r is not allowed" % value)
         check_bounds(name, arg, value, profile)
         check_numbers(name, arg, value, profile)
         check_text(name, arg, value, profile)
@@ -188,7 +193,10 @@ def file_kind(cli, annotation):
 
 def check_file(command, arg, value, kind, profile):
     value = str(value)
-    if kind == "open" and FETCH_ID.match(value):
+    fetched = FETCH_ID.match(value) if kind == "open" else None
+    if fetched and (fetched.group(1) or PDB_ID.match(value)):
+        if fetched.group(1) and fetched.group(1).lower() not in profile.get("fetch_databases", ()):
+            raise Refused(command, "%s: not a database this service fetches from" % fetched.group(1))
         if profile.get("allow_fetch"):
             return
         raise Refused(command, "database fetches are not allowed")

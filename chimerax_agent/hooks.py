@@ -48,6 +48,9 @@ HOOKS = (
     Hook("--script via runscript", "src/bundles/core/src/__main__.py",
          r"run\(sess, [\"']runscript %s[\"'] % script\)",
          "the agent starts as `runscript <path>`: the path is quoted"),
+    Hook("fetch.fetch_file", "src/bundles/core/src/fetch.py",
+         r"def fetch_file\(\s*session,\s*url,\s*name,\s*save_name,\s*save_dir,\s*\*",
+         "every database fetcher ends in it: the agent hands the fetch to the service (cxs_fetch.py)"),
     Hook("chimerax.core.version", "src/bundles/core/src/__init__.py", r"from \.buildinfo import version",
          "the version the agent reports"),
 )

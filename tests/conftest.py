@@ -173,7 +173,7 @@ def no_leaked_processes_or_files():
 
 def workspaces(app):
     """Session workspaces under WORKSPACE_ROOT (not the launcher's control folder)."""
-    return sorted(n for n in os.listdir(app.config["WORKSPACE_ROOT"]) if n not in (".control", ".suspended"))
+    return sorted(n for n in os.listdir(app.config["WORKSPACE_ROOT"]) if n not in (".control", ".suspended", ".fetch-cache"))
 
 
 def sandbox_tree(pid):
@@ -253,7 +253,7 @@ def app_factory(tmp_path):
         suspended = os.path.join(root, ".suspended")
         assert not os.path.isdir(suspended) or os.listdir(suspended) == [], \
             "suspended session files left behind: %s" % os.listdir(suspended)
-        left = [name for name in os.listdir(root) if name not in (".control", ".suspended")]
+        left = [name for name in os.listdir(root) if name not in (".control", ".suspended", ".fetch-cache")]
         assert left == [], "workspaces left behind: %s" % left
         control = os.path.join(root, ".control")
         assert not os.path.isdir(control) or os.listdir(control) == [], \

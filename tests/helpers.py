@@ -89,6 +89,8 @@ def distinct_colours(png):
 
 
 
+# Database fetches: through the service's broker when ALLOW_FETCH (tests/test_fetch.py), refused when off.
+FETCHES = ["open 1abc", "open pdb:1abc", "open 1abc format mmcif", "open 1080 from emdb", "open alphafold:P69905"]
 CORPUS = [
     # dangerous commands, spelled out, abbreviated, cased
     "runscript evil.py", "runsc evil.py", "runs evil.py", "run evil.py", "r evil.py", "RUNSCRIPT evil.py",
@@ -128,7 +130,7 @@ CORPUS = [
     "open %2e%2e/x.pdb", "open C:\\x.pdb", "save \\\\host\\share\\x.pdb",
     # URLs and databases (server-side request forgery)
     "open http://127.0.0.1/x.pdb", "open https://127.0.0.1/x.cif", "open ftp://127.0.0.1/x.pdb",
-    "open file:///etc/passwd", "open 1abc", "open pdb:1abc", "open 1abc format mmcif",
+    "open file:///etc/passwd",
     "info notify start models url http://127.0.0.1:1/x",
     # commands that would run for minutes or take gigabytes
     "save x.png width 20000 height 20000 supersample 4", "save x.png width 100 supersample 64",

@@ -8,8 +8,10 @@ choice, the pool claim) run in `database.decision()`; status changes are
 single compare-and-set statements.
 
 This module assembles Store from its query groups: the connection plumbing
-(`base`), tokens, sessions with the warm pool and capacity, the history logs.
+(`base`), tokens, sessions with the warm pool and capacity, the history logs,
+the fetch cache's index.
 """
+from .fetch_queries import FetchQueries
 from .history_queries import HistoryQueries
 from .pool_queries import LimitReached
 from .session_queries import SessionQueries
@@ -18,5 +20,5 @@ from .token_queries import TokenQueries
 __all__ = ["LimitReached", "Store"]
 
 
-class Store(SessionQueries, TokenQueries, HistoryQueries):
+class Store(SessionQueries, TokenQueries, HistoryQueries, FetchQueries):
     """One thread's handle on the database, with every query group."""

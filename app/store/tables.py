@@ -124,3 +124,42 @@ sweeps = sa.Table(
     sa.Column("runs", sa.Integer, nullable=False),
     sa.Column("last_run_at", Timestamp, nullable=False),
 )
+
+fetch_cache = sa.Table(
+    "fetch_cache", metadata,
+    # What the fetch broker downloaded: by source URL, the content's hash (its
+    # folder in FETCH_CACHE_DIR) and the name ChimeraX gave the file.
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("save_name", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("fetched_at", Timestamp, nullable=False),
+    sa.Column("last_used", Timestamp, nullable=False),
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),   # as stored: a changed file is not served
+    sa.Index("fetch_cache_by_use", "last_used"),
+)
+
+fetch_uses = sa.Table(
+    "fetch_uses", metadata,
+    # Which sessions opened which entry: never evicted while one of them lives.
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Index("fetch_uses_by_url", "url"),
+)
+
+fetch_leases = sa.Table(
+    "fetch_leases", metadata,
+    # The one worker (of any host) downloading a URL now, until it expires.
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+)
+
+fetch_requests = sa.Table(
+    "fetch_requests", metadata,
+    # Each user's fetches of the last minute (FETCH_PER_USER_PER_MIN).
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user", sa.Text, nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Index("fetch_requests_by_user", "user", "at"),
+)

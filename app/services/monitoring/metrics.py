@@ -21,6 +21,10 @@ SPAWN_SECONDS = Histogram("cxs_spawn_seconds", "ChimeraX spawn to ready",
 COMMAND_SECONDS = Histogram("cxs_command_seconds", "ChimeraX command round trip",
                             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30))
 COMMANDS_DENIED = Counter("cxs_commands_denied_total", "Commands denied by the policy", ["verb"])
+FETCHES = Counter("cxs_fetch_total", "Fetches for sessions by result (hit, downloaded, or why not)", ["result"])
+FETCH_BYTES = Counter("cxs_fetch_bytes_total", "Bytes downloaded by the fetch broker")
+FETCH_SECONDS = Histogram("cxs_fetch_seconds", "A fetch answered, hit or download",
+                          buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60))
 
 
 class StoreCollector:
@@ -34,6 +38,7 @@ class StoreCollector:
         try:
             by_status = store.count_sessions_by_status()
             pool = store.count_pool_by_status()
+            cached = store.fetch_cache_bytes()
         finally:
             store.close()
         sessions = GaugeMetricFamily("cxs_sessions", "Sessions by status", labels=["status"])
@@ -44,6 +49,7 @@ class StoreCollector:
         for state in ("starting", "ready"):
             pooled.add_metric([state], pool.get(state, 0))
         yield pooled
+        yield GaugeMetricFamily("cxs_fetch_cache_bytes", "Bytes in the fetch cache", value=cached)
 
 
 def render(new_store: Callable[[], Store]) -> bytes:

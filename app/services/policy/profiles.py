@@ -35,6 +35,9 @@ interfaces addh matchmaker sequence volume
 """.split())))
 
 # Data formats `open`/`save` may name with `format` (never python, cmd, session, html).
+# Databases a viewer may `open` entries of (`db:id`, or `id from db`), when ALLOW_FETCH.
+FETCH_DATABASES = ("pdb", "pdbe", "pdbe_updated", "pdbj", "redo", "alphafold", "alphafold_pae", "emdb",
+                   "uniprot", "pubchem", "cod", "pcod", "pdbdev", "esmfold", "ccd")
 FORMATS = ("pdb", "mmcif", "cif", "mrc", "ccp4", "dx", "sdf", "mol2", "png", "jpeg", "tiff", "bmp")
 
 MAX_FRAMES = 600
@@ -201,6 +204,7 @@ class Profile:
         return json.dumps({"name": self.name, "commands": list(self.commands), "allow_fetch": self.allow_fetch,
                            "open_suffixes": list(OPEN_SUFFIXES), "save_suffixes": list(SAVE_SUFFIXES),
                            "formats": list(FORMATS), "bounds": self.bounds, "texts": self.texts,
+                           "fetch_databases": list(FETCH_DATABASES) if self.allow_fetch else [],
                            "data_values": self.data_values, "limits": self.limits}, separators=(",", ":"))
 
 

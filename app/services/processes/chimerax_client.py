@@ -6,7 +6,7 @@ fails (the outcome is in the body's `error`). Unlike that server it listens
 where the launcher said (a Unix-domain socket or TCP) and answers only
 requests that carry the session's secret.
 """
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 import hashlib
@@ -131,10 +131,15 @@ def parse_reply(command: str, body: bytes, duration_ms: float) -> CommandResult:
                          commands=tuple(data.get("commands") or ()))
 
 
+Fetcher = Callable[[dict[str, Any]], dict[str, Any]]
+
+
 def run_command(channel: Channel, command: str, timeout: float, connect_timeout: float = 2.0,
-                profile: "Profile | None" = None) -> CommandResult:
+                profile: "Profile | None" = None, fetcher: Fetcher | None = None) -> CommandResult:
     """Run one command line, under `profile` (policy.Profile) if given: CommandDenied
-    if the agent refused it; CommandTimeout or ChimeraXDied on transport failure."""
+    if the agent refused it; CommandTimeout or ChimeraXDied on transport failure.
+    A fetch ChimeraX makes meanwhile is answered by `fetcher(request)` ({"path"}
+    or {"error"}; none: refused), as a step of the same exchange (agent: cxs_fetch.py)."""
     # http.client, not requests, on this hot path: the agent speaks HTTP/1.0
     # and closes every connection, so a pooling client only adds overhead
     # (~0.5 ms a call, measured: BENCHMARKS.md figure 3).
@@ -142,6 +147,11 @@ def run_command(channel: Channel, command: str, timeout: float, connect_timeout:
     try:
         status, body = _get(channel, "/run?" + urlencode({"command": command}), timeout, connect_timeout,
                             {"X-CXS-Profile": profile.wire} if profile is not None else {})
+        while status == 200 and body.startswith(b'{"fetch"'):
+            request = _json(body).get("fetch") or {}
+            answer = fetcher(request) if fetcher else {"error": "fetching is not available for this command"}
+            status, body = _get(channel, "/fetched", timeout, connect_timeout, {"Content-Type": "application/json"},
+                                body=json.dumps(dict(answer, id=request.get("id"))).encode())
     except TimeoutError as err:
         raise CommandTimeout("ChimeraX did not answer within %g s" % timeout) from err
     except (OSError, http.client.HTTPException) as err:
@@ -169,13 +179,15 @@ def run_command(channel: Channel, command: str, timeout: float, connect_timeout:
         raise ChimeraXDied("ChimeraX sent a reply that is not its JSON format") from err
 
 
-def _get(channel, path, timeout, connect_timeout, headers):
-    """(status, body) of one authenticated GET on the channel; transport errors propagate."""
+def _get(channel, path, timeout, connect_timeout, headers, body=None):
+    """(status, body) of one authenticated GET (a POST with `body`) on the channel;
+    transport errors propagate."""
     conn = None
     try:
         conn = channel.connect(connect_timeout)
         conn.sock.settimeout(timeout)
-        conn.request("GET", path, headers=dict(headers, Authorization="Bearer " + channel.secret))
+        conn.request("GET" if body is None else "POST", path, body=body,
+                     headers=dict(headers, Authorization="Bearer " + channel.secret))
         reply = conn.getresponse()
         return reply.status, reply.read()
     finally:

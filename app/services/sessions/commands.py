@@ -1,5 +1,6 @@
 """Commands in a session: the profile's policy (decided by the agent on
 ChimeraX's own parse), the history and audit line, the workspace quota."""
+from functools import cached_property
 import logging
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from ..errors import (
     NotActive,
     ServiceError,
 )
+from ..fetch.broker import Broker
 from ..monitoring import metrics
 from ..policy import profiles as policy
 from ..processes import chimerax_client
@@ -84,11 +86,17 @@ class SessionCommands(SessionBase):
         audit.info("user=%s session=%s profile=%s verdict=%s commands=%s%s", principal.user, session_id,
                    profile.name, verdict, ",".join(commands) or "-", extra)
 
+    @cached_property
+    def fetch_broker(self) -> Broker:
+        """Answers what ChimeraX fetches while a command runs (services/fetch)."""
+        return Broker(self.store, self.settings, self.launcher)
+
     def _send(self, record, command, profile=None):
         started = time.time()
         try:
-            result = chimerax_client.run_command(self.launcher.channel(record.process), command,
-                                                 self.settings["COMMAND_TIMEOUT"], profile=profile)
+            result = chimerax_client.run_command(
+                self.launcher.channel(record.process), command, self.settings["COMMAND_TIMEOUT"], profile=profile,
+                fetcher=lambda request: self.fetch_broker.answer(record, record.user, request))
             metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)
         except ChimeraXDied:
             if self.launcher.poll(record.process):

@@ -21,7 +21,8 @@ def local_launcher(config: Mapping[str, Any], service_id: str) -> LocalLauncher:
     executable = find_chimerax(config["CHIMERAX_PATH"])
     path = executable.path if executable else None
     sandbox = choose_sandbox(config["SANDBOX"], path, AGENT_SCRIPT, config["SANDBOX_USER"],
-                             config["SANDBOX_READONLY_PATHS"], config["SANDBOX_TMP_MB"])
+                             config["SANDBOX_READONLY_PATHS"], config["SANDBOX_TMP_MB"],
+                             fetch_cache=config.get("FETCH_CACHE_DIR") or None)
     # RLIMIT_NPROC counts every process of a uid: only set for a uid of ChimeraX's own.
     limits = Limits(memory_mb=config["SESSION_MEMORY_MB"], file_mb=config["WORKSPACE_QUOTA_MB"],
                     open_files=config["SESSION_MAX_OPEN_FILES"],

@@ -84,6 +84,13 @@ class Launcher(abc.ABC):
         """The chimerax_client.Channel that reaches its agent."""
         return self._channel(_state(handle))
 
+    def fetch_cache_path(self, handle: ProcessHandle | None, path: str) -> str:
+        """A file of the fetch cache as that ChimeraX names it."""
+        return self._fetch_cache_path(_state(handle), path)
+
+    def _fetch_cache_path(self, state: dict, path: str) -> str:
+        return path
+
     def chimerax_path(self, handle: ProcessHandle | None, workspace: str) -> str:
         """The workspace as ChimeraX itself names it (paths in commands the service builds)."""
         return self._chimerax_path(_state(handle), workspace)

@@ -232,6 +232,9 @@ class LocalLauncher(Launcher):
     def _channel(self, state):
         return channel_of(state)
 
+    def _fetch_cache_path(self, state, path):
+        return self.sandbox.cache_path(path) if state.get("sandbox") == self.sandbox.name else path
+
     def _chimerax_path(self, state, workspace):
         return self.sandbox.inside(workspace) if state.get("sandbox") == self.sandbox.name else workspace
 

@@ -30,6 +30,7 @@ log = logging.getLogger("cxs.sandbox")
 
 WORKSPACE = "/session"
 AGENT_DIR = "/opt/cxs-agent"
+FETCH_CACHE = "/opt/cxs-fetch-cache"     # FETCH_CACHE_DIR, read-only
 HOME = "/tmp"
 SYSTEM_ROOTS = ("/usr",)
 # Files of /etc that the dynamic linker, Python's platform and `distro`
@@ -58,6 +59,9 @@ class NoSandbox:
     def inside(self, workspace: str) -> str:
         return workspace
 
+    def cache_path(self, path: str) -> str:
+        return path
+
     def describe(self) -> str:
         return "none (ChimeraX runs as the service account, with the host's files and network)"
 
@@ -67,7 +71,8 @@ class Bubblewrap:
     unix_channel = True         # no network inside: the channel is a socket passed in
 
     def __init__(self, executable: str, agent_script: str, user: str = "cxs-sandbox",
-                 readonly_paths: Iterable[str] = (), tmp_mb: int = 64, bwrap: str | None = None) -> None:
+                 readonly_paths: Iterable[str] = (), tmp_mb: int = 64, bwrap: str | None = None,
+                 fetch_cache: str | None = None) -> None:
         self.bwrap = bwrap or shutil.which("bwrap") or "/usr/bin/bwrap"
         self.setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
         self.agent_script = os.path.join(AGENT_DIR, os.path.basename(agent_script))
@@ -83,6 +88,7 @@ class Bubblewrap:
                 raise SandboxUnavailable("SANDBOX_USER must not be root")
             self.owner = (entry.pw_uid, entry.pw_gid)
         self.user = user
+        self.fetch_cache = os.path.realpath(fetch_cache) if fetch_cache else None
         readonly = installation_paths(executable) + [os.path.realpath(p) for p in readonly_paths]
         self._fixed = self._fixed_arguments(readonly, os.path.dirname(os.path.abspath(agent_script)),
                                             tmp_mb, executable)
@@ -110,7 +116,8 @@ class Bubblewrap:
             elif os.path.isdir(link):
                 args += ["--ro-bind", link, link]
         made = {"/tmp", "/proc", "/dev"}      # mounted above: never re-created or re-permissioned
-        for path in [p for p in ETC_FILES if os.path.exists(p)] + readonly + [AGENT_DIR]:
+        cache = [FETCH_CACHE] if self.fetch_cache else []
+        for path in [p for p in ETC_FILES if os.path.exists(p)] + readonly + [AGENT_DIR] + cache:
             args += _parents(path, made)
         for path in ETC_FILES:
             if os.path.exists(path):
@@ -120,6 +127,8 @@ class Bubblewrap:
         if not any(_under(executable, root) for root in readonly + list(SYSTEM_ROOTS)):
             args += ["--ro-bind", executable, executable]
         args += ["--ro-bind", agent_dir, AGENT_DIR]
+        if self.fetch_cache:
+            args += ["--ro-bind", self.fetch_cache, FETCH_CACHE]
         args += ["--setenv", "HOME", HOME, "--setenv", "TMPDIR", "/tmp"]
         return args
 
@@ -133,6 +142,12 @@ class Bubblewrap:
 
     def inside(self, workspace: str) -> str:
         return WORKSPACE
+
+    def cache_path(self, path: str) -> str:
+        """A file of the fetch cache as ChimeraX sees it (bound read-only)."""
+        if not self.fetch_cache:
+            return path
+        return os.path.join(FETCH_CACHE, os.path.relpath(os.path.realpath(path), self.fetch_cache))
 
     def describe(self) -> str:
         who = ("as %s (uid %d)" % (self.user, self.owner[0]) if self.owner
@@ -227,7 +242,7 @@ def _outermost(paths):
 
 
 def choose_sandbox(setting: str | None, executable: str | None, agent_script: str, user: str,
-                   readonly_paths: Iterable[str], tmp_mb: int) -> NoSandbox | Bubblewrap:
+                   readonly_paths: Iterable[str], tmp_mb: int, fetch_cache: str | None = None) -> NoSandbox | Bubblewrap:
     """SANDBOX=auto|bwrap|none: the sandbox to use. `bwrap` that cannot work is an
     error; `auto` falls back to none with a warning."""
     setting = (setting or "auto").lower()
@@ -239,7 +254,7 @@ def choose_sandbox(setting: str | None, executable: str | None, agent_script: st
                         "the command policy is the only protection")
         return NoSandbox(agent_script)
     try:
-        sandbox = Bubblewrap(executable, agent_script, user, readonly_paths, tmp_mb)
+        sandbox = Bubblewrap(executable, agent_script, user, readonly_paths, tmp_mb, fetch_cache=fetch_cache)
         sandbox.probe()
         return sandbox
     except SandboxUnavailable as err:

@@ -31,7 +31,7 @@ from ..chimerax_client import ping
 from ..locate import PROJECT_ROOT, Executable
 from .base import Launcher
 from .local import channel_of
-from .sandbox import WORKSPACE
+from .sandbox import FETCH_CACHE, WORKSPACE
 from .slurm_cli import LIVE_STATES, JobTable, SchedulerUnavailable, Slurm, SlurmError
 from .slurm_job import FAILED, READY
 
@@ -269,6 +269,12 @@ class SlurmLauncher(Launcher):
 
     def _chimerax_path(self, state, workspace):
         return WORKSPACE if state.get("sandbox") == "bwrap" else workspace
+
+    def _fetch_cache_path(self, state, path):
+        # The node's sandbox binds the same FETCH_CACHE_DIR (a shared file system) read-only.
+        if state.get("sandbox") != "bwrap":
+            return path
+        return os.path.join(FETCH_CACHE, os.path.relpath(path, self.config["FETCH_CACHE_DIR"]))
 
     def _adoptable(self, state, marker):
         # A pool process keeps the job (and name) it was started with after a
