@@ -69,6 +69,14 @@ def test_another_users_session_is_served_from_the_cache(fetching, mirror):
     assert command(client, alice, new_session(client, alice), "open 1abc")["ok"]
     assert command(client, bob, new_session(client, bob), "open 1abc")["ok"]
     assert mirror.requests["files.rcsb.org/download/1abc.cif"] == 1
+    root = token_header(app, "root", "admin")
+    assert client.get("/api/admin/fetch-cache", headers=alice).status_code == 403
+    listing = client.get("/api/admin/fetch-cache", headers=root).get_json()
+    entry = next(e for e in listing["entries"] if e["url"] == "http://files.rcsb.org/download/1abc.cif")
+    assert entry["in_use"] and entry["save_name"] == "1abc.cif" and listing["bytes"] >= entry["size"] > 0
+    purged = client.delete("/api/admin/fetch-cache", headers=root).get_json()
+    assert entry["url"] in purged["kept_in_use"] and entry["url"] not in purged["removed"]
+    assert client.get("/api/admin/overview", headers=root).get_json()["fetch_cache"]["entries"] >= 1
 
 
 def test_four_sessions_fetching_one_new_entry_at_once_make_one_request(fetching, mirror):

@@ -1,6 +1,6 @@
 """/api/me and /api/admin: what the web console asks beside the sessions."""
 from ..controllers import admin as c
-from ..schemas.admin import MeSchema, OverviewSchema
+from ..schemas.admin import FetchCacheSchema, MeSchema, OverviewSchema, PurgeArgsSchema, PurgedSchema
 from .api import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/api", description="The caller, and the service for admins")
@@ -18,3 +18,18 @@ def me():
 def overview():
     """Warm pool and recently denied commands (admins only)"""
     return c.overview()
+
+
+@bp.route("/admin/fetch-cache", methods=["GET"])
+@bp.response(200, FetchCacheSchema)
+def fetch_cache():
+    """The fetch cache's entries, sizes and which are in use (admins only)"""
+    return c.fetch_cache()
+
+
+@bp.route("/admin/fetch-cache", methods=["DELETE"])
+@bp.arguments(PurgeArgsSchema, location="query")
+@bp.response(200, PurgedSchema)
+def purge_fetch_cache(args):
+    """Remove cache entries no live session uses: one (`url`) or all (admins only)"""
+    return c.purge_fetch_cache(args)

@@ -22,3 +22,30 @@ class OverviewSchema(Schema):
     pool_size = fields.Integer(metadata={"description": "POOL_SIZE, the target"})
     denied = fields.List(fields.Nested(DeniedCommandSchema),
                          metadata={"description": "the most recent commands the policy refused, newest first"})
+    fetch_cache = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                              metadata={"description": "the fetch cache: entries, bytes, max_bytes"})
+
+
+class CacheEntrySchema(Schema):
+    url = fields.String()
+    sha256 = fields.String()
+    save_name = fields.String()
+    size = fields.Integer()
+    fetched_at = Timestamp()
+    last_used = Timestamp()
+    in_use = fields.Boolean(metadata={"description": "a live session opened it: never evicted"})
+
+
+class FetchCacheSchema(Schema):
+    bytes = fields.Integer()
+    max_bytes = fields.Integer(metadata={"description": "FETCH_CACHE_MB"})
+    entries = fields.List(fields.Nested(CacheEntrySchema))
+
+
+class PurgeArgsSchema(Schema):
+    url = fields.String(metadata={"description": "only this entry (default: every entry not in use)"})
+
+
+class PurgedSchema(Schema):
+    removed = fields.List(fields.String())
+    kept_in_use = fields.List(fields.String())

@@ -106,6 +106,22 @@ class Broker:
             removed.append(entry.url)
         return removed
 
+    def listing(self) -> dict[str, Any]:
+        """The cache as an admin sees it: entries newest use first, sizes, which are in use."""
+        entries = self.store.fetch_entries()
+        spare = {e.url for e in self.store.evictable_fetch_entries()}
+        return {"bytes": sum(e.size for e in entries), "max_bytes": self.cache.max_bytes,
+                "entries": [dict(e.__dict__, in_use=e.url not in spare) for e in entries]}
+
+    def purge_unused(self, url: str | None = None) -> dict[str, list[str]]:
+        """Remove entries (one, or all) that no live session uses; those in use are kept."""
+        spare = {e.url: e for e in self.store.evictable_fetch_entries()}
+        asked = [e for e in self.store.fetch_entries() if url is None or e.url == url]
+        removed = [e.url for e in asked if e.url in spare]
+        for name in removed:
+            self.purge(spare[name])
+        return {"removed": removed, "kept_in_use": [e.url for e in asked if e.url not in spare]}
+
     def purge(self, entry: CacheEntry) -> None:
         self.store.remove_fetch_entry(entry.url)
         same = [e for e in self.store.fetch_entries() if e.sha256 == entry.sha256]

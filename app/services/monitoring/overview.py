@@ -12,4 +12,6 @@ def overview(principal: Principal, store: Store, settings: Mapping[str, Any]) ->
     if not principal.is_admin:
         raise Forbidden("the service overview is for admins")
     return {"pool": store.count_pool_by_status(), "pool_size": settings["POOL_SIZE"],
-            "denied": store.recent_denied(RECENT_DENIED)}
+            "denied": store.recent_denied(RECENT_DENIED),
+            "fetch_cache": {"entries": len(store.fetch_entries()), "bytes": store.fetch_cache_bytes(),
+                            "max_bytes": settings["FETCH_CACHE_MB"] * 2**20}}

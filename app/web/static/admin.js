@@ -20,6 +20,9 @@ async function refresh() {
   document.getElementById("sessions").replaceChildren(...rows);
   const pool = Object.entries(overview.pool).map(([state, n]) => `${n} ${state}`).join(", ");
   document.getElementById("pool").textContent = `${pool || "empty"} (target size ${overview.pool_size})`;
+  const cache = overview.fetch_cache;
+  document.getElementById("fetch-cache").textContent = `${cache.entries} entries, ` +
+    `${(cache.bytes / 2 ** 20).toFixed(1)} of ${(cache.max_bytes / 2 ** 20).toFixed(0)} MiB`;
   document.getElementById("denied").replaceChildren(...overview.denied.map((d) => el("tr", {},
     el("td", {}, age(d.at) + " ago"), el("td", {}, d.user), el("td", {}, d.session_id.slice(0, 8)),
     el("td", {}, el("code", {}, d.command)))));
