@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "chimerax_runtime"))
 from measure_startup import one_run  # noqa: E402  (the runtime's own spawn->ready probe)
 
 from bench.agent_start import agent_start  # noqa: E402
+from bench.fetch_figures import fetch_figures  # noqa: E402
 from cxs_client import Client  # noqa: E402
 
 RUNTIME = os.path.join(ROOT, ".chimerax", "bin", "chimerax")
@@ -284,6 +285,7 @@ def main():
     parser.add_argument("--sessions", type=int, default=40)
     parser.add_argument("--api-only", action="store_true", help="figures 3-5 only, on both stores")
     parser.add_argument("--slurm-only", action="store_true", help="figure 7 only (a private Slurm)")
+    parser.add_argument("--start-only", action="store_true", help="figures 1b and 8 only (agent start, fetching)")
     opts = parser.parse_args()
     rows = []
     from tests.postgres import PostgresServer
@@ -376,6 +378,14 @@ def report(opts, rows, postgres):
             if opts.slurm_only:
                 rows += slurm_rows(workdir, workers, opts)
                 continue
+            if opts.start_only:
+                today, before = agent_start(ROOT, RUNTIME, opts.runs)
+                rows.append((workers, "1b. agent start, with its proofs vs before them (median, spawn->reply)",
+                             "%.0f ms vs %.0f ms" % (statistics.median(today) * 1e3, statistics.median(before) * 1e3),
+                             "ratio %.3f" % (statistics.median(today) / statistics.median(before)), "<= 1.05",
+                             statistics.median(today) / statistics.median(before) <= 1.05))
+                rows += fetch_figures(Server, os.path.join(workdir, "fetch"), workers, opts.runs * 4)
+                continue
             cold, raw = cold_create(os.path.join(workdir, "cold"), workers, opts.runs)
             rows.append((workers, "1. cold create vs raw spawn->ready (median)",
                          "%.0f ms vs %.0f ms" % (statistics.median(cold) * 1000, statistics.median(raw) * 1000),
@@ -398,6 +408,7 @@ def report(opts, rows, postgres):
                 pct(warm, 50) * 1000, pct(warm, 95) * 1000), "vs cold x%.0f faster" % (
                 statistics.median(cold) / pct(warm, 50)), "p50 <= 30 ms", pct(warm, 50) <= 0.030))
 
+            rows += fetch_figures(Server, os.path.join(workdir, "fetch"), workers, opts.runs * 4)
             for backend in ("sqlite", "postgresql"):
                 rows += api_figures(os.path.join(workdir, "main-" + backend), workers, opts, postgres, backend)
             rows += slurm_rows(workdir, workers, opts)

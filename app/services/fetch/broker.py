@@ -20,6 +20,9 @@ log = logging.getLogger("cxs.fetch")
 
 SAVE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 WAIT_POLL = 0.05        # while another worker downloads: how often its result is looked for
+TOUCH_INTERVAL = 60.0   # s: an entry's last use is written at most this often
+# Uses this process has written (a session's use of an entry is one row): not written again.
+_recorded_uses: set[tuple[str, str, float]] = set()
 
 
 class Broker:
@@ -42,7 +45,12 @@ class Broker:
         except StoreUnavailable:
             metrics.FETCHES.labels("store_unavailable").inc()
             return {"error": "the fetch cache is unavailable; try again shortly"}
-        self.store.use_fetch_entry(record.id, entry.url)
+        use = (record.id, entry.url, entry.fetched_at)     # a new download of the URL is a new entry
+        if use not in _recorded_uses:
+            self.store.use_fetch_entry(record.id, entry.url)
+            if len(_recorded_uses) > 10000:
+                _recorded_uses.clear()
+            _recorded_uses.add(use)
         metrics.FETCHES.labels(result).inc()
         metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
         return {"path": self.launcher.fetch_cache_path(record.process, self.cache.path(entry))}
@@ -56,16 +64,19 @@ class Broker:
         if not save_name or set(save_name) - SAVE_NAME_CHARS or save_name.startswith(".") or len(save_name) > 128:
             raise rules.FetchRefused("%r is not a name the cache keeps" % save_name, "not_allowed")
         now = self.clock()
-        if self.store.count_fetch_request(user, now, 60) > self.settings["FETCH_PER_USER_PER_MIN"]:
-            raise rules.FetchRefused("too many fetches: at most %d a minute (FETCH_PER_USER_PER_MIN)"
-                                     % self.settings["FETCH_PER_USER_PER_MIN"], "rate_limited")
-        holder = uuid.uuid4().hex
+        holder, counted = uuid.uuid4().hex, False
         deadline = time.monotonic() + self.settings["FETCH_TIMEOUT"] + 5
         while True:
             entry = self.store.fetch_entry(url)
             if entry is not None and entry.save_name == save_name and self.cache.intact(entry):
-                self.store.touch_fetch_entry(url, now)
+                if now - entry.last_used > TOUCH_INTERVAL:      # the LRU order needs no finer time
+                    self.store.touch_fetch_entry(url, now)
                 return entry, "hit"
+            # What reaches the sources (or waits for them) counts; a hit does not.
+            if not counted and self.store.count_fetch_request(user, now, 60) > self.settings["FETCH_PER_USER_PER_MIN"]:
+                raise rules.FetchRefused("too many fetches: at most %d a minute (FETCH_PER_USER_PER_MIN)"
+                                         % self.settings["FETCH_PER_USER_PER_MIN"], "rate_limited")
+            counted = True
             if self.store.take_fetch_lease(url, holder, self.clock(), self.settings["FETCH_TIMEOUT"] + 5):
                 try:
                     return self._download(url, save_name, bool(request.get("uncompress"))), "downloaded"

@@ -1,0 +1,85 @@
+"""Figure 8: what fetching through the service costs (docs/fetching.md).
+
+8a. `open` of a cached database entry vs `open` of the same file from the
+    session's workspace (medians): the cache path must cost no more than 10 %.
+8b. A first fetch's own cost: `open` of a new entry minus `open` of a cached
+    one, minus a plain HTTP GET of the same file from the mirror (medians).
+
+A loopback mirror serves the entries; the service runs at its defaults
+(sandbox, gthread) with FETCH_MIRRORS pointing at it."""
+import http.server
+import os
+import statistics
+import threading
+import time
+
+import requests
+
+PDB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".chimerax", "venv", "lib",
+                   "python3.11", "site-packages", "chimerax", "md_crds", "dcd", "MDToolsMarch97", "data",
+                   "alanin.pdb")
+
+
+class _Mirror(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def _mirror(body):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = _Mirror(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def fetch_figures(server_class, workdir, workers, runs):
+    body = open(PDB, "rb").read()
+    mirror = _mirror(body)
+    base = "http://127.0.0.1:%d/" % mirror.server_address[1]
+    server = server_class(workdir, workers, POOL_SIZE=0,
+                          FETCH_MIRRORS="http://files.rcsb.org/=%s" % base, FETCH_PER_USER_PER_MIN=100000).start()
+    try:
+        user = server.token("bench")
+        sid = requests.post(server.url + "/api/sessions", json={}, headers=user, timeout=120).json()["id"]
+        url = server.url + "/api/sessions/" + sid
+
+        def timed(command):
+            started = time.perf_counter()
+            reply = requests.post(url + "/commands", json={"command": command}, headers=user, timeout=120)
+            elapsed = time.perf_counter() - started
+            assert reply.status_code == 200 and reply.json()["ok"], reply.text
+            requests.post(url + "/commands", json={"command": "close"}, headers=user, timeout=60)
+            return elapsed
+        requests.post(url + "/files", files={"file": ("alanin.pdb", body)}, headers=user, timeout=60)
+        timed("open 9zzz format pdb")       # warms both paths once
+        cached, local, first, get = [], [], [], []
+        for i in range(runs):
+            cached.append(timed("open 9zzz format pdb"))
+            local.append(timed("open alanin.pdb"))
+            first.append(timed("open %d%03d format pdb" % (1 + i // 1000, i % 1000)))
+            started = time.perf_counter()
+            requests.get(base + "download/x.pdb", timeout=30).content
+            get.append(time.perf_counter() - started)
+        requests.delete(url, headers=user, timeout=60)
+    finally:
+        server.stop()
+        mirror.shutdown()
+        mirror.server_close()
+    ratio = statistics.median(cached) / statistics.median(local)
+    extra = statistics.median(first) - statistics.median(cached) - statistics.median(get)
+    return [
+        (workers, "8a. open of a cached entry vs the same file from the workspace (median)",
+         "%.1f ms vs %.1f ms" % (statistics.median(cached) * 1e3, statistics.median(local) * 1e3),
+         "ratio %.3f" % ratio, "<= 1.10", ratio <= 1.10),
+        (workers, "8b. first fetch minus cached open minus plain GET (median)",
+         "%.1f ms (GET %.1f ms)" % (extra * 1e3, statistics.median(get) * 1e3), "", "<= 50 ms", extra <= 0.050),
+    ]
