@@ -11,6 +11,7 @@ next step. Without the service's answer in time, the fetch fails as a
 ChimeraX error; outside a command, fetching is refused.
 """
 import itertools
+import os
 import queue
 import sys
 import threading
@@ -40,10 +41,17 @@ def install(server):
     if original is None:
         return False
     main = threading.main_thread()
+    # What the service answered, by request: cache files are content-addressed,
+    # read-only here and kept while this session lives, so asking again for the
+    # same URL gets the same file (ChimeraX's ignore_cache asks anyway).
+    given = {}
 
     def fetch_file(session, url, name, save_name, save_dir, *, uncompress=False, transmit_compressed=True,
                    ignore_cache=False, check_certificates=True, timeout=60, error_status=True):
         from chimerax.core.errors import UserError
+        key = (str(url), str(save_name or ""), bool(uncompress))
+        if not ignore_cache and key in given and os.path.exists(given[key]):
+            return given[key]
         exchange = server.exchange
         if exchange is None or threading.current_thread() is not main:
             raise UserError("fetching %s is only possible within a command" % (name or url))
@@ -59,6 +67,7 @@ def install(server):
             exchange.pending = None
         if answer.get("error") or not answer.get("path"):
             raise UserError("Fetching %s failed: %s" % (name or url, answer.get("error") or "no file"))
+        given[key] = answer["path"]
         return answer["path"]
 
     fetch.fetch_file = fetch_file
