@@ -291,6 +291,9 @@ SETTINGS = (
             'URL prefixes the service fetches from (the databases ChimeraX fetches from); anything else is '
             'refused', shown='the databases ChimeraX 1.6–1.11 fetches from (RCSB, PDBe, PDBj, PDB-REDO, '
             'AlphaFold DB, wwPDB files incl. chemical components, EMDB mirrors, UniProt, PubChem, COD, ESM Atlas)'),
+    Setting("FETCH_ALLOW_URLS", bool, False,
+            'trusted profiles may `open` URLs under `FETCH_ALLOWED`, through the same broker (viewers never)',
+            shown='`false`'),
     Setting("FETCH_MIRRORS", list, "",
             '`prefix=replacement` rules applied after the allowlist check (a local mirror)', shown='*(none)*'),
     Setting("FETCH_TIMEOUT", float, 60.0, 's a download may take', positive=True),

@@ -13,6 +13,7 @@ ChimeraX error; outside a command, fetching is refused.
 import itertools
 import os
 import queue
+import shutil
 import sys
 import threading
 
@@ -57,21 +58,51 @@ def install(server):
             raise UserError("fetching %s is only possible within a command" % (name or url))
         request = {"id": next(_ids), "url": str(url), "name": str(name or ""), "save_name": str(save_name or ""),
                    "save_dir": None if save_dir is None else str(save_dir), "uncompress": bool(uncompress)}
-        exchange.pending = request["id"]
-        exchange.events.put(("fetch", request))
-        try:
-            answer = exchange.replies.get(timeout=float(timeout or 60) + ANSWER_GRACE)
-        except queue.Empty:
-            raise UserError("Fetching %s failed: the service did not answer" % (name or url)) from None
-        finally:
-            exchange.pending = None
+        answer = _ask(exchange, request, timeout)
+        if answer is None:
+            raise UserError("Fetching %s failed: the service did not answer" % (name or url))
         if answer.get("error") or not answer.get("path"):
             raise UserError("Fetching %s failed: %s" % (name or url, answer.get("error") or "no file"))
         given[key] = answer["path"]
         return answer["path"]
 
+    def retrieve_url(url, filename, *, logger=None, uncompress=False, transmit_compressed=True, update=False,
+                     check_certificates=True, name=None, timeout=60, error_status=True):
+        # What `open <URL>` (ChimeraX's web fetch) calls: a typed URL, which the
+        # service takes only from trusted profiles and only with FETCH_ALLOW_URLS.
+        from urllib.request import URLError
+        exchange = server.exchange
+        if exchange is None or threading.current_thread() is not main:
+            raise URLError("fetching %s is only possible within a command" % url)
+        request = {"id": next(_ids), "kind": "url", "url": str(url), "name": str(name or url),
+                   "save_name": os.path.basename(str(filename)), "save_dir": None, "uncompress": bool(uncompress)}
+        answer = _ask(exchange, request, timeout)
+        if answer is None or answer.get("error") or not answer.get("path"):
+            raise URLError((answer or {}).get("error") or "the service did not answer")
+        os.makedirs(os.path.dirname(os.path.abspath(filename)), exist_ok=True)
+        shutil.copyfile(answer["path"], filename)
+        return answer.get("content_type")
+
     fetch.fetch_file = fetch_file
+    replaced = {original: fetch_file}
+    if getattr(fetch, "retrieve_url", None) is not None:
+        replaced[fetch.retrieve_url] = retrieve_url
+        fetch.retrieve_url = retrieve_url
     for module in list(sys.modules.values()):
-        if getattr(module, "fetch_file", None) is original:
-            module.fetch_file = fetch_file
+        for attribute in ("fetch_file", "retrieve_url"):
+            value = getattr(module, attribute, None)
+            if value in replaced and module is not fetch:
+                setattr(module, attribute, replaced[value])
     return True
+
+
+def _ask(exchange, request, timeout):
+    """The service's answer to one fetch of the running command, or None in time."""
+    exchange.pending = request["id"]
+    exchange.events.put(("fetch", request))
+    try:
+        return exchange.replies.get(timeout=float(timeout or 60) + ANSWER_GRACE)
+    except queue.Empty:
+        return None
+    finally:
+        exchange.pending = None

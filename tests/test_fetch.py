@@ -178,3 +178,24 @@ def test_trusted_python_cannot_change_what_the_cache_serves(fetching, mirror):
     found, *outcomes = open(os.path.join(workspace, "outcomes.txt")).read().split()
     assert found == "1" and "done" not in outcomes, outcomes
     assert hashlib.sha256(open(cached[0], "rb").read()).hexdigest() == before
+
+
+def test_a_trusted_user_opens_allowed_urls_through_the_broker_only_with_the_switch(fetching, mirror):
+    text = "open http://files.rcsb.org/download/1abc.cif"
+    app = fetching()
+    client, root = app.test_client(), token_header(app, "root", "admin")
+    result = command(client, root, new_session(client, root), text)
+    assert not result["ok"] and "FETCH_ALLOW_URLS" in result["error"]["message"], result
+    assert sum(mirror.requests.values()) == 0
+
+    allowing = fetching(FETCH_ALLOW_URLS=True)
+    client, root = allowing.test_client(), token_header(allowing, "root", "admin")
+    url = new_session(client, root)
+    opened = command(client, root, url, text)
+    assert opened["ok"], opened
+    assert mirror.requests["files.rcsb.org/download/1abc.cif"] == 1
+    outside = command(client, root, url, "open http://bad.example/1abc.cif")
+    assert not outside["ok"] and "not allowed" in outside["error"]["message"], outside
+    alice = token_header(allowing, "alice")
+    refused = client.post(new_session(client, alice) + "/commands", json={"command": text}, headers=alice)
+    assert refused.status_code == 403      # a viewer's URL never reaches the broker

@@ -47,7 +47,7 @@ def broker(tmp_path, source):
     store = Store(url)
     settings = {"FETCH_CACHE_DIR": str(tmp_path / "cache"), "FETCH_CACHE_MB": 1, "FETCH_ALLOWED": [source[0]],
                 "FETCH_MIRRORS": "", "ALLOW_FETCH": True, "FETCH_TIMEOUT": 10.0, "FETCH_MAX_MB": 5,
-                "FETCH_PER_USER_PER_MIN": 1000}
+                "FETCH_PER_USER_PER_MIN": 1000, "FETCH_ALLOW_URLS": False}
     yield Broker(store, settings, launcher=None), store, source
     store.close()
 

@@ -33,11 +33,13 @@ class Broker:
         self.allowed = list(settings["FETCH_ALLOWED"])
         self.mirrors = rules.parse_mirrors(settings["FETCH_MIRRORS"])
 
-    def answer(self, record: SessionRecord, user: str, request: Mapping[str, Any]) -> dict[str, str]:
-        """What the agent hands back to ChimeraX's fetch_file: {"path"} or {"error"}."""
+    def answer(self, record: SessionRecord, user: str, request: Mapping[str, Any],
+               trusted: bool = False) -> dict[str, str]:
+        """What the agent hands back to ChimeraX's fetch_file: {"path"} or {"error"}.
+        `trusted`: the command runs without a policy profile (URLs may be allowed)."""
         started = time.perf_counter()
         try:
-            entry, result = self.fetch(user, request)
+            entry, result = self.fetch(user, request, trusted)
         except rules.FetchRefused as refused:
             metrics.FETCHES.labels(refused.result).inc()
             log.info("fetch for %s refused (%s): %s", user, refused.result, refused.message)
@@ -55,10 +57,13 @@ class Broker:
         metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
         return {"path": self.launcher.fetch_cache_path(record.process, self.cache.path(entry))}
 
-    def fetch(self, user: str, request: Mapping[str, Any]) -> tuple[CacheEntry, str]:
+    def fetch(self, user: str, request: Mapping[str, Any], trusted: bool = False) -> tuple[CacheEntry, str]:
         """(the cache entry of the request's URL, "hit" or "downloaded")."""
         if not self.settings["ALLOW_FETCH"]:
             raise rules.FetchRefused("fetching is turned off on this service (ALLOW_FETCH)", "disabled")
+        if request.get("kind") == "url" and not (trusted and self.settings["FETCH_ALLOW_URLS"]):
+            # Viewers never get here (the policy refuses URLs); trusted profiles only with the switch.
+            raise rules.FetchRefused("opening URLs is turned off on this service (FETCH_ALLOW_URLS)", "urls_off")
         url, save_name = str(request.get("url") or ""), str(request.get("save_name") or "")
         rules.check(url, self.allowed)
         if not save_name or set(save_name) - SAVE_NAME_CHARS or save_name.startswith(".") or len(save_name) > 128:

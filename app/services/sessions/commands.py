@@ -96,7 +96,8 @@ class SessionCommands(SessionBase):
         try:
             result = chimerax_client.run_command(
                 self.launcher.channel(record.process), command, self.settings["COMMAND_TIMEOUT"], profile=profile,
-                fetcher=lambda request: self.fetch_broker.answer(record, record.user, request))
+                fetcher=lambda request: self.fetch_broker.answer(record, record.user, request,
+                                                                 trusted=profile is None))
             metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)
         except ChimeraXDied:
             if self.launcher.poll(record.process):
