@@ -51,6 +51,9 @@ HOOKS = (
     Hook("fetch.fetch_file", "src/bundles/core/src/fetch.py",
          r"def fetch_file\(\s*session,\s*url,\s*name,\s*save_name,\s*save_dir,\s*\*",
          "every database fetcher ends in it: the agent hands the fetch to the service (cxs_fetch.py)"),
+    Hook("fetch.retrieve_url", "src/bundles/core/src/fetch.py",
+         r"def retrieve_url\(\s*url,\s*filename,\s*\*",
+         "what `open <URL>` (web fetch) calls: handed to the service too (FETCH_ALLOW_URLS)"),
     Hook("chimerax.core.version", "src/bundles/core/src/__init__.py", r"from \.buildinfo import version",
          "the version the agent reports"),
 )
