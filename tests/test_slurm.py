@@ -18,6 +18,7 @@ from app.store.models import ProcessHandle
 
 from . import slurm
 from .conftest import alanin_pdb, token_header, wait_until
+from .fetch_mirror import Mirror, layout
 
 pytestmark = pytest.mark.slow
 
@@ -276,3 +277,21 @@ def test_restart_adopts_jobs(gunicorn_server, cluster, tmp_path):
     assert reply.status_code == 200 and reply.json()["ok"]
     assert cluster.live_jobs()[job][1] == "RUNNING"
     assert "adopted 1 session" in server.log_text()
+
+
+def test_a_slurm_session_fetches_through_the_service_from_the_shared_cache(slurm_app, tmp_path):
+    # The node's sandbox binds the same FETCH_CACHE_DIR read-only; the path comes over the channel.
+    mirror = Mirror(layout(str(tmp_path)))
+    try:
+        app = slurm_app(FETCH_MIRRORS=mirror.mirrors())
+        client, alice = app.test_client(), token_header(app, "alice")
+        created = client.post("/api/sessions", json={}, headers=alice)
+        assert created.status_code == 201, created.get_json()
+        sid = created.get_json()["id"]
+        assert record(app, sid).process.details["sandbox"] == "bwrap"
+        opened = client.post("/api/sessions/%s/commands" % sid, json={"command": "open 1abc"}, headers=alice)
+        assert opened.get_json()["ok"], opened.get_json()
+        assert mirror.requests["files.rcsb.org/download/1abc.cif"] == 1
+        assert client.delete("/api/sessions/" + sid, headers=alice).status_code == 204
+    finally:
+        mirror.close()

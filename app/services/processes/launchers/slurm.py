@@ -42,7 +42,7 @@ NAME_PREFIX = "cxs-"
 # Settings the node needs to build the same local launcher there.
 NODE_SETTINGS = ("SANDBOX", "SANDBOX_USER", "SANDBOX_READONLY_PATHS", "SANDBOX_TMP_MB", "SANDBOX_MAX_PROCESSES",
                  "SESSION_MEMORY_MB", "WORKSPACE_QUOTA_MB", "SESSION_MAX_OPEN_FILES", "CHIMERAX_OFFSCREEN",
-                 "HOST_ID", "WORKSPACE_ROOT")
+                 "HOST_ID", "WORKSPACE_ROOT", "FETCH_CACHE_DIR")
 # How a job that ended on its own ends its session.
 END_REASONS = {"TIMEOUT": "max_lifetime", "DEADLINE": "max_lifetime", "OUT_OF_MEMORY": "memory_limit"}
 
