@@ -11,7 +11,7 @@ from . import logs
 from .services.policy import profiles as policy
 from .services.processes.launchers import Launcher, build_launcher, launcher_domain
 from .services.processes.pool import WarmPool
-from .services.sessions import SessionService
+from .services.sessions.service import SessionService
 from .services.upkeep import recovery
 from .services.upkeep.sweeper import Sweeper, SweeperSchedule
 from .settings import check_settings

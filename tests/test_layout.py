@@ -5,6 +5,10 @@ type hints (mypy checks their bodies: `make lint`)."""
 import ast
 import os
 import re
+import subprocess
+import sys
+
+import pytest
 
 from app import layout
 from app.services.processes.locate import PROJECT_ROOT
@@ -48,3 +52,19 @@ def test_public_functions_of_services_store_and_client_are_annotated():
                                                if a.arg not in ("self", "cls")):
                     missing.append("%s:%d %s" % (os.path.relpath(path, PROJECT_ROOT), node.lineno, node.name))
     assert missing == []
+
+
+@pytest.mark.slow
+def test_every_module_of_app_imports_on_its_own():
+    """Each module first in a fresh interpreter: an import cycle between the
+    capability packages shows only when the wrong module comes first."""
+    names = sorted({os.path.relpath(path, PROJECT_ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+                    for path in _modules("app")})
+    script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    failed = {}
+    for name in names:
+        done = subprocess.run([sys.executable, "-c", script, name], capture_output=True, text=True,
+                              cwd=PROJECT_ROOT, timeout=120)
+        if done.returncode:
+            failed[name] = done.stderr.strip().splitlines()[-1]
+    assert failed == {}
