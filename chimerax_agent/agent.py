@@ -311,7 +311,7 @@ def _serve_once_looping(server, where):
         server.session.ui.thread_safe(_where, ran_on)
         if ran_on.get() is main:
             break
-        time.sleep(0.01)        # called in place: the loop has not started yet
+        time.sleep(0.001)       # called in place: the loop has not started yet (it will in a few ms)
     print("%s %s chimerax %s" % (READY_PREFIX, where, selftest.version()), file=sys.__stdout__, flush=True)
     server.serve_forever()
 
