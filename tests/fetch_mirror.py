@@ -116,7 +116,7 @@ def layout(folder):
         files["files.rcsb.org/download/%s.cif" % pdb_id] = cif
         files["files.rcsb.org/download/%s.pdb" % pdb_id] = pdb
     files["alphafold.ebi.ac.uk/files/AF-P69905-F1-model_v4.cif"] = cif
-    files["www.rbvi.ucsf.edu/chimerax/data/status/alphafold_database.json"] = b'{"database_version": "4"}'
+    files["www.rbvi.ucsf.edu/chimerax/data/status/alphafold_database3.json"] = b'{"database_version": "4"}'
     emdb = "ftp.ebi.ac.uk/pub/databases/emdb/structures/EMD-1080/"
     files[emdb + "map/emd_1080.map.gz"] = gzip.compress(small_map())
     files[emdb + "header/emd-1080.xml"] = b"<emdEntry/>"

@@ -58,6 +58,9 @@ def test_a_viewer_opens_database_entries_with_chimeraxs_own_fetchers(fetching, m
         result = command(client, alice, url, text)
         assert result["ok"], (text, result)
         assert mirror.requests[path] == 1, (text, dict(mirror.requests))
+    # What ChimeraX fetches by itself comes the same way: AlphaFold DB's version file, ligand templates.
+    assert mirror.requests["www.rbvi.ucsf.edu/chimerax/data/status/alphafold_database3.json"] == 1
+    assert any(path.startswith("files.wwpdb.org/pub/pdb/refdata/chem_comp/") for path in mirror.requests)
     shown = " ".join(sum(models(client, alice, url).values(), []))
     assert shown.count("#") >= 4, shown
 
@@ -199,3 +202,30 @@ def test_a_trusted_user_opens_allowed_urls_through_the_broker_only_with_the_swit
     alice = token_header(allowing, "alice")
     refused = client.post(new_session(client, alice) + "/commands", json={"command": text}, headers=alice)
     assert refused.status_code == 403      # a viewer's URL never reaches the broker
+
+
+def test_sessions_of_several_gunicorn_workers_fetching_one_entry_at_once_make_one_request(gunicorn_server,
+                                                                                           mirror, tmp_path):
+    import requests
+    server = gunicorn_server(workers=3, FETCH_MIRRORS=mirror.mirrors(), FETCH_CACHE_DIR=str(tmp_path / "cache"),
+                             MAX_SESSIONS_PER_USER=8)
+    headers = server.token("alice")
+    sids = [requests.post(server.url + "/api/sessions", json={}, headers=headers, timeout=60).json()["id"]
+            for _ in range(6)]
+    mirror.behaviour["files.rcsb.org/download/7abc.cif"] = "slow"
+    results, start = {}, threading.Barrier(len(sids))
+
+    def fetch(sid):
+        start.wait()
+        results[sid] = requests.post(server.url + "/api/sessions/%s/commands" % sid,
+                                     json={"command": "open 7abc"}, headers=headers, timeout=60).json()
+    threads = [threading.Thread(target=fetch, args=(sid,)) for sid in sids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(result["ok"] for result in results.values()), results
+    assert mirror.requests["files.rcsb.org/download/7abc.cif"] == 1
+    workers = {line.split("[")[1].split("]")[0] for line in open(server.log_path)
+               if "cxs.requests" in line and "/commands 200" in line}
+    assert len(workers) > 1, "all the commands went to one worker: the lease was not tested across them"
