@@ -9,46 +9,35 @@
 
 A loopback mirror serves the entries; the service runs at its defaults
 (sandbox, gthread) with FETCH_MIRRORS pointing at it."""
-import http.server
 import os
 import statistics
-import threading
 import time
 
 import requests
+
+from tests.fetch_mirror import Mirror
 
 PDB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".chimerax", "venv", "lib",
                    "python3.11", "site-packages", "chimerax", "md_crds", "dcd", "MDToolsMarch97", "data",
                    "alanin.pdb")
 
 
-class _Mirror(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class _Everywhere(dict):
+    """Mirror files: the same body under every path (each new id a new entry)."""
 
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
 
-def _mirror(body):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-    server = _Mirror(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    def get(self, key, default=None):
+        return self.body
 
 
 def fetch_figures(server_class, workdir, workers, runs):
     body = open(PDB, "rb").read()
-    mirror = _mirror(body)
-    base = "http://127.0.0.1:%d/" % mirror.server_address[1]
-    server = server_class(workdir, workers, POOL_SIZE=0,
-                          FETCH_MIRRORS="http://files.rcsb.org/=%s" % base, FETCH_PER_USER_PER_MIN=100000).start()
+    mirror = Mirror(_Everywhere(body))      # the tests' loopback mirror (tests/fetch_mirror.py)
+    server = server_class(workdir, workers, POOL_SIZE=0, FETCH_MIRRORS=mirror.mirrors(),
+                          FETCH_PER_USER_PER_MIN=100000).start()
     try:
         user = server.token("bench")
         sid = requests.post(server.url + "/api/sessions", json={}, headers=user, timeout=120).json()["id"]
@@ -69,7 +58,7 @@ def fetch_figures(server_class, workdir, workers, runs):
             local.append(timed("open alanin.pdb"))
             first.append(timed("open %d%03d format pdb" % (1 + i // 1000, i % 1000)))
             started = time.perf_counter()
-            requests.get(base + "download/x.pdb", timeout=30).content
+            assert requests.get(mirror.base + "files.rcsb.org/download/x.pdb", timeout=30).content
             get.append(time.perf_counter() - started)
         requests.delete(url, headers=user, timeout=60)
         other = []          # a session's first open of an entry another session had fetched
@@ -80,8 +69,7 @@ def fetch_figures(server_class, workdir, workers, runs):
             requests.delete(url, headers=user, timeout=60)
     finally:
         server.stop()
-        mirror.shutdown()
-        mirror.server_close()
+        mirror.close()
     ratio = statistics.median(cached) / statistics.median(local)
     extra = statistics.median(first) - statistics.median(cached) - statistics.median(get)
     return [

@@ -49,12 +49,12 @@ def rest(tmp_path):
     channel = chimerax_client.Channel(secret=secret, host=ready.group(1), port=int(ready.group(2)))
 
     def run(command):
-        status, body = chimerax_client._get(channel, "/run?" + chimerax_client.urlencode({"command": command}),
+        status, body = chimerax_client._request(channel, "/run?" + chimerax_client.urlencode({"command": command}),
                                              60, 5, {})
         while status == 200 and body.startswith(b'{"fetch"'):
             # A fetch the agent hands over: no service here to make it (tests/test_fetch.py does).
             asked = chimerax_client.json.loads(body)["fetch"]
-            status, body = chimerax_client._get(channel, "/fetched", 60, 5, {}, body=chimerax_client.json.dumps(
+            status, body = chimerax_client._request(channel, "/fetched", 60, 5, {}, body=chimerax_client.json.dumps(
                 {"id": asked["id"], "error": "no network in this test"}).encode())
         assert status == 200, (command, status, body)
         return chimerax_client.json.loads(body)

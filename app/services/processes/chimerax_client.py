@@ -145,12 +145,12 @@ def run_command(channel: Channel, command: str, timeout: float, connect_timeout:
     # (~0.5 ms a call, measured: BENCHMARKS.md figure 3).
     started = time.perf_counter()
     try:
-        status, body = _get(channel, "/run?" + urlencode({"command": command}), timeout, connect_timeout,
+        status, body = _request(channel, "/run?" + urlencode({"command": command}), timeout, connect_timeout,
                             {"X-CXS-Profile": profile.wire} if profile is not None else {})
         while status == 200 and body.startswith(b'{"fetch"'):
             request = _json(body).get("fetch") or {}
             answer = fetcher(request) if fetcher else {"error": "fetching is not available for this command"}
-            status, body = _get(channel, "/fetched", timeout, connect_timeout, {"Content-Type": "application/json"},
+            status, body = _request(channel, "/fetched", timeout, connect_timeout, {"Content-Type": "application/json"},
                                 body=json.dumps(dict(answer, id=request.get("id"))).encode())
     except TimeoutError as err:
         raise CommandTimeout("ChimeraX did not answer within %g s" % timeout) from err
@@ -179,7 +179,7 @@ def run_command(channel: Channel, command: str, timeout: float, connect_timeout:
         raise ChimeraXDied("ChimeraX sent a reply that is not its JSON format") from err
 
 
-def _get(channel, path, timeout, connect_timeout, headers, body=None):
+def _request(channel, path, timeout, connect_timeout, headers, body=None):
     """(status, body) of one authenticated GET (a POST with `body`) on the channel;
     transport errors propagate."""
     conn = None
@@ -207,7 +207,7 @@ def health(channel: Channel, timeout: float) -> dict[str, Any] | None:
     """The agent's own report: {"busy": False} (idle, its main thread answered),
     {"busy": True, "command", "since", "seconds"}, or None (no answer: hung or gone)."""
     try:
-        status, body = _get(channel, "/health", timeout, min(timeout, 2.0), {})
+        status, body = _request(channel, "/health", timeout, min(timeout, 2.0), {})
     except (OSError, http.client.HTTPException):
         return None
     return _json(body) if status == 200 else None

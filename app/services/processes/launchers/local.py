@@ -210,17 +210,19 @@ class LocalLauncher(Launcher):
 
     def _carrying_token(self, token, since):
         """Outermost live processes of this service marked with `token`, started since `since`."""
-        found = {}
+        found = {proc.pid: proc for proc, env in self._ours()
+                 if env.get(spawn.TOKEN_VARIABLE) == token and proc.info["create_time"] >= since - 0.05}
+        return [proc for proc in found.values() if proc.info["ppid"] not in found]
+
+    def _ours(self):
+        """(process, its environment) of every live process marked as this service's."""
         for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
             try:
-                if proc.info["create_time"] < since - 0.05:
-                    continue
                 env = proc.environ()
-                if env.get(spawn.TOKEN_VARIABLE) == token and env.get(spawn.SERVICE_VARIABLE) == self.service_id:
-                    found[proc.pid] = proc
+                if env.get(spawn.SERVICE_VARIABLE) == self.service_id and proc.status() != psutil.STATUS_ZOMBIE:
+                    yield proc, env
             except (psutil.Error, OSError):
                 continue
-        return [proc for proc in found.values() if proc.info["ppid"] not in found]
 
     def _remove_control_files(self, token):
         for path in self._control_paths(token).values():
@@ -266,15 +268,10 @@ class LocalLauncher(Launcher):
         for state in known_states:
             known.update(p for p in (state.get("pid"), state.get("leader")) if p)
         marked, tokens, started_by = {}, {}, {}
-        for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
-            try:
-                env = proc.environ()
-                if (env.get(spawn.SERVICE_VARIABLE) == self.service_id and proc.status() != psutil.STATUS_ZOMBIE
-                        and (host_id is None or env.get(spawn.HOST_VARIABLE) == host_id)):
-                    marked[proc.pid], tokens[proc.pid] = proc, env.get(spawn.TOKEN_VARIABLE)
-                    started_by[proc.pid] = env.get(spawn.OWNER_VARIABLE)
-            except (psutil.Error, OSError):
-                continue
+        for proc, env in self._ours():
+            if host_id is None or env.get(spawn.HOST_VARIABLE) == host_id:
+                marked[proc.pid], tokens[proc.pid] = proc, env.get(spawn.TOKEN_VARIABLE)
+                started_by[proc.pid] = env.get(spawn.OWNER_VARIABLE)
         found = []
         for pid, proc in marked.items():
             # Only the outermost marked process of each tree: stopping it ends the rest.
