@@ -245,7 +245,7 @@ def paired_throughput(first, second, seconds, slices=10):
     frequency) falls on both sides alike instead of on whichever ran second."""
     rates = ([], [])
     for _ in range(slices):
-        for target, out in zip((first, second), rates):
+        for target, out in zip((first, second), rates, strict=True):
             rate, tool = throughput(target[0], target[1], max(1, seconds // slices))
             out.append(rate)
     return statistics.mean(rates[0]), statistics.mean(rates[1]), tool

@@ -65,7 +65,7 @@ def slurm_figures(workdir, workers, runs):
         server = Server(os.path.join(workdir, "slurm-cold"), workers, POOL_SIZE=0, **env).start()
         try:
             launcher = build_launcher(_config(server.env), "bench-raw")
-            user, admin = server.token("bench"), server.token("root", "admin")
+            user = server.token("bench")
             cold, raw = [], []
             for _ in range(runs):
                 raw.append(raw_start(launcher, cluster.env, server.env["WORKSPACE_ROOT"]))
