@@ -137,9 +137,29 @@ SETTINGS = (
     Setting("SANDBOX_TMP_MB", int, 64,
             'size of the private `/tmp` (also `$HOME`) inside'),
     Setting("SANDBOX_MAX_PROCESSES", int, 4096,
-            'processes and threads of `SANDBOX_USER`, all sessions together (RLIMIT_NPROC)'),
+            'processes and threads of `SANDBOX_USER`, all sessions together (RLIMIT_NPROC); '
+            'only where no cgroup holds `SESSION_MAX_PROCESSES`'),
+
+    # Each session's share of the host (docs/limits.md): a cgroup per session.
+    Setting("CGROUPS", str, "auto",
+            'per-session cgroups: `auto` (v2 where a delegated subtree is writable, else v1, else '
+            'none with a warning), `v2`, `v1` (start fails if they cannot work), `off`',
+            choices=("auto", "v2", "v1", "off")),
+    Setting("CGROUP_ROOT", str, "",
+            'the cgroup (a directory) session cgroups are made in; default: for each controller, '
+            'the cgroup the service runs in', shown='*(the service\'s own)*'),
     Setting("SESSION_MEMORY_MB", int, 4096,
-            'address space of each ChimeraX process (RLIMIT_AS)'),
+            'memory of each session: its cgroup\'s limit on resident memory and the page cache it '
+            'owns (without a cgroup: the address-space limit)', not_negative=True),
+    Setting("SESSION_ADDRESS_SPACE_MB", int, 0,
+            'address space of each ChimeraX process (RLIMIT_AS), a backstop that makes one huge '
+            'allocation fail softly as a command error; 0: twice `SESSION_MEMORY_MB` with a cgroup, '
+            '`SESSION_MEMORY_MB` without', not_negative=True),
+    Setting("SESSION_MAX_PROCESSES", int, 256,
+            'processes and threads of each session (its cgroup\'s pids limit)', not_negative=True),
+    Setting("SESSION_CPUS", float, 1.0,
+            'CPU of each session in cores (its cgroup\'s quota; its weight is in proportion, so busy '
+            'sessions share fairly); 0: no quota', not_negative=True),
     Setting("SESSION_MAX_OPEN_FILES", int, 1024,
             'open files of each ChimeraX process'),
     Setting("CONTROL_DIR", str, "",
@@ -174,6 +194,9 @@ SETTINGS = (
             '(503 beyond)', positive=True),
     Setting("MAX_SESSIONS_PER_USER", int, 3,
             'live sessions per user (429 beyond)', positive=True),
+    Setting("SESSION_RETENTION_DAYS", int, 90,
+            'days an ended session\'s row, history and audit are kept (the sweeper deletes older ones in '
+            'batches, their usage rolled up per user and day first); 0: kept for ever', not_negative=True),
     Setting("SESSION_IDLE_TIMEOUT", int, 1800,
             's without commands or heartbeats before the sweeper suspends or ends a session '
             '(`IDLE_ACTION`)', positive=True),

@@ -106,6 +106,18 @@ class Launcher(abc.ABC):
         """The process's virtual size, what its address-space limit counts (None: unknown)."""
         return self._address_space_bytes(_state(handle)) if handle is not None else None
 
+    def usage(self, handle: ProcessHandle | None) -> dict | None:
+        """What the process tree uses now: {"cpu_seconds", "memory_bytes",
+        "memory_peak_bytes", "processes"} (a value None where unknown); None if
+        the launcher cannot tell (gone, or on a node it cannot see)."""
+        return self._usage(_state(handle)) if handle is not None else None
+
+    def limits_in_force(self, handle: ProcessHandle | None) -> dict:
+        """The limits that hold for this process: {"memory_mb", "address_space_mb",
+        "cpus", "processes", "enforced_by"} (what holds them: "cgroup v1",
+        "cgroup v2", "slurm", "prlimit")."""
+        return self._limits_in_force(_state(handle))
+
     def exit_reason(self, handle: ProcessHandle | None) -> str | None:
         """None while it runs, else the end reason of a session whose process ended
         on its own ("crashed"; a scheduler may know better, e.g. "max_lifetime")."""
@@ -217,6 +229,12 @@ class Launcher(abc.ABC):
 
     def _address_space_bytes(self, state):
         return None
+
+    def _usage(self, state):
+        return None
+
+    def _limits_in_force(self, state):
+        return {}
 
     def _exit_reason(self, state):
         return "crashed" if self._poll(state) else None
