@@ -146,8 +146,9 @@ SETTINGS = (
             'none with a warning), `v2`, `v1` (start fails if they cannot work), `off`',
             choices=("auto", "v2", "v1", "off")),
     Setting("CGROUP_ROOT", str, "",
-            'the cgroup (a directory) session cgroups are made in; default: for each controller, '
-            'the cgroup the service runs in', shown='*(the service\'s own)*'),
+            'the cgroup session cgroups are made in, as /proc/self/cgroup names it (v2: a delegated one, '
+            'e.g. `/system.slice/cxs.service`); default: for each controller, the cgroup the service '
+            'runs in', shown='*(the service\'s own)*'),
     Setting("SESSION_MEMORY_MB", int, 4096,
             'memory of each session: its cgroup\'s limit on resident memory and the page cache it '
             'owns (without a cgroup: the address-space limit)', not_negative=True),

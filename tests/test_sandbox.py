@@ -22,6 +22,7 @@ import requests
 
 from app.services.processes.launchers.spawn import SECRET_VARIABLE
 
+from .cgroup_check import cgroups_here
 from .conftest import alive, sandbox_tree, wait_until
 from .helpers import CORPUS
 
@@ -220,7 +221,8 @@ def test_sandboxed_chimerax_has_no_rights_network_or_view_of_the_host(gunicorn_s
     for namespace in ("net", "pid", "mnt", "ipc"):
         assert os.readlink("/proc/%d/ns/%s" % (pid, namespace)) != os.readlink("/proc/self/ns/" + namespace)
     limits = open("/proc/%d/limits" % pid).read()
-    assert "Max address space         %d" % (4096 * 2**20) in limits
+    # Twice SESSION_MEMORY_MB where a cgroup holds that (a backstop), else SESSION_MEMORY_MB itself.
+    assert "Max address space         %d" % (4096 * 2**20 * (2 if cgroups_here() else 1)) in limits
     assert "Max open files            1024" in limits
     assert SECRET_VARIABLE not in chimerax.cmdline() and not any("secret" in a.lower() for a in chimerax.cmdline())
     # the service's own environment stays outside
@@ -229,7 +231,8 @@ def test_sandboxed_chimerax_has_no_rights_network_or_view_of_the_host(gunicorn_s
 
 def test_memory_bomb_fails_within_the_limit_and_others_keep_answering(gunicorn_server):
     limit_mb = 1024
-    server = gunicorn_server(workers=3, SWEEP_INTERVAL=60, SESSION_MEMORY_MB=limit_mb, SANDBOX_TMP_MB=16)
+    # The address-space backstop: each allocation past it fails as a command error.
+    server = gunicorn_server(workers=3, SWEEP_INTERVAL=60, SESSION_ADDRESS_SPACE_MB=limit_mb, SANDBOX_TMP_MB=16)
     admin, bob = server.token("boss", "admin"), server.token("bob")
     bomb, other = new_session(server, admin), new_session(server, bob)
     place(workspace(server, bomb), "hog.py", "x = bytearray(3 * 2**30)\n")

@@ -61,8 +61,8 @@ class UnreadableStructure(ServiceError):
 
 class SceneTooLarge(ServiceError):
     code, status = "scene_too_large", 413
-    when = ("a scene over SCENE_MAX_BYTES, or a render or export the session's memory (SESSION_MEMORY_MB) "
-            "cannot hold")
+    when = ("a scene over SCENE_MAX_BYTES, or a render or export the session's memory (SESSION_MEMORY_MB, "
+            "SESSION_ADDRESS_SPACE_MB) cannot hold")
 
 
 class UserLimit(ServiceError):

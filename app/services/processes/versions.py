@@ -86,3 +86,8 @@ if __name__ == "__main__":
     import config
     settings = config.values()
     print(describe(settings["CHIMERAX_PATH"], settings["SUPPORTED_CHIMERAX"], settings["CHIMERAX_ALLOW_UNTESTED"]))
+    # ... and which per-session limits hold (docs/limits.md)
+    from .launchers.cgroups import SessionLimits, choose
+    chosen = choose(settings["CGROUPS"], settings["CGROUP_ROOT"], "probe", SessionLimits())
+    print("per-session limits: %s" % (chosen.describe() if chosen else
+                                      "none (CGROUPS=%s): per-process limits only" % settings["CGROUPS"]))

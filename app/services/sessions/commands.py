@@ -99,9 +99,13 @@ class SessionCommands(SessionBase):
                 fetcher=lambda request: self.fetch_broker.answer(record, record.user, request,
                                                                  trusted=profile is None))
             metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)
-        except ChimeraXDied:
-            if self.launcher.poll(record.process):
-                self.end(record, "crashed")
+        except ChimeraXDied as err:
+            reason = self.launcher.exit_reason(record.process)
+            if reason:
+                self.end(record, reason)
+            if reason == "memory_limit":
+                raise ChimeraXDied("ChimeraX was ended by the session's memory limit (SESSION_MEMORY_MB=%d): "
+                                   "the session has ended" % self.settings["SESSION_MEMORY_MB"]) from err
             raise
         finally:
             self._touch_coalesced(record)

@@ -79,19 +79,27 @@ class SessionExports(SessionCommands):
 
     def _out_of_memory(self, result, doing):
         if render.out_of_memory(result.error):
-            raise SceneTooLarge("ChimeraX ran out of memory %s (a session may use %d MB, SESSION_MEMORY_MB): "
-                                "ask for less, or hide or close models" % (doing, self.settings["SESSION_MEMORY_MB"]))
+            raise SceneTooLarge("ChimeraX ran out of memory %s (a process may use %s MB, SESSION_ADDRESS_SPACE_MB): "
+                                "ask for less, or hide or close models"
+                                % (doing, self.launcher.limits_in_force(None).get("address_space_mb") or "?"))
 
     def _fits_in_memory(self, record, needs, doing):
-        """Refuse what would take the process over its address-space limit
-        (SESSION_MEMORY_MB): the kernel would fail the allocation inside the
-        renderer, which ends ChimeraX instead of raising an error it can report."""
-        limit = self.settings["SESSION_MEMORY_MB"] * 2**20
-        used = self.launcher.address_space_bytes(record.process) if record.process else None
-        if limit and used is not None and used + needs > limit:
-            raise SceneTooLarge("%s needs about %d MB more; the session uses %d of its %d MB (SESSION_MEMORY_MB): "
-                                "ask for fewer pixels, or hide or close models"
-                                % (doing, needs // 2**20 + 1, used // 2**20, limit // 2**20))
+        """Refuse what would take the session over a memory limit: its process's
+        address space (SESSION_ADDRESS_SPACE_MB: the kernel would fail the
+        allocation inside the renderer, which ends ChimeraX instead of raising
+        an error it can report), or its cgroup's memory (SESSION_MEMORY_MB: the
+        kernel would end the session)."""
+        limits = self.launcher.limits_in_force(record.process)
+        usage = self.launcher.usage(record.process) or {}
+        for setting, limit_mb, used in (
+                ("SESSION_ADDRESS_SPACE_MB", limits.get("address_space_mb"),
+                 self.launcher.address_space_bytes(record.process) if record.process else None),
+                ("SESSION_MEMORY_MB", limits.get("memory_mb"), usage.get("memory_bytes"))):
+            limit = (limit_mb or 0) * 2**20
+            if limit and used is not None and used + needs > limit:
+                raise SceneTooLarge("%s needs about %d MB more; the session uses %d of its %d MB (%s): "
+                                    "ask for fewer pixels, or hide or close models"
+                                    % (doing, needs // 2**20 + 1, used // 2**20, limit // 2**20, setting))
 
     def _export(self, principal, session_id, kind, suffix, keywords, check, prepare=None, needs=0):
         """The bytes of a file ChimeraX saves of the scene (`save FILE` + `keywords`),

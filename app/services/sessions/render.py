@@ -58,5 +58,5 @@ def rendering_unavailable(error: Mapping[str, str]) -> bool:
 
 def out_of_memory(error: Mapping[str, str]) -> bool:
     """Whether ChimeraX's error is an allocation that failed: the session's
-    address-space limit (SESSION_MEMORY_MB) reached, ChimeraX still running."""
+    address-space limit (SESSION_ADDRESS_SPACE_MB) reached, ChimeraX still running."""
     return "MemoryError" in error["type"] or error["message"].startswith("Unable to allocate")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..sessions.base import SessionBase
 
 log = logging.getLogger("cxs.recovery")
+TIDY_MIN_AGE = 30.0      # s
 
 
 def recover(service: "SessionBase", adopt: bool = True) -> dict[str, list[Any]]:
@@ -63,6 +64,7 @@ def reap_orphans(service: "SessionBase", known: Iterable[ProcessHandle], now: fl
     """Stop processes carrying this service's marker (and `host_id`'s, if given)
     that none of the `known` states accounts for, and (with `now`) older than
     `min_age` s: a younger one may be a live worker's, not yet recorded."""
+    known = list(known)
     orphans = [state for state in service.launcher.orphans(known, host_id=host_id)
                if now is None or owner_alive(state.started_by) is False
                or now - (state.started_at or now) > min_age]
@@ -70,6 +72,9 @@ def reap_orphans(service: "SessionBase", known: Iterable[ProcessHandle], now: fl
         log.warning("stopping ChimeraX %s: marked as ours but unknown to the store",
                     service.launcher.process_id(state))
         service.launcher.stop(state, service.settings["STOP_GRACE_PERIOD"])
+    # An empty cgroup younger than that may be a start under way (of any instance here).
+    for name in service.launcher.tidy(known, max(min_age, TIDY_MIN_AGE)):
+        log.info("removed the cgroup of a process that is gone (%s)", name)
     return [service.launcher.process_id(state) for state in orphans]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from chimerax_agent import AGENT_SCRIPT
 
 from ..locate import find_chimerax
+from . import cgroups
 from .base import Launcher
 from .local import LocalLauncher, machine_domain
 from .ports import parse_port_range
@@ -23,14 +24,20 @@ def local_launcher(config: Mapping[str, Any], service_id: str) -> LocalLauncher:
     sandbox = choose_sandbox(config["SANDBOX"], path, AGENT_SCRIPT, config["SANDBOX_USER"],
                              config["SANDBOX_READONLY_PATHS"], config["SANDBOX_TMP_MB"],
                              fetch_cache=config.get("FETCH_CACHE_DIR") or None)
-    # RLIMIT_NPROC counts every process of a uid: only set for a uid of ChimeraX's own.
-    limits = Limits(memory_mb=config["SESSION_MEMORY_MB"], file_mb=config["WORKSPACE_QUOTA_MB"],
+    shares = cgroups.choose(config["CGROUPS"], config["CGROUP_ROOT"], service_id,
+                            cgroups.SessionLimits(memory_mb=config["SESSION_MEMORY_MB"],
+                                                  processes=config["SESSION_MAX_PROCESSES"],
+                                                  cpus=config["SESSION_CPUS"]))
+    # RLIMIT_NPROC counts every process of a uid, all sessions together: only
+    # where no cgroup counts each session's, and for a uid of ChimeraX's own.
+    limits = Limits(memory_mb=cgroups.address_space_mb(config, shares is not None), file_mb=config["WORKSPACE_QUOTA_MB"],
                     open_files=config["SESSION_MAX_OPEN_FILES"],
-                    processes=config["SANDBOX_MAX_PROCESSES"] if sandbox.owner else None)
+                    processes=config["SANDBOX_MAX_PROCESSES"] if sandbox.owner and shares is None else None)
     control = config["CONTROL_DIR"] or os.path.join(config["WORKSPACE_ROOT"], ".control")
     return LocalLauncher(executable, sandbox, control, offscreen=config["CHIMERAX_OFFSCREEN"],
                          service_id=service_id, limits=limits, host_id=config["HOST_ID"],
-                         port_range=parse_port_range(config["CHIMERAX_PORT_RANGE"]))
+                         port_range=parse_port_range(config["CHIMERAX_PORT_RANGE"]), cgroups=shares)
+
 
 
 def slurm_launcher(config: Mapping[str, Any], service_id: str) -> SlurmLauncher:

@@ -132,6 +132,11 @@ class Launcher(abc.ABC):
         that none of the `known` handles accounts for."""
         return [ProcessHandle(state) for state in self._orphans([h.details for h in known if h], host_id)]
 
+    def tidy(self, known: Iterable[ProcessHandle], min_age: float) -> list[str]:
+        """Remove what the launcher made for processes that are gone (their
+        cgroups) and none of the `known` handles has, older than `min_age` s."""
+        return []
+
     def adopt_workspace(self, handle: ProcessHandle, source: str, target: str) -> None:
         """Move a pooled process's directory to a session's workspace. Workspaces
         are on a file system shared with the processes, so a rename moves it for
@@ -156,7 +161,8 @@ class Launcher(abc.ABC):
             info.update(path=self.found.path if self.found else None, version=version,
                         supported_releases=self.supported_chimerax,
                         supported=None if version is None or self.supported_chimerax is None
-                        else versions.supported(version, self.supported_chimerax))
+                        else versions.supported(version, self.supported_chimerax),
+                        limits=self._limits_in_force({}))      # what a session started now gets
         return info
 
     @property

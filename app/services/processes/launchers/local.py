@@ -13,7 +13,7 @@ Processes are started in a session of their own and are not tied to the
 worker that started them (no --die-with-parent): any worker can reach, check
 or stop them, and a restarted service adopts them.
 """
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 import os
 import re
 import secrets
@@ -24,11 +24,13 @@ import uuid
 
 import psutil
 
+from ....store.models import ProcessHandle
 from ...errors import StartupFailed
 from ..chimerax_client import Channel, unix_address
 from ..locate import Executable
-from . import ports, processes, spawn
+from . import marked, ports, processes, spawn
 from .base import Launcher
+from .cgroups import Cgroups, CgroupsUnavailable
 from .sandbox import Bubblewrap, NoSandbox
 
 READY_LINE = re.compile(rb"CXS agent ready: (unix|tcp (\S+) (\d+))(?: chimerax (\S+))?")
@@ -41,7 +43,8 @@ def machine_domain() -> str:
 class LocalLauncher(Launcher):
     def __init__(self, executable: Executable | None, sandbox: NoSandbox | Bubblewrap, control_dir: str,
                  offscreen: bool = True, service_id: str = "cxs", limits: spawn.Limits | None = None,
-                 host: str = "127.0.0.1", host_id: str = "local", port_range: Sequence[int] | None = None) -> None:
+                 host: str = "127.0.0.1", host_id: str = "local", port_range: Sequence[int] | None = None,
+                 cgroups: Cgroups | None = None) -> None:
         self.found = executable         # locate.Executable or None
         self.executable = executable.path if executable else None
         self.sandbox = sandbox
@@ -51,6 +54,7 @@ class LocalLauncher(Launcher):
         self.host_id = host_id
         self.domain = machine_domain()
         self.limits = limits or spawn.Limits()
+        self.cgroups = cgroups          # a cgroup per process (None: per-process limits only)
         self.host = host
         # Unsandboxed, agents listen on loopback TCP: ports from the range, or
         # (None) whichever the agent picks and announces.
@@ -66,7 +70,8 @@ class LocalLauncher(Launcher):
     def describe(self) -> str:
         chimerax = "%s (%s)" % (self.found.path, self.found.kind) if self.found else "no ChimeraX found"
         refusal = self.version_refusal()
-        return "local: %s%s, sandbox: %s" % (chimerax, ": " + refusal if refusal else "", self.sandbox.describe())
+        return "local: %s%s, sandbox: %s, limits: %s" % (chimerax, ": " + refusal if refusal else "",
+                                                           self.sandbox.describe(), self._limits_in_force({})["enforced_by"])
 
     def command_line(self) -> list[str]:
         assert self.executable is not None, "no ChimeraX found"     # a start needs one (`available`)
@@ -107,17 +112,22 @@ class LocalLauncher(Launcher):
             channel = {"host": self.host, "port": port or None}
         stdin = None
         try:
+            join = self.cgroups.create(token) if self.cgroups else []
             stdin = spawn.Stdin()
             with open(files["log"], "ab") as log:
                 proc = subprocess.Popen(
-                    self.limits.wrap(self.sandbox.wrap(self.command_line(), workspace)),
+                    spawn.join(join, self.limits.wrap(self.sandbox.wrap(self.command_line(), workspace))),
                     stdin=stdin.reader, stdout=log, stderr=subprocess.STDOUT, cwd=workspace, env=env,
                     start_new_session=True, close_fds=True,
                     pass_fds=(stdin.kept,) + ((listener.fileno(),) if listener else ()))
             spawn.reap(proc)
             pid, create_time = spawn.identify(proc)
-        except (OSError, psutil.Error, StartupFailed):
+        except (OSError, psutil.Error, StartupFailed, CgroupsUnavailable) as err:
             self._remove_control_files(token)       # no state is returned: nobody else would
+            if self.cgroups:
+                self.cgroups.remove(token, wait=1)
+            if isinstance(err, CgroupsUnavailable):
+                raise StartupFailed(str(err)) from err
             raise
         finally:
             if stdin is not None:
@@ -126,7 +136,8 @@ class LocalLauncher(Launcher):
                 listener.close()     # ChimeraX holds the listening socket now
         return {"pid": pid, "create_time": create_time, "leader": pid, "leader_create_time": create_time,
                 "token": token, "marker": marker, "secret": secret, "channel": channel,
-                "sandbox": self.sandbox.name, "port": channel.get("port")}
+                "sandbox": self.sandbox.name, "port": channel.get("port"),
+                "cgroup": self.cgroups.version if self.cgroups else None}
 
     def _wait_ready(self, state, timeout, progress=None):
         deadline = time.monotonic() + timeout
@@ -200,29 +211,16 @@ class LocalLauncher(Launcher):
         # one that left ChimeraX's session or process group.
         group = leader.pid if leader is not None and state.get("sandbox", "none") == "none" else None
         roots = [leader, main]
-        if leader is None and state.get("token") and not _taken_by_another(state):
+        if leader is None and state.get("token") and not marked.taken_by_another(state):
             # The spawned process is gone (a sandbox's outer process can end before
             # its inside): what it started is no longer below it; its token finds it.
-            roots += self._carrying_token(state["token"], state.get("leader_create_time") or 0)
+            roots += marked.carrying_token(self.service_id, state["token"], state.get("leader_create_time") or 0)
         processes.terminate_tree(roots, [main], grace, group=group)
         if state.get("token"):
             self._remove_control_files(state["token"])
-
-    def _carrying_token(self, token, since):
-        """Outermost live processes of this service marked with `token`, started since `since`."""
-        found = {proc.pid: proc for proc, env in self._ours()
-                 if env.get(spawn.TOKEN_VARIABLE) == token and proc.info["create_time"] >= since - 0.05}
-        return [proc for proc in found.values() if proc.info["ppid"] not in found]
-
-    def _ours(self):
-        """(process, its environment) of every live process marked as this service's."""
-        for proc in psutil.process_iter(["pid", "ppid", "create_time"]):
-            try:
-                env = proc.environ()
-                if env.get(spawn.SERVICE_VARIABLE) == self.service_id and proc.status() != psutil.STATUS_ZOMBIE:
-                    yield proc, env
-            except (psutil.Error, OSError):
-                continue
+            if self.cgroups and state.get("cgroup"):
+                # Its processes are gone or going; the rest is the sweeper's (`tidy`).
+                self.cgroups.remove(state["token"], wait=2)
 
     def _remove_control_files(self, token):
         for path in self._control_paths(token).values():
@@ -239,6 +237,41 @@ class LocalLauncher(Launcher):
 
     def _chimerax_path(self, state, workspace):
         return self.sandbox.inside(workspace) if state.get("sandbox") == self.sandbox.name else workspace
+
+    def _usage(self, state):
+        if self.cgroups and state.get("cgroup") and state.get("token"):
+            return self.cgroups.usage(state["token"])
+        main = self._main(state)
+        return processes.usage(processes.tree(main)) if main else None
+
+    def _limits_in_force(self, state):
+        held = self.cgroups and (state.get("cgroup") if state else True)
+        limits = self.cgroups.limits if held and self.cgroups else None
+        return {"memory_mb": limits.memory_mb if limits else None, "address_space_mb": self.limits.memory_mb,
+                "cpus": limits.cpus if limits else None, "processes": limits.processes if limits else None,
+                "enforced_by": "cgroup %s" % self.cgroups.version if held and self.cgroups else "prlimit"}
+
+    def _exit_reason(self, state):
+        if not self._poll(state):
+            return None
+        # The kernel's own count of kills for the cgroup's memory limit says why it ended.
+        if self.cgroups and state.get("cgroup") and self.cgroups.oom_killed(state["token"]):
+            return "memory_limit"
+        return "crashed"
+
+    def tidy(self, known: Iterable[ProcessHandle], min_age: float) -> list[str]:
+        """Remove session cgroups of this service that no known process has and
+        none is in (left by a worker killed mid-start, or a stop cut short),
+        older than `min_age` s (a younger one may be a start under way)."""
+        if not self.cgroups:
+            return []
+        tokens = {h.details.get("token") for h in known if h}
+        removed = []
+        for name in self.cgroups.names() - tokens:
+            if self.cgroups.age(name) > min_age and not self.cgroups.holds_processes(name) \
+                    and self.cgroups.remove(name):
+                removed.append(name)
+        return removed
 
     def _memory_bytes(self, state):
         main = self._main(state)
@@ -264,33 +297,7 @@ class LocalLauncher(Launcher):
         return env.get(spawn.MARKER_VARIABLE) == expected and env.get(spawn.SERVICE_VARIABLE) == self.service_id
 
     def _orphans(self, known_states, host_id=None):
-        known = set()
-        for state in known_states:
-            known.update(p for p in (state.get("pid"), state.get("leader")) if p)
-        marked, tokens, started_by = {}, {}, {}
-        for proc, env in self._ours():
-            if host_id is None or env.get(spawn.HOST_VARIABLE) == host_id:
-                marked[proc.pid], tokens[proc.pid] = proc, env.get(spawn.TOKEN_VARIABLE)
-                started_by[proc.pid] = env.get(spawn.OWNER_VARIABLE)
-        found = []
-        for pid, proc in marked.items():
-            # Only the outermost marked process of each tree: stopping it ends the rest.
-            if proc.info["ppid"] in marked or pid in known or _descends_from(proc, known):
-                continue
-            found.append({"pid": pid, "create_time": proc.info["create_time"], "leader": pid,
-                          "leader_create_time": proc.info["create_time"], "sandbox": "unknown",
-                          "token": _safe_token(tokens[pid]), "owner": started_by[pid]})
-        return found
-
-
-def _taken_by_another(state):
-    """Whether the recorded pid runs another process now (then nothing of this
-    state may be signalled), rather than having ended."""
-    pid = state.get("leader", state.get("pid"))
-    try:
-        return bool(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+        return marked.orphans(self.service_id, known_states, host_id)
 
 
 def channel_of(state: dict) -> Channel:
@@ -298,18 +305,6 @@ def channel_of(state: dict) -> Channel:
     where = state.get("channel") or {}
     return Channel(secret=state.get("secret", ""), path=where.get("path"),
                    host=where.get("host"), port=where.get("port"), fingerprint=where.get("fingerprint"))
-
-
-def _safe_token(token):
-    # Read from a process's environment: only a plain hex token may name files to remove.
-    return token if token and re.fullmatch(r"[0-9a-f]{32}", token) else None
-
-
-def _descends_from(proc, pids):
-    try:
-        return any(parent.pid in pids for parent in proc.parents())
-    except psutil.Error:
-        return False
 
 
 def _name(proc):

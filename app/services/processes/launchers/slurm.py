@@ -30,6 +30,7 @@ from ...errors import StartupFailed
 from ..chimerax_client import ping
 from ..locate import PROJECT_ROOT, Executable
 from .base import Launcher
+from .cgroups import address_space_mb
 from .local import channel_of
 from .sandbox import FETCH_CACHE, WORKSPACE
 from .slurm_cli import LIVE_STATES, JobTable, SchedulerUnavailable, Slurm, SlurmError
@@ -41,7 +42,7 @@ TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "session.sba
 NAME_PREFIX = "cxs-"
 # Settings the node needs to build the same local launcher there.
 NODE_SETTINGS = ("SANDBOX", "SANDBOX_USER", "SANDBOX_READONLY_PATHS", "SANDBOX_TMP_MB", "SANDBOX_MAX_PROCESSES",
-                 "SESSION_MEMORY_MB", "WORKSPACE_QUOTA_MB", "SESSION_MAX_OPEN_FILES", "CHIMERAX_OFFSCREEN",
+                 "SESSION_MEMORY_MB", "SESSION_MAX_PROCESSES", "SESSION_CPUS", "WORKSPACE_QUOTA_MB", "SESSION_MAX_OPEN_FILES", "CHIMERAX_OFFSCREEN",
                  "HOST_ID", "WORKSPACE_ROOT", "FETCH_CACHE_DIR")
 # How a job that ended on its own ends its session.
 END_REASONS = {"TIMEOUT": "max_lifetime", "DEADLINE": "max_lifetime", "OUT_OF_MEMORY": "memory_limit"}
@@ -110,6 +111,7 @@ class SlurmLauncher(Launcher):
         minutes = math.ceil(config["SESSION_MAX_LIFETIME"] / 60) + 1    # the sweeper ends it first
         args = ["--job-name", name, "--comment", self.comment, "--output", output, "--chdir", workspace,
                 "--mem", "%dM" % config["SESSION_MEMORY_MB"], "--time", str(minutes),
+                "--cpus-per-task", str(max(1, math.ceil(config["SESSION_CPUS"]))),
                 "--ntasks", "1", "--no-requeue", "--export", "NONE"]
         if config["SLURM_PARTITION"]:
             args += ["--partition", config["SLURM_PARTITION"]]
@@ -124,7 +126,11 @@ class SlurmLauncher(Launcher):
     def write_spec(self, marker: str, workspace: str, secret: str, paths: Mapping[str, str]) -> None:
         assert self.found is not None, "no ChimeraX found"     # a start needs one (`available`)
         node_config = {name: self.config[name] for name in NODE_SETTINGS}
-        node_config.update(CHIMERAX_PATH=self.found.path, CONTROL_DIR=paths["node"], CHIMERAX_PORT_RANGE="0")
+        # Slurm's own cgroup (the job's --mem, --cpus-per-task) is the session's
+        # share there: the node makes none of its own.
+        node_config.update(CHIMERAX_PATH=self.found.path, CONTROL_DIR=paths["node"], CHIMERAX_PORT_RANGE="0",
+                           CGROUPS="off", CGROUP_ROOT="",
+                           SESSION_ADDRESS_SPACE_MB=address_space_mb(self.config, False))
         spec = {"marker": marker, "workspace": workspace, "secret": secret, "service_id": self.service_id,
                 "config": node_config, "bind": self.config["SLURM_BIND_ADDRESS"],
                 "startup_timeout": self.config["STARTUP_TIMEOUT"],
@@ -221,6 +227,11 @@ class SlurmLauncher(Launcher):
         if job is None or job.live:
             return None     # running, or unknown: never "gone" for want of an answer
         return "job %s %s" % (state["job"], job.state.lower())
+
+    def _limits_in_force(self, state):
+        config = self.config
+        return {"memory_mb": config["SESSION_MEMORY_MB"], "address_space_mb": address_space_mb(config, False),
+                "cpus": max(1, math.ceil(config["SESSION_CPUS"])), "processes": None, "enforced_by": "slurm"}
 
     def _exit_reason(self, state):
         if not self._poll(state):

@@ -1,7 +1,7 @@
 """How a ChimeraX process is spawned here: its environment (an allowlist plus
 the markers a restarted service reads back), its kernel limits, a stdin that
 never ends and that nobody can write to, and its reaping and identity."""
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 import os
 import socket
 import subprocess
@@ -56,6 +56,21 @@ def identify(proc: subprocess.Popen) -> tuple[int, float | None]:
         except subprocess.TimeoutExpired:
             status = "unknown"
         raise StartupFailed("ChimeraX exited during start-up (exit status %s)" % status) from None
+
+
+# The spawned process puts itself into its cgroups (a shell writing its own
+# pid to each controller's cgroup.procs) and then becomes the command: nothing
+# is ever moved by another process, and the command starts inside them.
+# Python's preexec_fn would do the same, but is unsafe in threaded workers.
+_JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+JOIN_FAILED = 125
+
+
+def join(procs_files: Sequence[str], command: Sequence[str]) -> list[str]:
+    """`command`, started inside the cgroups whose `cgroup.procs` files are given."""
+    if not procs_files:
+        return list(command)
+    return ["/bin/sh", "-c", _JOIN, "cxs-cgroup-join"] + list(procs_files) + ["--"] + list(command)
 
 
 class Limits:
