@@ -29,6 +29,7 @@ from measure_startup import one_run  # noqa: E402  (the runtime's own spawn->rea
 
 from bench.agent_start import agent_start  # noqa: E402
 from bench.fetch_figures import fetch_figures  # noqa: E402
+from bench.limits_figures import limits_figures  # noqa: E402
 from cxs_client import Client  # noqa: E402
 
 RUNTIME = os.path.join(ROOT, ".chimerax", "bin", "chimerax")
@@ -286,6 +287,7 @@ def main():
     parser.add_argument("--api-only", action="store_true", help="figures 3-5 only, on both stores")
     parser.add_argument("--slurm-only", action="store_true", help="figure 7 only (a private Slurm)")
     parser.add_argument("--start-only", action="store_true", help="figures 1b and 8 only (agent start, fetching)")
+    parser.add_argument("--limits-only", action="store_true", help="figure 9 only (cgroups' cost to a start)")
     opts = parser.parse_args()
     rows = []
     from tests.postgres import PostgresServer
@@ -386,6 +388,9 @@ def report(opts, rows, postgres):
                              statistics.median(today) / statistics.median(before) <= 1.05))
                 rows += fetch_figures(Server, os.path.join(workdir, "fetch"), workers, opts.runs * 4)
                 continue
+            if opts.limits_only:
+                rows += limits_figures(Server, os.path.join(workdir, "limits"), workers, opts.runs)
+                continue
             cold, raw = cold_create(os.path.join(workdir, "cold"), workers, opts.runs)
             rows.append((workers, "1. cold create vs raw spawn->ready (median)",
                          "%.0f ms vs %.0f ms" % (statistics.median(cold) * 1000, statistics.median(raw) * 1000),
@@ -409,6 +414,7 @@ def report(opts, rows, postgres):
                 statistics.median(cold) / pct(warm, 50)), "p50 <= 30 ms", pct(warm, 50) <= 0.030))
 
             rows += fetch_figures(Server, os.path.join(workdir, "fetch"), workers, opts.runs * 4)
+            rows += limits_figures(Server, os.path.join(workdir, "limits"), workers, opts.runs)
             for backend in ("sqlite", "postgresql"):
                 rows += api_figures(os.path.join(workdir, "main-" + backend), workers, opts, postgres, backend)
             rows += slurm_rows(workdir, workers, opts)
