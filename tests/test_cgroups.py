@@ -212,4 +212,6 @@ def test_leftover_cgroups_of_processes_that_are_gone_are_removed_and_live_ones_k
     assert view(restarted, admin, live)["status"] == "active"       # adopted, its cgroup kept
     assert len(probe.names()) == 1
     assert command(restarted, admin, live, "version").json()["ok"]
-    assert requests.get(restarted.url + "/api/health", timeout=5).status_code == 200
+    health = requests.get(restarted.url + "/api/health", headers=admin, timeout=5).json()
+    assert health["checks"]["chimerax"]["limits"]["enforced_by"].startswith("cgroup v"), health
+    assert "limits" not in requests.get(restarted.url + "/api/health", timeout=5).json()["checks"]["chimerax"]

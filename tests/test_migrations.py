@@ -58,7 +58,9 @@ def test_upgrading_a_file_of_the_previous_release_keeps_every_row(release_copy):
     for table in ("sessions", "pool"):
         after = rows(release_copy, table)
         added = ("host_id", "domain", "suspended_at", "suspend_digest", "deleted_at",     # by 0002-0004
-                 "owner", "operation")                                              # by 0006
+                 "owner", "operation",                                              # by 0006
+                 "cpu_seconds", "memory_bytes", "memory_peak_bytes", "usage_process",
+                 "usage_process_cpu")                                               # by 0008
         assert [{k: v for k, v in r.items() if k not in added} for r in after] == before[table]
         assert all(r.get("suspended_at") is None and r.get("suspend_digest") is None for r in after)
         assert {(r["host_id"], r["domain"]) for r in after} == {("alpha", "local:alpha")}

@@ -127,6 +127,12 @@ class SessionRecord:
     deleted_at: float | None = None
     owner: str | None = None
     operation: str | None = None
+    # Usage as last sampled (store/accounting.py says how samples add up).
+    cpu_seconds: float | None = None
+    memory_bytes: int | None = None
+    memory_peak_bytes: int | None = None
+    usage_process: str | None = None
+    usage_process_cpu: float | None = None
 
     @classmethod
     def from_row(cls, row: "Row") -> "SessionRecord":

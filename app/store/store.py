@@ -9,16 +9,17 @@ single compare-and-set statements.
 
 This module assembles Store from its query groups: the connection plumbing
 (`base`), tokens, sessions with the warm pool and capacity, the history logs,
-the fetch cache's index.
+the fetch cache's index, usage accounting and retention.
 """
 from .fetch_queries import FetchQueries
 from .history_queries import HistoryQueries
 from .pool_queries import LimitReached
 from .session_queries import SessionQueries
 from .token_queries import TokenQueries
+from .usage_queries import UsageQueries
 
 __all__ = ["LimitReached", "Store"]
 
 
-class Store(SessionQueries, TokenQueries, HistoryQueries, FetchQueries):
+class Store(SessionQueries, TokenQueries, HistoryQueries, FetchQueries, UsageQueries):
     """One thread's handle on the database, with every query group."""

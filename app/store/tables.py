@@ -82,12 +82,22 @@ sessions = sa.Table(
     # out (services/upkeep/owners.py) and what it does (models.OPERATIONS).
     sa.Column("owner", sa.Text),
     sa.Column("operation", sa.Text),
+    # Usage as the sweeper last sampled it (store/accounting.py): CPU of all the
+    # session's processes so far, resident memory now and at most; which process
+    # the last sample came from and its own CPU then (a resume starts a new count).
+    sa.Column("cpu_seconds", sa.Float),
+    sa.Column("memory_bytes", sa.BigInteger),
+    sa.Column("memory_peak_bytes", sa.BigInteger),
+    sa.Column("usage_process", sa.Text),
+    sa.Column("usage_process_cpu", sa.Float),
     sa.Index("sessions_by_status", "status"),
     sa.Index("sessions_by_user", "user", "status"),
     sa.Index("sessions_by_domain", "domain", "status"),
     # Lists are pages, newest first (Store.list_sessions).
     sa.Index("sessions_by_user_created", "user", "created_at", "id"),
     sa.Index("sessions_by_created", "created_at", "id"),
+    # Retention takes the oldest ended sessions first (Store.retire_sessions).
+    sa.Index("sessions_by_status_ended", "status", "ended_at"),
 )
 
 pool = sa.Table(
@@ -101,6 +111,17 @@ pool = sa.Table(
     sa.Column("host_id", sa.Text, nullable=False),
     sa.Column("domain", sa.Text, nullable=False),
     sa.Column("owner", sa.Text),       # the worker starting it (services/upkeep/owners.py)
+)
+
+usage_daily = sa.Table(
+    "usage_daily", metadata,
+    # What sessions deleted by retention used, per user and UTC day
+    # ('YYYY-MM-DD'): session time, CPU, the largest session peak.
+    sa.Column("user", sa.Text, primary_key=True),
+    sa.Column("day", sa.Text, primary_key=True),
+    sa.Column("session_seconds", sa.Float, nullable=False),
+    sa.Column("cpu_seconds", sa.Float, nullable=False),
+    sa.Column("memory_peak_bytes", sa.BigInteger),
 )
 
 history = sa.Table(
