@@ -19,6 +19,8 @@ from app.services.processes.locate import PROJECT_ROOT, TEST_RUNTIME
 from app.store import SessionRecord, Store
 from cxs_client import Client
 
+from .fake_launcher import FakeLauncher
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE_CHIMERAX = os.path.join(HERE, "fake_chimerax.py")
 
@@ -258,6 +260,31 @@ def app_factory(tmp_path):
         control = os.path.join(root, ".control")
         assert not os.path.isdir(control) or os.listdir(control) == [], \
             "control files left behind: %s" % os.listdir(control)
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """(app, launcher): an app at the defaults whose launcher is the fake (tests/fake_launcher.py)."""
+    app = create_app(make_config(tmp_path, CHIMERAX_PATH="", POOL_SIZE=2, IDLE_ACTION="suspend",
+                                 LAUNCHER="local"), config_name="testing")
+    launcher = FakeLauncher()
+    runtime = app.extensions[EXTENSION]
+    runtime.launcher = launcher
+    yield app, launcher
+    sweeper, close = runtime.make_sweeper()
+    try:
+        for record in sweeper.store.live_sessions():
+            sweeper.service.end(record, "deleted")
+        for record in sweeper.store.suspended_sessions():
+            sweeper.service.suspension.delete(record)
+    finally:
+        close()
+    pool, close = runtime.make_pool()
+    try:
+        pool.drain()
+    finally:
+        close()
+    launcher.stop_all()
 
 
 @pytest.fixture

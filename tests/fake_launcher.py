@@ -12,7 +12,9 @@ Each fake process is a thread serving the agent's protocol (chimerax_agent/agent
 on loopback TCP with its own secret: GET /run?command=... answers the same
 JSON shape, GET /health answers idle. `save "<path>"` writes a small file at
 the path and `open "<path>"` reads one back, enough for suspend and resume.
-Tests make a process die (`kill`) or never become ready (`hold_ready`).
+Tests make a process die (`kill`) or never become ready (`hold_ready`), and
+say what a process uses (`set_usage`) and which limits hold (`limits`), as a
+launcher reads them from a cgroup.
 """
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import json
@@ -88,6 +90,8 @@ class FakeLauncher(Launcher):
         self.markers, self.created = {}, {}
         self.started = 0
         self.ready_gate = None  # a threading.Event: wait_ready waits for it
+        self.usage_of = {}      # fake pid -> what `usage` answers for it (absent: unknown)
+        self.limits = {}        # what `limits_in_force` answers for every process
         self._lock = threading.Lock()
 
     def describe(self):
@@ -124,6 +128,19 @@ class FakeLauncher(Launcher):
         if agent is not None:
             agent.shutdown()
             agent.server_close()
+
+    def set_usage(self, handle, **figures):
+        """What `usage` answers for this process from now on (a ProcessHandle or its state)."""
+        self.usage_of[getattr(handle, "details", handle).get("pid")] = figures
+
+    def _usage(self, state):
+        figures = self.usage_of.get(state.get("pid"))
+        if figures is None or state.get("pid") not in self.agents:
+            return None
+        return dict(dict.fromkeys(("cpu_seconds", "memory_bytes", "memory_peak_bytes", "processes")), **figures)
+
+    def _limits_in_force(self, state):
+        return dict(self.limits)
 
     def _channel(self, state):
         return Channel(secret=state.get("secret", ""), path=None, host="127.0.0.1", port=state.get("port"),

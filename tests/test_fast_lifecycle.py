@@ -7,42 +7,13 @@ import os
 import time
 import uuid
 
-import pytest
-
-from app import create_app
 from app.context import EXTENSION
 from app.services.upkeep import owners
 from app.services.upkeep.owners import Owner
 from app.store import SessionRecord
 
-from .conftest import make_config, token_header, wait_until
-from .fake_launcher import FakeLauncher
+from .conftest import token_header, wait_until
 from .helpers import gone_owner, row, sweep
-
-
-@pytest.fixture
-def fake(tmp_path):
-    """(app, launcher): an app at the defaults whose launcher is the fake."""
-    app = create_app(make_config(tmp_path, CHIMERAX_PATH="", POOL_SIZE=2, IDLE_ACTION="suspend",
-                                 LAUNCHER="local"), config_name="testing")
-    launcher = FakeLauncher()
-    runtime = app.extensions[EXTENSION]
-    runtime.launcher = launcher
-    yield app, launcher
-    sweeper, close = runtime.make_sweeper()
-    try:
-        for record in sweeper.store.live_sessions():
-            sweeper.service.end(record, "deleted")
-        for record in sweeper.store.suspended_sessions():
-            sweeper.service.suspension.delete(record)
-    finally:
-        close()
-    pool, close = runtime.make_pool()
-    try:
-        pool.drain()
-    finally:
-        close()
-    launcher.stop_all()
 
 
 def users(app, *names):

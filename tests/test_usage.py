@@ -1,17 +1,27 @@
 """Usage accounting and retention (issue 33): how sessions count per UTC day,
 samples adding up across a session's processes, retention that deletes old
 ended sessions in bounded batches with their accounting kept (on SQLite and
-PostgreSQL, with an injected clock). Fast tier."""
-from datetime import datetime, timezone
+PostgreSQL, with an injected clock), the session view's usage and limits,
+GET /api/usage, the Prometheus totals and the admin overview's top sessions.
+Fast tier: the launcher is tests/fake_launcher.py, whose figures stand for
+what a cgroup would say (the launcher's own tests prove those)."""
+from datetime import datetime, timedelta, timezone
+import re
 import threading
+import time
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
+from app.context import EXTENSION
+from app.services.usage import retention
 from app.store import SessionRecord, Store
 from app.store.accounting import DAY, DayUsage, SessionUsage, add_sample, day_start, session_days, split_days
 from app.store.tables import fetch_uses, history, usage_daily
+
+from .conftest import token_header, wait_until
+from .helpers import row, sweep
 
 MiB = 2**20
 # The injected clock: noon UTC, 1 March 2026; retention's cutoff 90 days before.
@@ -163,3 +173,191 @@ def test_retention_by_several_sweepers_at_once_counts_each_session_once(database
         t.join()
     assert sum(done) == 12
     _same(before, _everything(store, ("alice",)))
+
+
+# The sweeper and the session view, with the fake launcher
+
+def _store(app):
+    return app.extensions[EXTENSION].new_store()
+
+
+def _create(client, headers):
+    reply = client.post("/api/sessions", headers=headers, json={})
+    assert reply.status_code == 201, reply.get_json()
+    return reply.get_json()["id"]
+
+
+LIMITS = {"memory_mb": 4096, "address_space_mb": 8192, "cpus": 1.0, "processes": 256, "enforced_by": "cgroup v1"}
+
+
+def test_the_view_shows_live_usage_and_limits_and_the_last_figures_once_the_process_is_gone(fake):
+    app, launcher = fake
+    launcher.limits = dict(LIMITS)
+    client = app.test_client()
+    alice, bob, root = (token_header(app, "alice"), token_header(app, "bob"),
+                        token_header(app, "root", "admin"))
+    sid = _create(client, alice)
+    url = "/api/sessions/" + sid
+    view = client.get(url, headers=alice).get_json()
+    assert view["usage"] == dict.fromkeys(("cpu_seconds", "memory_bytes", "memory_peak_bytes", "processes"))
+    launcher.set_usage(row(app, sid).process, cpu_seconds=2.5, memory_bytes=100 * MiB, memory_peak_bytes=150 * MiB,
+                       processes=9)
+    view = client.get(url, headers=alice).get_json()
+    assert view["usage"] == {"cpu_seconds": 2.5, "memory_bytes": 100 * MiB, "memory_peak_bytes": 150 * MiB,
+                             "processes": 9}
+    assert view["limits"] == LIMITS
+    assert client.get(url, headers=bob).status_code == 403
+    assert client.get(url, headers=root).get_json()["usage"]["processes"] == 9
+    assert "usage" not in client.get("/api/sessions", headers=alice).get_json()["sessions"][0]
+
+    sweep(app, time.time())
+    assert (row(app, sid).cpu_seconds, row(app, sid).memory_peak_bytes) == (2.5, 150 * MiB)
+    # Suspending stops the process: its last figures are taken first.
+    launcher.set_usage(row(app, sid).process, cpu_seconds=4.0, memory_bytes=90 * MiB, memory_peak_bytes=150 * MiB)
+    assert client.post(url + "/suspend", headers=alice).get_json()["status"] == "suspended"
+    view = client.get(url, headers=alice).get_json()
+    assert view["usage"] == {"cpu_seconds": 4.0, "memory_bytes": None, "memory_peak_bytes": 150 * MiB,
+                             "processes": None}
+    assert view["limits"] is None
+    # A resumed session's new process counts from zero: the view and the samples add it.
+    assert client.post(url + "/resume", headers=alice).status_code in (200, 202)
+    wait_until(lambda: row(app, sid).status == "active", 10, message="the resume")
+    launcher.set_usage(row(app, sid).process, cpu_seconds=1.0, memory_bytes=50 * MiB, memory_peak_bytes=60 * MiB,
+                       processes=3)
+    assert client.get(url, headers=alice).get_json()["usage"] == {
+        "cpu_seconds": 5.0, "memory_bytes": 50 * MiB, "memory_peak_bytes": 150 * MiB, "processes": 3}
+    sweep(app, time.time())
+    launcher.set_usage(row(app, sid).process, cpu_seconds=1.5, memory_bytes=50 * MiB)
+    assert client.delete(url, headers=alice).status_code == 204
+    assert (row(app, sid).cpu_seconds, row(app, sid).memory_peak_bytes) == (5.5, 150 * MiB)
+
+
+def test_an_end_never_fails_for_its_usage_sample(fake):
+    app, launcher = fake
+    client, alice = app.test_client(), token_header(app, "alice")
+    sid = _create(client, alice)
+
+    def broken(state):
+        raise RuntimeError("the cgroup vanished")
+    launcher._usage = broken
+    assert client.get("/api/sessions/" + sid, headers=alice).get_json()["usage"]["cpu_seconds"] is None
+    assert client.delete("/api/sessions/" + sid, headers=alice).status_code == 204
+    assert row(app, sid).status == "terminated" and launcher.running() == 0
+
+
+def test_sweeps_retire_old_sessions_in_bounded_batches(fake, monkeypatch):
+    app, _ = fake
+    monkeypatch.setattr(retention, "BATCH", 3)
+    monkeypatch.setattr(retention, "BATCHES_PER_SWEEP", 2)
+    store = _store(app)
+    try:
+        old = [insert(store, "alice", CUTOFF - 2 * DAY, CUTOFF - DAY, cpu=1.0) for _ in range(10)]
+        recent = insert(store, "alice", CUTOFF, CUTOFF + 60)
+        live = insert(store, "alice", CUTOFF - 9 * DAY, status="active")
+        before = _everything(store, ("alice",))
+        app.config["SESSION_RETENTION_DAYS"] = 0            # kept for ever
+        sweep(app, NOW)
+        assert all(store.get_session(sid) for sid in old)
+        app.config["SESSION_RETENTION_DAYS"] = 90
+        sweep(app, NOW)
+        assert sum(store.get_session(sid) is None for sid in old) == 6      # 2 batches of 3
+        sweep(app, NOW)
+        assert [sid for sid in old if store.get_session(sid)] == []
+        assert store.get_session(recent) and store.get_session(live)
+        _same(before, _everything(store, ("alice",)))
+    finally:
+        store.close()
+
+
+# GET /api/usage
+
+def test_usage_per_day_is_split_at_midnight_and_sums_to_the_totals(fake):
+    app, _ = fake
+    client, alice = app.test_client(), token_header(app, "alice")
+    store = _store(app)
+    try:
+        start = day_start("2025-06-01") + 23 * 3600
+        insert(store, "alice", start, start + 2.5 * 3600, cpu=100.0, peak=512 * MiB)
+        insert(store, "alice", start + 2 * 3600, start + 3 * 3600, cpu=10.0, peak=256 * MiB)
+        insert(store, "bob", start, start + 3600, cpu=7.0)
+    finally:
+        store.close()
+    reply = client.get("/api/usage?since=2025-06-01&until=2025-06-03", headers=alice)
+    assert reply.status_code == 200
+    assert reply.get_json() == {
+        "user": "alice", "since": "2025-06-01", "until": "2025-06-03",
+        "days": [{"day": "2025-06-01", "session_hours": 1.0, "cpu_seconds": 40.0, "memory_peak_bytes": 512 * MiB},
+                 {"day": "2025-06-02", "session_hours": 2.5, "cpu_seconds": 70.0, "memory_peak_bytes": 512 * MiB}],
+        "totals": {"session_hours": 3.5, "cpu_seconds": 110.0, "memory_peak_bytes": 512 * MiB}}
+    only = client.get("/api/usage?since=2025-06-02&until=2025-06-02", headers=alice).get_json()
+    assert [d["day"] for d in only["days"]] == ["2025-06-02"] and only["totals"]["session_hours"] == 2.5
+
+
+def test_usage_is_your_own_unless_you_are_an_admin(fake):
+    app, _ = fake
+    client = app.test_client()
+    alice, root = token_header(app, "alice"), token_header(app, "root", "admin")
+    mine = client.get("/api/usage", headers=alice)
+    assert mine.status_code == 200 and mine.get_json()["user"] == "alice"
+    assert client.get("/api/usage?user=alice", headers=alice).status_code == 200
+    refused = client.get("/api/usage?user=bob", headers=alice)
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "forbidden" and refused.get_json()["error"]["request_id"]
+    assert client.get("/api/usage?user=bob", headers=root).get_json()["user"] == "bob"
+    assert client.get("/api/usage", headers=root).get_json()["user"] == "root"
+    assert client.get("/api/usage").status_code == 401
+
+
+def test_usage_defaults_to_the_last_30_days(fake):
+    app, _ = fake
+    client, alice = app.test_client(), token_header(app, "alice")
+    before = datetime.now(timezone.utc).date()
+    reply = client.get("/api/usage", headers=alice).get_json()
+    after = datetime.now(timezone.utc).date()
+    assert reply["until"] in (before.isoformat(), after.isoformat())
+    assert reply["since"] == (datetime.fromisoformat(reply["until"]) - timedelta(days=30)).date().isoformat()
+    assert client.get("/api/usage?until=2025-03-31", headers=alice).get_json()["since"] == "2025-03-01"
+
+
+@pytest.mark.parametrize("query, field", [
+    ("since=2025-02-30", "since"), ("since=yesterday", "since"), ("until=2025-1-5", "until"),
+    ("since=2025-06-03&until=2025-06-01", "since"), ("since=2023-01-01&until=2025-01-01", "since"),
+    ("since=1969-12-31&until=1970-01-02", "since"), ("until=0001-01-01", "until"), ("user=", "user"),
+    ("days=3", "days"),
+])
+def test_bad_usage_queries_are_validation_errors(fake, query, field):
+    app, _ = fake
+    reply = app.test_client().get("/api/usage?" + query, headers=token_header(app, "alice"))
+    assert reply.status_code == 400, reply.get_json()
+    error = reply.get_json()["error"]
+    assert error["code"] == "validation_error" and field in error["fields"], error
+
+
+def test_the_document_describes_get_usage(fake):
+    app, _ = fake
+    operation = app.test_client().get("/api/openapi.json").get_json()["paths"]["/api/usage"]["get"]
+    assert {p["name"] for p in operation["parameters"]} == {"user", "since", "until"}
+    assert {"200", "400", "401", "403"} <= set(operation["responses"])
+
+
+# Monitoring
+
+def test_metrics_and_the_overview_total_and_rank_live_sessions(fake):
+    app, _ = fake
+    client, root = app.test_client(), token_header(app, "root", "admin")
+    store = _store(app)
+    try:
+        live = [insert(store, "u%d" % i, NOW, status="active") for i in range(7)]
+        for i, sid in enumerate(live):
+            store.record_usage(sid, "p", float(10 * ((i * 3) % 7)), (i + 1) * MiB, (i + 1) * MiB)
+        insert(store, "gone", NOW - 60, NOW, cpu=1000.0, peak=1000 * MiB)       # ended: not live
+    finally:
+        store.close()
+    text = client.get("/metrics", headers=root).get_data(as_text=True)
+    gauges = dict(re.findall(r"^(cxs_session_\w+) (\S+)$", text, re.M))
+    assert {name: float(value) for name, value in gauges.items()} == {
+        "cxs_session_memory_bytes": 28 * MiB, "cxs_session_cpu_seconds": 10 * sum(range(7))}
+    overview = client.get("/api/admin/overview", headers=root).get_json()
+    assert [s["id"] for s in overview["top_memory"]] == live[::-1][:5]
+    assert [s["cpu_seconds"] for s in overview["top_cpu"]] == [60.0, 50.0, 40.0, 30.0, 20.0]
+    assert overview["top_cpu"][0]["user"] == "u2"

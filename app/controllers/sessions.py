@@ -6,11 +6,13 @@ through its declared schema.
 from flask import Response, g, jsonify, request
 
 from ..context import get_session_service
-from ..schemas.sessions import AdminSessionSchema, SessionSchema
+from ..schemas.sessions import AdminSessionSchema, LimitsSchema, SessionSchema, UsageSchema
 
 # Built once: a schema instance is reusable and costs ~50 us to build.
 _session_schema = SessionSchema()
 _admin_schema = AdminSessionSchema()
+_usage_schema = UsageSchema()
+_limits_schema = LimitsSchema()
 
 
 def _view(record, service):
@@ -56,8 +58,16 @@ def list_sessions(args):
 
 
 def get_session(session_id):
+    """The view, with what the session uses and its limits: only here, not in
+    lists or other replies, because each asks its launcher (a scheduler may
+    have to ask its node)."""
     service = get_session_service()
-    return _reply(service.readable(g.principal, str(session_id)), service)
+    record = service.readable(g.principal, str(session_id))
+    view = _view(record, service)
+    limits = service.limits(record)
+    view.update(usage=_usage_schema.dump(service.usage(record)),
+                limits=None if limits is None else _limits_schema.dump(limits))
+    return jsonify(view)
 
 
 def delete_session(session_id):

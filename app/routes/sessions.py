@@ -47,9 +47,9 @@ def list_sessions(args):
 
 @bp.route("/<uuid:session_id>", methods=["GET"])
 @bp.errors(404)
-@bp.response(200, s.AdminSessionSchema)
+@bp.response(200, s.SessionDetailSchema)
 def get_session(session_id):
-    """One session (process, port and memory for admins only)"""
+    """One session, with its usage and limits (process, port and memory for admins only)"""
     return c.get_session(session_id)
 
 

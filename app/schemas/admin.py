@@ -16,6 +16,16 @@ class DeniedCommandSchema(Schema):
     command = fields.String()
 
 
+class TopSessionSchema(Schema):
+    id = fields.String()
+    user = fields.String()
+    label = fields.String(allow_none=True)
+    status = fields.String()
+    memory_bytes = fields.Integer(allow_none=True)
+    memory_peak_bytes = fields.Integer(allow_none=True)
+    cpu_seconds = fields.Float(allow_none=True)
+
+
 class OverviewSchema(Schema):
     pool = fields.Dict(keys=fields.String(), values=fields.Integer(),
                        metadata={"description": "warm-pool processes by state"})
@@ -24,6 +34,10 @@ class OverviewSchema(Schema):
                          metadata={"description": "the most recent commands the policy refused, newest first"})
     fetch_cache = fields.Dict(keys=fields.String(), values=fields.Integer(),
                               metadata={"description": "the fetch cache: entries, bytes, max_bytes"})
+    top_memory = fields.List(fields.Nested(TopSessionSchema), metadata={
+        "description": "the 5 live sessions using most memory, as last sampled"})
+    top_cpu = fields.List(fields.Nested(TopSessionSchema), metadata={
+        "description": "the 5 live sessions that used most CPU so far, as last sampled"})
 
 
 class CacheEntrySchema(Schema):

@@ -87,6 +87,31 @@ class AdminSessionSchema(SessionSchema):
     host_id = fields.String(allow_none=True)     # the service instance that started it
 
 
+class UsageSchema(Schema):
+    cpu_seconds = fields.Float(allow_none=True, metadata={"description": "CPU of all its processes so far"})
+    memory_bytes = fields.Integer(allow_none=True, metadata={"description": "resident now (live sessions)"})
+    memory_peak_bytes = fields.Integer(allow_none=True, metadata={"description": "the most it held"})
+    processes = fields.Integer(allow_none=True, metadata={"description": "processes and threads now"})
+
+
+class LimitsSchema(Schema):
+    memory_mb = fields.Integer(allow_none=True)
+    address_space_mb = fields.Integer(allow_none=True)
+    cpus = fields.Float(allow_none=True)
+    processes = fields.Integer(allow_none=True)
+    enforced_by = fields.String(allow_none=True, metadata={
+        "description": "what holds them: cgroup v2, cgroup v1, slurm, prlimit"})
+
+
+class SessionDetailSchema(AdminSessionSchema):
+    """One session read by id: also what it uses and the limits that hold for it
+    (not in lists: each would ask the launcher)."""
+    usage = fields.Nested(UsageSchema, metadata={
+        "description": "live from its launcher while its process runs; else the last recorded figures"})
+    limits = fields.Nested(LimitsSchema, allow_none=True, metadata={
+        "description": "while its process runs (null: none, or the launcher cannot tell)"})
+
+
 class HeartbeatSchema(Schema):
     id = fields.String()
     last_activity = Timestamp()

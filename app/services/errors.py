@@ -26,7 +26,7 @@ class Deleted(ServiceError):
 
 
 class Forbidden(ServiceError):
-    code, status, when = "forbidden", 403, "another user's session, or an admin's route"
+    code, status, when = "forbidden", 403, "another user's session or usage, or an admin's route"
 
 
 class CommandDenied(ServiceError):

@@ -1,6 +1,7 @@
 """Prometheus metrics. Counters and histograms are recorded where things
-happen; gauges (sessions by status, pool size) are read from the store at
-scrape time, so they are right however many processes share the store.
+happen; gauges (sessions by status, pool size, live sessions' memory and
+CPU as the sweeper last sampled them) are read from the store at scrape
+time, so they are right however many processes share the store.
 
 Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py before any
 worker imports this) makes every process write its samples to files that a
@@ -39,6 +40,7 @@ class StoreCollector:
             by_status = store.count_sessions_by_status()
             pool = store.count_pool_by_status()
             cached = store.fetch_cache_bytes()
+            used = store.live_usage_totals()
         finally:
             store.close()
         sessions = GaugeMetricFamily("cxs_sessions", "Sessions by status", labels=["status"])
@@ -50,6 +52,10 @@ class StoreCollector:
             pooled.add_metric([state], pool.get(state, 0))
         yield pooled
         yield GaugeMetricFamily("cxs_fetch_cache_bytes", "Bytes in the fetch cache", value=cached)
+        yield GaugeMetricFamily("cxs_session_memory_bytes", "Resident memory of live sessions, summed "
+                                "(as last sampled)", value=used["memory_bytes"])
+        yield GaugeMetricFamily("cxs_session_cpu_seconds", "CPU seconds live sessions have used so far, "
+                                "summed (as last sampled)", value=used["cpu_seconds"])
 
 
 def render(new_store: Callable[[], Store]) -> bytes:

@@ -40,6 +40,7 @@ from ..monitoring import metrics
 from ..policy import profiles as policy
 from ..upkeep import owners
 from ..upkeep.transitions import SETTLED
+from ..usage import sampling
 from .suspension import Suspension
 from .workspace import Workspace
 
@@ -201,6 +202,7 @@ class SessionBase:
         keep = reason in RETAINED_REASONS and self.settings["FAILED_RETENTION"] > 0
         try:
             if record.process:
+                sampling.sample_before_stop(self.store, self.launcher, record)     # after the stop it is gone
                 self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
             if not keep:
                 shutil.rmtree(record.workspace, ignore_errors=True)
@@ -223,6 +225,13 @@ class SessionBase:
 
     def memory_bytes(self, record: SessionRecord) -> int | None:
         return self.launcher.memory_bytes(record.process) if record.process else None
+
+    def usage(self, record: SessionRecord) -> dict[str, Any]:
+        """What the session uses (live while its process runs), as its view shows it."""
+        return sampling.usage_view(self.launcher, record)
+
+    def limits(self, record: SessionRecord) -> dict[str, Any] | None:
+        return sampling.limits_view(self.launcher, record)
 
     def _reread(self, session_id: str) -> SessionRecord:
         """The session's row as it is now (rows are never deleted: DELETE marks them)."""

@@ -46,6 +46,7 @@ from ..monitoring import metrics
 from ..processes import chimerax_client
 from ..upkeep import owners
 from ..upkeep.transitions import SETTLED
+from ..usage import sampling
 
 if TYPE_CHECKING:
     from .base import SessionBase
@@ -101,6 +102,7 @@ class Suspension:
             except ServiceError:
                 self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None, **SETTLED)
                 raise
+            sampling.sample_before_stop(self.store, self.launcher, record)     # after the stop it is gone
             self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         _write_private(self._file(record.id), data)

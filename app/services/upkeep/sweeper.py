@@ -1,4 +1,5 @@
-"""The sweeper: ends dead, stuck, idle, too old and unresponsive sessions.
+"""The sweeper: ends dead, stuck, idle, too old and unresponsive sessions,
+samples the usage of the others, and deletes sessions past their retention.
 
 Every gunicorn worker of every instance schedules the job, but a sweep runs
 only in the one process holding the leader lock of its launcher's domain
@@ -19,6 +20,7 @@ from ...store.leader import AdvisoryLock, FileLock
 from ...store.models import END_REASONS
 from ..errors import ServiceError, log_fault
 from ..processes import chimerax_client
+from ..usage import retention, sampling
 from . import transitions
 from .recovery import reap_orphans
 from .transitions import startup_grace
@@ -61,6 +63,10 @@ class Sweeper:
             self.reap_orphans(now)
         except Exception:
             log_fault(log, "sweeper: reaping orphans failed")
+        try:
+            retention.retire(self.store, self.settings["SESSION_RETENTION_DAYS"], now)
+        except Exception:
+            log_fault(log, "sweeper: retention failed")
         return ended
 
     def reap_orphans(self, now: float) -> list[object]:
@@ -85,6 +91,11 @@ class Sweeper:
         ended = self.launcher.exit_reason(record.process)
         if ended:
             return self._end(record, ended)
+        try:
+            sampling.sample(self.store, self.launcher, record)
+        except Exception:
+            # Accounting never keeps a session from being checked.
+            log_fault(log, "sweeper: usage of session %s could not be sampled", record.id)
         limit = settings["MAX_RSS_MB"]
         if limit > 0:
             rss = self.launcher.memory_bytes(record.process)

@@ -1,7 +1,17 @@
-// "/admin": every session, the warm pool and recently denied commands (admins only).
+// "/admin": every session, the largest ones, the warm pool and recently denied commands (admins only).
 import { age, api, busy, el, page, sessionsIn } from "./common.js";
 
 const LIVE = new Set(["starting", "active", "suspended"]);
+
+function mib(bytes) {
+  return bytes === null || bytes === undefined ? "" : (bytes / 2 ** 20).toFixed(1) + " MiB";
+}
+
+function topRow(s, ...figures) {
+  return el("tr", { "data-session-id": s.id },
+    el("td", {}, el("a", { href: "/sessions/" + s.id }, s.label || s.id.slice(0, 8))),
+    el("td", {}, s.user), ...figures.map((text) => el("td", {}, text)));
+}
 
 async function refresh() {
   const [sessions, overview] = await Promise.all([sessionsIn([...LIVE]), api("GET", "/api/admin/overview")]);
@@ -18,6 +28,10 @@ async function refresh() {
     onclick: () => busy("Ending " + s.id.slice(0, 8), () => api("DELETE", "/api/sessions/" + s.id)).then(refresh, () => {}),
   }, "End"))));
   document.getElementById("sessions").replaceChildren(...rows);
+  document.getElementById("top-memory").replaceChildren(...overview.top_memory.map(
+    (s) => topRow(s, mib(s.memory_bytes), mib(s.memory_peak_bytes))));
+  document.getElementById("top-cpu").replaceChildren(...overview.top_cpu.map(
+    (s) => topRow(s, s.cpu_seconds.toFixed(1) + " s")));
   const pool = Object.entries(overview.pool).map(([state, n]) => `${n} ${state}`).join(", ");
   document.getElementById("pool").textContent = `${pool || "empty"} (target size ${overview.pool_size})`;
   const cache = overview.fetch_cache;

@@ -1,0 +1,77 @@
+"""A session's usage from its launcher: sampled into the store (the sweeper's
+ticks, and once before its process stops, so its final CPU figure is kept),
+and shown in the session's view with the limits in force."""
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ...store import SessionRecord, Store
+from ...store.accounting import SessionUsage, add_sample
+from ..errors import log_fault
+
+if TYPE_CHECKING:
+    from ..processes.launchers.base import Launcher
+
+log = logging.getLogger("cxs.usage")
+
+LIMIT_KEYS = ("memory_mb", "address_space_mb", "cpus", "processes", "enforced_by")
+
+
+def process_key(launcher: "Launcher", record: SessionRecord) -> str:
+    """Which process of the session a sample comes from: a resumed session's
+    new process counts its CPU from zero again (accounting.add_sample)."""
+    handle = record.process
+    return "%s@%r" % (launcher.process_id(handle), handle.started_at if handle else None)
+
+
+def sample(store: Store, launcher: "Launcher", record: SessionRecord) -> dict[str, Any] | None:
+    """Record what the session's process uses now; the launcher's figures, or
+    None where it cannot tell (no process, gone, on a node it cannot see)."""
+    if record.process is None:
+        return None
+    usage = launcher.usage(record.process)
+    if not usage:
+        return None
+    store.record_usage(record.id, process_key(launcher, record), usage.get("cpu_seconds"),
+                       usage.get("memory_bytes"), usage.get("memory_peak_bytes"))
+    return usage
+
+
+def sample_before_stop(store: Store, launcher: "Launcher", record: SessionRecord) -> None:
+    """The last sample of a process about to be stopped. Accounting must never
+    keep a session from ending: a failure is logged, not raised."""
+    try:
+        sample(store, launcher, record)
+    except Exception:
+        log_fault(log, "session %s: its last usage sample failed", record.id)
+
+
+def usage_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any]:
+    """{"cpu_seconds", "memory_bytes", "memory_peak_bytes", "processes"}: while
+    its process runs, the launcher's figures now (CPU and peak counted with
+    the session's earlier processes, as a sample would record them); else, or
+    where the launcher cannot tell, what was last recorded (nothing runs:
+    memory and processes unknown)."""
+    recorded = SessionUsage(record.cpu_seconds, record.memory_bytes, record.memory_peak_bytes,
+                            record.usage_process, record.usage_process_cpu)
+    live = None
+    if record.is_live and record.process is not None:
+        try:
+            live = launcher.usage(record.process)
+        except Exception:
+            log_fault(log, "session %s: its usage could not be read", record.id)
+    if not live:
+        return {"cpu_seconds": record.cpu_seconds, "memory_bytes": None,
+                "memory_peak_bytes": record.memory_peak_bytes, "processes": None}
+    now = add_sample(recorded, process_key(launcher, record), live.get("cpu_seconds"), live.get("memory_bytes"),
+                     live.get("memory_peak_bytes"))
+    return {"cpu_seconds": now.cpu_seconds, "memory_bytes": live.get("memory_bytes"),
+            "memory_peak_bytes": now.memory_peak_bytes, "processes": live.get("processes")}
+
+
+def limits_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any] | None:
+    """The limits that hold for its process, while it has one (None: no process,
+    or the launcher cannot tell)."""
+    if not record.is_live or record.process is None:
+        return None
+    limits = launcher.limits_in_force(record.process)
+    return {key: limits.get(key) for key in LIMIT_KEYS} if limits else None
