@@ -2,8 +2,9 @@
 
 Reads CXS_URL (default http://127.0.0.1:8000) and CXS_TOKEN from the
 environment. Prints JSON, or with -q only the essential value (an id), so
-`SID=$(cxs create --file x.pdb -q)` works. Exit status: 0 ok, 1 a ChimeraX
-command error, 2 an API error (its code is printed on stderr).
+`SID=$(cxs create --file x.pdb -q)` works; `usage` prints a table (--json:
+JSON). Exit status: 0 ok, 1 a ChimeraX command error, 2 an API error (its
+code is printed on stderr).
 """
 import argparse
 from collections.abc import Sequence
@@ -59,11 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--cxc", action="store_true", help="print a replayable .cxc script")
     history.add_argument("--offset", type=int, default=0)
     history.add_argument("--limit", type=int, default=100)
+    usage = sub.add_parser("usage", help="session-hours, CPU and peak memory per UTC day")
+    usage.add_argument("--user", help="another user's (admins)")
+    usage.add_argument("--since", help="the first day, YYYY-MM-DD (default: 30 days before --until)")
+    usage.add_argument("--until", help="the last day, YYYY-MM-DD (default: today)")
+    usage.add_argument("--json", action="store_true", help="print the whole reply")
     return parser
 
 
 def _print(data):
     print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def usage_table(report: dict) -> str:
+    """The reply of GET /api/usage as a small table, a line per day and the totals."""
+    def _line(day, figures):
+        peak = figures["memory_peak_bytes"]
+        return "%-10s %9.2f %11.1f %9s" % (day, figures["session_hours"], figures["cpu_seconds"],
+                                          "-" if peak is None else "%.0f" % (peak / 2**20))
+    lines = ["usage of %s, %s to %s (UTC)" % (report["user"], report["since"], report["until"]),
+             "%-10s %9s %11s %9s" % ("day", "hours", "cpu s", "peak MiB")]
+    lines += [_line(day["day"], day) for day in report["days"]]
+    lines.append(_line("total", report["totals"]))
+    return "\n".join(lines)
 
 
 def dispatch(client: Client, opts: argparse.Namespace) -> None:
@@ -115,6 +134,9 @@ def dispatch(client: Client, opts: argparse.Namespace) -> None:
             sys.stdout.write(client.history_script(opts.id))
         else:
             _print(client.history(opts.id, opts.offset, opts.limit))
+    elif opts.action == "usage":
+        report = client.usage(user=opts.user, since=opts.since, until=opts.until)
+        _print(report) if opts.json else print(usage_table(report))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

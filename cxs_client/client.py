@@ -1,6 +1,7 @@
 """A small requests-based client for the ChimeraX session service."""
 import builtins
 from collections.abc import Sequence
+from datetime import date
 import os
 import threading
 import time
@@ -153,6 +154,17 @@ class Client:
     def history_script(self, session_id: str) -> str:
         """The allowed, successful commands as a ChimeraX command script (.cxc text)."""
         return self._request("GET", "/api/sessions/%s/history" % session_id, params={"format": "cxc"}).text
+
+    # Accounting
+
+    def usage(self, user: str | None = None, since: str | date | None = None,
+              until: str | date | None = None) -> JSON:
+        """{"user", "since", "until", "days": [{day, session_hours, cpu_seconds,
+        memory_peak_bytes}], "totals"}: your usage per UTC day (admins: `user`'s);
+        days as 'YYYY-MM-DD' or dates (default: the last 30 days to today)."""
+        params = {k: v.isoformat() if isinstance(v, date) else v
+                  for k, v in (("user", user), ("since", since), ("until", until)) if v is not None}
+        return self._request("GET", "/api/usage", params=params).json()
 
     def session(self, heartbeat_every: float | None = None, **create_args: Any) -> "Session":
         """A context manager: a new session, deleted on exit, optionally kept alive."""

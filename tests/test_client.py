@@ -88,6 +88,8 @@ def test_cli_for_integration_scripts(live, tmp_path):
     assert sid in run("ls", "-q").stdout
     assert "66 atoms" in run("run", sid, "measure center #1").stdout
     assert run("run", sid, "color red").returncode == 0
+    shown = json.loads(run("get", sid).stdout)       # the real launcher's figures: ChimeraX has used CPU
+    assert shown["usage"]["cpu_seconds"] > 0 and shown["limits"]["enforced_by"]
     assert run("snapshot", sid, "-o", "x.png", "--width", "64", "--height", "48").returncode == 0
     assert (tmp_path / "x.png").read_bytes().startswith(b"\x89PNG")
     bad = run("run", sid, "open missing.pdb", check=False)
@@ -108,3 +110,13 @@ def test_cli_for_integration_scripts(live, tmp_path):
     assert gone.returncode == 2 and "404 (session_deleted)" in gone.stderr
     missing_token = subprocess.run(cxs + ["ls"], env=dict(env, CXS_TOKEN=""), capture_output=True, text=True)
     assert missing_token.returncode == 2 and "token" in missing_token.stderr
+    # The session just ended counts in today's usage.
+    today = client.usage()
+    assert today["user"] == "alice" and today["days"][-1]["day"] == today["until"]
+    assert today["totals"]["session_hours"] > 0
+    table = run("usage").stdout.splitlines()
+    assert table[0] == "usage of alice, %s to %s (UTC)" % (today["since"], today["until"])
+    assert table[-1].startswith("total ")
+    assert json.loads(run("usage", "--json", "--since", today["until"]).stdout)["days"][0]["day"] == today["until"]
+    other = run("usage", "--user", "bob", check=False)
+    assert other.returncode == 2 and "403 (forbidden)" in other.stderr

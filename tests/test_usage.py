@@ -2,9 +2,10 @@
 samples adding up across a session's processes, retention that deletes old
 ended sessions in bounded batches with their accounting kept (on SQLite and
 PostgreSQL, with an injected clock), the session view's usage and limits,
-GET /api/usage, the Prometheus totals and the admin overview's top sessions.
-Fast tier: the launcher is tests/fake_launcher.py, whose figures stand for
-what a cgroup would say (the launcher's own tests prove those)."""
+GET /api/usage, the Prometheus totals and the admin overview's top sessions,
+the client and `cxs usage`. Fast tier: the launcher is tests/fake_launcher.py,
+whose figures stand for what a cgroup would say (the launcher's own tests
+prove those)."""
 from datetime import datetime, timedelta, timezone
 import re
 import threading
@@ -19,6 +20,7 @@ from app.services.usage import retention
 from app.store import SessionRecord, Store
 from app.store.accounting import DAY, DayUsage, SessionUsage, add_sample, day_start, session_days, split_days
 from app.store.tables import fetch_uses, history, usage_daily
+from cxs_client import Client, cli
 
 from .conftest import token_header, wait_until
 from .helpers import row, sweep
@@ -361,3 +363,38 @@ def test_metrics_and_the_overview_total_and_rank_live_sessions(fake):
     assert [s["id"] for s in overview["top_memory"]] == live[::-1][:5]
     assert [s["cpu_seconds"] for s in overview["top_cpu"]] == [60.0, 50.0, 40.0, 30.0, 20.0]
     assert overview["top_cpu"][0]["user"] == "u2"
+
+
+# The client and the CLI
+
+def test_the_client_and_cxs_usage(fake, monkeypatch, capsys):
+    from werkzeug.serving import make_server
+    app, _ = fake
+    store = _store(app)
+    try:
+        start = day_start("2025-06-01") + 23 * 3600
+        insert(store, "alice", start, start + 2.5 * 3600, cpu=100.0, peak=512 * MiB)
+    finally:
+        store.close()
+    token = token_header(app, "alice")["Authorization"].split(" ", 1)[1]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        url = "http://127.0.0.1:%d" % server.server_port
+        report = Client(url, token).usage(since="2025-06-01", until=datetime(2025, 6, 3).date())
+        assert report["totals"]["session_hours"] == 2.5 and len(report["days"]) == 2
+        monkeypatch.setenv("CXS_URL", url)
+        monkeypatch.setenv("CXS_TOKEN", token)
+        assert cli.main(["usage", "--since", "2025-06-01", "--until", "2025-06-03"]) == 0
+        assert capsys.readouterr().out.splitlines() == [
+            "usage of alice, 2025-06-01 to 2025-06-03 (UTC)",
+            "day            hours       cpu s  peak MiB",
+            "2025-06-01      1.00        40.0       512",
+            "2025-06-02      1.50        60.0       512",
+            "total           2.50       100.0       512"]
+        assert cli.main(["usage", "--user", "bob"]) == 2
+        assert "403 (forbidden)" in capsys.readouterr().err
+    finally:
+        server.shutdown()
+        serving.join()
