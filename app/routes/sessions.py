@@ -151,7 +151,8 @@ def snapshot(args, session_id):
     {SNAPSHOT_MAX_SUPERSAMPLE} (SNAPSHOT_MAX_SUPERSAMPLE), and what ChimeraX draws, width × height ×
     supersample² pixels, at most {RENDER_MAX_PIXELS} (RENDER_MAX_PIXELS): a request over any of them is
     answered 400 validation_error, its `fields` naming the bound. A view that does not fit in the session's
-    memory ({SESSION_MEMORY_MB} MB, SESSION_MEMORY_MB) at that size is answered 413 scene_too_large.
+    memory ({SESSION_MEMORY_MB} MB, SESSION_MEMORY_MB) or its process's address space
+    (SESSION_ADDRESS_SPACE_MB) at that size is answered 413 scene_too_large.
     """
     return f.snapshot(args, session_id)
 
@@ -166,7 +167,8 @@ def scene(args, session_id):
     Structures, surfaces and maps in every style, as last shown. A scene over {SCENE_MAX_BYTES} bytes
     (SCENE_MAX_BYTES), or showing more than {SCENE_MAX_BYTES} / 12 triangles without `instancing` (each takes
     at least 12 bytes), or that does not fit in the session's memory ({SESSION_MEMORY_MB} MB,
-    SESSION_MEMORY_MB), is answered 413 scene_too_large.
+    SESSION_MEMORY_MB) or its process's address space (SESSION_ADDRESS_SPACE_MB), is answered 413
+    scene_too_large.
     """
     return f.scene(args, session_id)
 
