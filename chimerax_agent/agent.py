@@ -11,7 +11,11 @@ same protocol and the same JSON replies, on a channel the service chooses:
 `GET /run?command=...` runs commands, one request at a time: while one runs,
 another gets 409 with what is running and since when. `GET /health` answers
 from the agent's own thread: busy (with what, for how long) or idle and
-responsive.
+responsive. `POST /interrupt?id=` interrupts the running command (that one,
+if an id is given) as Ctrl-C would: a KeyboardInterrupt in its Python on the
+main thread, which ends that command only. `GET /events?after=N` gives what
+happened since event N (cxs_events.py): log messages, commands started and
+ended (ids from the service's `X-CXS-Command-Id`).
 
 Every request must carry `Authorization: Bearer <CXS_AGENT_SECRET>`, compared
 in constant time; without it the reply is 401 and nothing runs. A request
@@ -36,6 +40,7 @@ from http.server import BaseHTTPRequestHandler
 import json
 import os
 import queue
+import signal
 import socket
 import socketserver
 import sys
@@ -45,6 +50,7 @@ from urllib.parse import parse_qs, urlparse
 
 if "__file__" in globals():         # run as a script: its folder holds the policy
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cxs_events  # noqa: E402
 import cxs_fetch  # noqa: E402
 import cxs_policy  # noqa: E402
 import cxs_selftest as selftest  # noqa: E402
@@ -53,8 +59,9 @@ READY_PREFIX = "CXS agent ready:"
 FAILED_PREFIX = "CXS agent failed:"
 
 
-def _collecting_log(logger):
-    """A log that collects messages by level for one request, as ChimeraX's REST server does."""
+def _collecting_log(logger, events=None):
+    """A log that collects messages by level for one request, as ChimeraX's REST
+    server does (and publishes each as it comes: it is the one log that sees them)."""
     from chimerax.core.logger import StringPlainTextLog
 
     class ByLevel(StringPlainTextLog):
@@ -64,24 +71,46 @@ def _collecting_log(logger):
 
         def log(self, level, msg):
             self.messages[self.LEVEL_DESCRIPTS[level]].append(msg)
+            if events is not None:
+                events.publish("log", {"level": self.LEVEL_DESCRIPTS[level], "text": msg})
             return True
 
     return ByLevel(logger)
 
 
-def run_commands(session, commands, profile=None):
+class Interrupted(Exception):
+    """The command was interrupted on request (POST /interrupt)."""
+
+
+# While True the main thread runs a command, and only then does SIGINT
+# interrupt it (`_on_interrupt`): never ChimeraX's loop or the agent's own code.
+INTERRUPTIBLE = {"on": False}
+
+
+def _on_interrupt(signum, frame):
+    if INTERRUPTIBLE["on"]:
+        raise KeyboardInterrupt
+
+
+def run_commands(session, commands, profile=None, events=None):
     """Run command lines on ChimeraX's main thread: (HTTP status, JSON text of the reply).
     With a `profile`, every command is checked on ChimeraX's own parse first."""
     from chimerax.core.commands import JSONResult, run
     from chimerax.core.errors import NotABug
     values, error, parsed = [], None, []
-    with _collecting_log(session.logger) as log:
+    with _collecting_log(session.logger, events) as log:
         try:
+            INTERRUPTIBLE["on"] = True
             for text in commands:
                 if profile is None:
                     values = run(session, text, log=False, return_json=True, return_list=True)
                 else:
                     values, parsed = cxs_policy.run_checked(session, text, profile)
+            INTERRUPTIBLE["on"] = False
+        except KeyboardInterrupt:
+            INTERRUPTIBLE["on"] = False
+            values, error = [], Interrupted("the command was interrupted")
+            session.logger.info("Interrupted")
         except cxs_policy.Refused as refusal:
             return 403, json.dumps({"refused": {"command": refusal.command, "reason": refusal.reason},
                                     "ran": getattr(refusal, "ran", [])})
@@ -95,6 +124,8 @@ def run_commands(session, commands, profile=None):
             values, error = [], _out_of_memory(err)
         except Exception as err:        # a ChimeraX bug: reported, not fatal to the agent
             values, error = [], err
+        finally:
+            INTERRUPTIBLE["on"] = False
         reply = {
             "json values": [v.json_value if isinstance(v, JSONResult) else None for v in values],
             "python values": [v.python_value if isinstance(v, JSONResult) else v for v in values],
@@ -134,9 +165,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._health()
         if url.path == "/fetched":
             return self._fetched()
+        if url.path == "/events":
+            query = parse_qs(url.query)
+            return self._reply(200, self.server.events.after(int((query.get("after") or ["0"])[0] or 0),
+                                                             min(25.0, float((query.get("timeout") or ["0"])[0]))))
+        if url.path == "/interrupt":
+            return self._interrupt((parse_qs(url.query).get("id") or [None])[0])
         if url.path != "/run":
-            return self._reply(404, {"error": {"type": "NotFound",
-                                               "message": "only /run, /fetched and /health are served"}})
+            return self._reply(404, {"error": {"type": "NotFound", "message":
+                                               "only /run, /fetched, /interrupt, /events and /health are served"}})
         commands = parse_qs(url.query).get("command", [])
         try:
             profile = json.loads(self.headers["X-CXS-Profile"]) if "X-CXS-Profile" in self.headers else None
@@ -147,19 +184,33 @@ class Handler(BaseHTTPRequestHandler):
         if not self.server.busy.acquire(blocking=False):
             return self._reply(409, {"busy": self.server.doing()})
         exchange = self.server.exchange = cxs_fetch.Exchange()
-        self.server.current = ("; ".join(commands)[:120], time.time(), time.monotonic())
-        self._start(commands, profile, exchange)
+        command_id = self.headers.get("X-CXS-Command-Id")
+        self.server.current = ("; ".join(commands)[:120], time.time(), time.monotonic(), command_id)
+        self._start(commands, profile, exchange, command_id)
         self._forward(exchange)
 
-    def _start(self, commands, profile, exchange):
+    def _interrupt(self, command_id):
+        """Interrupt the running command (`command_id`'s, if given), as Ctrl-C would."""
+        current = self.server.current
+        if current is None or (command_id and current[3] != command_id):
+            return self._reply(409, {"interrupting": None, "busy": current is not None})
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        return self._reply(202, {"interrupting": current[3], "command": current[0]})
+
+    def _start(self, commands, profile, exchange, command_id):
         server = self.server
 
         def on_main_thread():
             if len(server.command_threads) < 8:     # where the first commands ran, for /health
                 server.command_threads.append(threading.current_thread().name)
+            server.events.publish("command.started", {"id": command_id, "command": "; ".join(commands)})
             # Whatever happens, the waiting request gets an answer: never a hang.
             try:
-                outcome = run_commands(server.session, commands, profile)
+                outcome = run_commands(server.session, commands, profile, server.events)
+            except KeyboardInterrupt:       # in the instant between the command and its reply
+                outcome = (200, json.dumps({"json values": [], "python values": [], "commands": [],
+                                            "log messages": {}, "error": {"type": "Interrupted",
+                                                                          "message": "the command was interrupted"}}))
             except BaseException as err:
                 _finish(server, exchange, (500, json.dumps({"error": {"type": type(err).__name__,
                                                                       "message": str(err)}})))
@@ -244,6 +295,10 @@ class TcpAgent(_Serving, socketserver.TCPServer):
 
 
 def _finish(server, exchange, outcome):
+    if server.current is not None:
+        status, body = outcome
+        server.events.publish("command.ended", {"id": server.current[3], "status": status,
+                                                "interrupted": '"type": "Interrupted"' in body})
     # Free before replying: the caller's next command may arrive the moment it has this reply.
     server.current = server.exchange = None
     server.busy.release()
@@ -257,8 +312,8 @@ def _where(answer):
 def _doing(current):
     if current is None:
         return None
-    text, since, started = current
-    return {"command": text, "since": since, "seconds": round(time.monotonic() - started, 3)}
+    text, since, started, command_id = current
+    return {"command": text, "since": since, "seconds": round(time.monotonic() - started, 3), "id": command_id}
 
 
 def complete_offscreen_context():
@@ -297,6 +352,10 @@ def start(session, environ=os.environ):
     server.busy, server.current, server.command_threads = threading.Lock(), None, []
     server.exchange = None          # the running command's, while one runs (cxs_fetch.py)
     cxs_fetch.install(server)
+    server.events = cxs_events.Events()
+    session.logger.add_log(cxs_events.log_to(server.events))     # what is logged outside commands
+    # Here, on the main thread (the script runs there): SIGINT interrupts a running command only.
+    signal.signal(signal.SIGINT, _on_interrupt)
     server.doing = lambda: _doing(server.current)
     threading.Thread(target=_serve_once_looping, args=(server, where), name="cxs-agent", daemon=True).start()
     return server

@@ -135,7 +135,8 @@ Fetcher = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def run_command(channel: Channel, command: str, timeout: float, connect_timeout: float = 2.0,
-                profile: "Profile | None" = None, fetcher: Fetcher | None = None) -> CommandResult:
+                profile: "Profile | None" = None, fetcher: Fetcher | None = None,
+                command_id: str | None = None) -> CommandResult:
     """Run one command line, under `profile` (policy.Profile) if given: CommandDenied
     if the agent refused it; CommandTimeout or ChimeraXDied on transport failure.
     A fetch ChimeraX makes meanwhile is answered by `fetcher(request)` ({"path"}
@@ -145,8 +146,10 @@ def run_command(channel: Channel, command: str, timeout: float, connect_timeout:
     # (~0.5 ms a call, measured: BENCHMARKS.md figure 3).
     started = time.perf_counter()
     try:
-        status, body = _request(channel, "/run?" + urlencode({"command": command}), timeout, connect_timeout,
-                            {"X-CXS-Profile": profile.wire} if profile is not None else {})
+        headers = {"X-CXS-Profile": profile.wire} if profile is not None else {}
+        if command_id:
+            headers["X-CXS-Command-Id"] = command_id
+        status, body = _request(channel, "/run?" + urlencode({"command": command}), timeout, connect_timeout, headers)
         while status == 200 and body.startswith(b'{"fetch"'):
             request = _json(body).get("fetch") or {}
             answer = fetcher(request) if fetcher else {"error": "fetching is not available for this command"}
@@ -208,6 +211,29 @@ def health(channel: Channel, timeout: float) -> dict[str, Any] | None:
     {"busy": True, "command", "since", "seconds"}, or None (no answer: hung or gone)."""
     try:
         status, body = _request(channel, "/health", timeout, min(timeout, 2.0), {})
+    except (OSError, http.client.HTTPException):
+        return None
+    return _json(body) if status == 200 else None
+
+
+def interrupt(channel: Channel, command_id: str | None, timeout: float = 5.0) -> bool:
+    """Interrupt the running command (`command_id`'s only, if given) as Ctrl-C
+    would; False if it was not running (ended, or another runs)."""
+    path = "/interrupt" + ("?" + urlencode({"id": command_id}) if command_id else "")
+    try:
+        status, _ = _request(channel, path, timeout, min(timeout, 2.0), {}, body=b"")
+    except (OSError, http.client.HTTPException) as err:
+        raise ChimeraXDied("ChimeraX closed the connection or is not listening") from err
+    return status == 202
+
+
+def events(channel: Channel, after: int, wait: float) -> dict[str, Any] | None:
+    """What happened in ChimeraX since event `after` ({"events", "last",
+    "missed"}, agent: cxs_events.py), waiting up to `wait` s for a first one;
+    None if the agent did not answer (gone, or an agent without events)."""
+    try:
+        status, body = _request(channel, "/events?" + urlencode({"after": after, "timeout": wait}), wait + 5,
+                                2.0, {})
     except (OSError, http.client.HTTPException):
         return None
     return _json(body) if status == 200 else None
