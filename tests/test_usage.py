@@ -234,6 +234,21 @@ def test_the_view_shows_live_usage_and_limits_and_the_last_figures_once_the_proc
     assert (row(app, sid).cpu_seconds, row(app, sid).memory_peak_bytes) == (5.5, 150 * MiB)
 
 
+def test_a_process_out_of_reach_is_not_read_here(fake, monkeypatch):
+    app, launcher = fake
+    launcher.limits = dict(LIMITS)
+    client, alice = app.test_client(), token_header(app, "alice")
+    sid = _create(client, alice)
+    launcher.set_usage(row(app, sid).process, cpu_seconds=2.0, memory_bytes=MiB)
+    sweep(app, time.time())
+    launcher.set_usage(row(app, sid).process, cpu_seconds=9.0, memory_bytes=MiB)
+    # Another instance's view of it: this launcher's pid would name another process.
+    monkeypatch.setattr(launcher, "reaches", lambda domain: False)
+    view = client.get("/api/sessions/" + sid, headers=alice).get_json()
+    assert view["usage"] == {"cpu_seconds": 2.0, "memory_bytes": None, "memory_peak_bytes": MiB, "processes": None}
+    assert view["limits"] is None
+
+
 def test_an_end_never_fails_for_its_usage_sample(fake):
     app, launcher = fake
     client, alice = app.test_client(), token_header(app, "alice")

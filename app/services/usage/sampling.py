@@ -16,6 +16,11 @@ log = logging.getLogger("cxs.usage")
 LIMIT_KEYS = ("memory_mb", "address_space_mb", "cpus", "processes", "enforced_by")
 
 
+def _running_here(launcher, record):
+    # Another machine's process is its own launcher's to read: a pid here names another process.
+    return record.is_live and record.process is not None and launcher.reaches(record.domain)
+
+
 def process_key(launcher: "Launcher", record: SessionRecord) -> str:
     """Which process of the session a sample comes from: a resumed session's
     new process counts its CPU from zero again (accounting.add_sample)."""
@@ -25,8 +30,9 @@ def process_key(launcher: "Launcher", record: SessionRecord) -> str:
 
 def sample(store: Store, launcher: "Launcher", record: SessionRecord) -> dict[str, Any] | None:
     """Record what the session's process uses now; the launcher's figures, or
-    None where it cannot tell (no process, gone, on a node it cannot see)."""
-    if record.process is None:
+    None where it cannot tell (no process, gone, on a node it cannot see, on
+    a machine this instance does not reach)."""
+    if record.process is None or not launcher.reaches(record.domain):
         return None
     usage = launcher.usage(record.process)
     if not usage:
@@ -49,12 +55,12 @@ def usage_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any]:
     """{"cpu_seconds", "memory_bytes", "memory_peak_bytes", "processes"}: while
     its process runs, the launcher's figures now (CPU and peak counted with
     the session's earlier processes, as a sample would record them); else, or
-    where the launcher cannot tell, what was last recorded (nothing runs:
-    memory and processes unknown)."""
+    where this instance's launcher cannot tell, what was last recorded
+    (memory and processes unknown)."""
     recorded = SessionUsage(record.cpu_seconds, record.memory_bytes, record.memory_peak_bytes,
                             record.usage_process, record.usage_process_cpu)
     live = None
-    if record.is_live and record.process is not None:
+    if _running_here(launcher, record):
         try:
             live = launcher.usage(record.process)
         except Exception:
@@ -70,8 +76,8 @@ def usage_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any]:
 
 def limits_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any] | None:
     """The limits that hold for its process, while it has one (None: no process,
-    or the launcher cannot tell)."""
-    if not record.is_live or record.process is None:
+    one this instance cannot reach, or the launcher cannot tell)."""
+    if not _running_here(launcher, record):
         return None
     limits = launcher.limits_in_force(record.process)
     return {key: limits.get(key) for key in LIMIT_KEYS} if limits else None
