@@ -196,8 +196,9 @@ SETTINGS = (
     Setting("MAX_SESSIONS_PER_USER", int, 3,
             'live sessions per user (429 beyond)', positive=True),
     Setting("SESSION_RETENTION_DAYS", int, 90,
-            'days an ended session\'s row, history and audit are kept (the sweeper deletes older ones in '
-            'batches, their usage rolled up per user and day first); 0: kept for ever', not_negative=True),
+            'days an ended session\'s row and command history are kept (the sweeper deletes older ones in '
+            'batches, their usage rolled up per user and day first; the audit log is a log stream, kept by '
+            'its rotation); 0: kept for ever', not_negative=True),
     Setting("SESSION_IDLE_TIMEOUT", int, 1800,
             's without commands or heartbeats before the sweeper suspends or ends a session '
             '(`IDLE_ACTION`)', positive=True),

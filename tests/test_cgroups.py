@@ -153,18 +153,12 @@ def test_usage_shows_a_known_allocation(gunicorn_server):
     session = new_session(server, admin)
     size = 400 * 2**20
     place(workspace(server, session), "hold.py", "import builtins\nbuiltins.held = bytearray(%d)\n" % size)
-    store = server.store()
-    try:
-        record = store.get_session(session)
-    finally:
-        store.close()
-    from app.services.processes.launchers import build_launcher
-    import config
-    launcher = build_launcher(config.values(server.env), store_service_id(server))
-    before = launcher.usage(record.process)
-    assert before and before["memory_bytes"] and before["processes"] >= 1, before
+    before = view(server, admin, session)
+    assert before["limits"]["enforced_by"].startswith("cgroup v") and before["limits"]["memory_mb"] == 4096
+    before = before["usage"]
+    assert before["memory_bytes"] and before["processes"] >= 1, before
     assert command(server, admin, session, "runscript hold.py").json()["ok"]
-    after = launcher.usage(record.process)
+    after = view(server, admin, session)["usage"]
     grown = after["memory_peak_bytes"] - before["memory_bytes"]
     assert abs(grown - size) <= 0.2 * size, (grown / 2**20, after)
     assert after["cpu_seconds"] > before["cpu_seconds"] > 0
