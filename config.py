@@ -121,7 +121,17 @@ SETTINGS = (
             "s the API waits for a command's reply, else 504 (the command may go on: the session "
             'answers `session_busy` meanwhile)', shown='`30`', positive=True),
     Setting("COMMAND_MAX_RUNTIME", float, 600.0,
-            's a command may run at all; past it the sweeper ends the session (`command_timeout`)', shown='`600`', positive=True),
+            's a command may run at all; past it the sweeper interrupts it (`INTERRUPT_GRACE`)', shown='`600`',
+            positive=True),
+    Setting("INTERRUPT_GRACE", float, 5.0,
+            's an interrupted command has to stop; past it the process is ended (`unresponsive`)', shown='`5`',
+            positive=True),
+    Setting("EVENT_STREAMS_PER_USER", int, 4,
+            'event streams (`GET /events`) a user may hold open at once, across workers and hosts (429 beyond)',
+            positive=True),
+    Setting("EVENT_STREAMS_PER_WORKER", int, 32,
+            'event streams each worker serves, on threads of their own beside `THREADS` (503 beyond)',
+            not_negative=True),
     Setting("STOP_GRACE_PERIOD", float, 5.0,
             's between SIGTERM and SIGKILL to the process group', shown='`5`', not_negative=True),
 
@@ -363,8 +373,8 @@ def values(environ=os.environ):
 
 
 def server_setting(name, environ=os.environ):
-    """A gunicorn.conf.py setting's value."""
-    return next(s for s in SETTINGS if s.name == name and s.server).read(environ)
+    """A gunicorn.conf.py setting's value (its own, or one it shares with the app)."""
+    return next(s for s in SETTINGS if s.name == name).read(environ)
 
 
 def markdown():

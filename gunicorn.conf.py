@@ -22,8 +22,13 @@ workers = server_setting("WORKERS")
 # (gevent) would need every blocking call (SQLite, psutil, subprocess) to
 # cooperate; threads need nothing of the code.
 worker_class = server_setting("WORKER_CLASS")
-threads = server_setting("THREADS")
-worker_connections = server_setting("WORKER_CONNECTIONS") or threads
+# An event stream (GET /events) holds its thread for as long as it is open:
+# each worker has EVENT_STREAMS_PER_WORKER threads more than THREADS, and
+# the app serves at most that many streams per worker (503 beyond), so
+# however many streams are open, THREADS threads stay for everything else.
+threads = server_setting("THREADS") + server_setting("EVENT_STREAMS_PER_WORKER")
+worker_connections = (server_setting("WORKER_CONNECTIONS") or server_setting("THREADS")) + \
+    server_setting("EVENT_STREAMS_PER_WORKER")
 # No keep-alive: gthread keeps at most worker_connections - threads idle
 # connections, none here, and an idle connection held by a worker would be a
 # connection it accepted without a thread free to serve it. (With a value

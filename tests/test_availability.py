@@ -86,11 +86,11 @@ def test_a_second_command_is_session_busy_at_once(gunicorn_server):
     assert command(server, admin, session, "pwd").json()["ok"]      # free again
 
 
-def test_busy_is_not_hung_and_a_runaway_command_ends_the_session(gunicorn_server):
+def test_busy_is_not_hung_and_a_runaway_command_is_interrupted_or_its_process_ended(gunicorn_server):
     server = gunicorn_server(workers=2, SWEEP_INTERVAL=0.5, COMMAND_TIMEOUT=1, COMMAND_MAX_RUNTIME=6,
-                             HEALTH_CHECK_TIMEOUT=0.5, HEALTH_CHECK_FAILURES=1)
+                             HEALTH_CHECK_TIMEOUT=0.5, HEALTH_CHECK_FAILURES=1, INTERRUPT_GRACE=2)
     admin = server.token("boss", "admin")
-    busy, runaway = new_session(server, admin), new_session(server, admin)
+    busy, runaway, stubborn = (new_session(server, admin) for _ in range(3))
     # Busy for 3 s, well under COMMAND_MAX_RUNTIME: sweeps see it busy, not hung (one failed
     # health check would end it here), and it lives on.
     place_sleeper(server, busy, 3)
@@ -98,16 +98,28 @@ def test_busy_is_not_hung_and_a_runaway_command_ends_the_session(gunicorn_server
     wait_until(lambda: command(server, admin, busy, "version").status_code == 200, 10,
                message="the busy session to be free")
     assert get(server, admin, busy)["status"] == "active"
-    # A command that never ends: ended after COMMAND_MAX_RUNTIME, and its owner is told why.
+    # A command that never ends: interrupted after COMMAND_MAX_RUNTIME; the session lives on.
     place_sleeper(server, runaway, 3600)
     started = time.monotonic()
     assert command(server, admin, runaway, "runscript sleep.py").status_code == 504
-    ended = wait_until(lambda: (lambda s: s if s["status"] == "failed" else None)(get(server, admin, runaway)),
-                       20, interval=0.2, message="the runaway session to end")
-    print("measured: runaway command ended %.1fs after it began (COMMAND_MAX_RUNTIME 6 s)"
+    wait_until(lambda: command(server, admin, runaway, "version").status_code == 200, 20, interval=0.2,
+               message="the runaway command to be interrupted")
+    print("measured: runaway command interrupted %.1fs after it began (COMMAND_MAX_RUNTIME 6 s)"
           % (time.monotonic() - started))
-    assert ended["end_reason"] == "command_timeout"
     assert time.monotonic() - started >= 6
+    assert get(server, admin, runaway)["status"] == "active"
+    # One that ignores the interrupt: its process is ended after INTERRUPT_GRACE, and its owner told why.
+    path = os.path.join(server.env["WORKSPACE_ROOT"], stubborn, "stubborn.py")
+    with open(path, "w") as out:
+        out.write("import time\nwhile True:\n    try:\n        time.sleep(3600)\n"
+                  "    except KeyboardInterrupt:\n        pass\n")
+    os.chmod(path, 0o644)
+    started = time.monotonic()
+    assert command(server, admin, stubborn, "runscript stubborn.py").status_code == 504
+    ended = wait_until(lambda: (lambda s: s if s["status"] == "failed" else None)(get(server, admin, stubborn)),
+                       30, interval=0.2, message="the stubborn session to end")
+    assert ended["end_reason"] == "unresponsive"
+    assert time.monotonic() - started >= 6 + 2
     assert get(server, admin, busy)["status"] == "active"
 
 

@@ -90,11 +90,14 @@ def heartbeat(session_id):
 
 
 def run_command(args, session_id):
+    if not args.get("wait", True):
+        from .commands import start_command
+        return start_command(args, session_id)
     result = get_session_service().run_command(g.principal, str(session_id), args["command"])
     # Already JSON types: a Response skips the schema's dump (and asdict's
     # deep copy), which only cost time; the schema still documents it.
-    return jsonify(ok=result.ok, command=result.command, log=result.log, json_values=result.json_values,
-                   error=result.error, duration_ms=result.duration_ms)
+    return jsonify(id=result.id, ok=result.ok, command=result.command, log=result.log,
+                   json_values=result.json_values, error=result.error, duration_ms=result.duration_ms)
 
 
 def history(args, session_id):

@@ -5,6 +5,7 @@ import re
 from ..controllers import files as f
 from ..controllers import sessions as c
 from ..schemas import sessions as s
+from ..schemas.commands import CommandStateSchema
 from ..services.sessions.workspace import FILE_NAME_MAX, FILE_NAME_PATTERN, FILE_SUFFIXES
 from .api import Blueprint
 
@@ -90,8 +91,14 @@ def resume_session(session_id):
 @bp.errors(404, 409, 429, 502, 504)
 @bp.arguments(s.CommandSchema)
 @bp.response(200, s.CommandResultSchema, description="ChimeraX's result (ok false: a ChimeraX error)")
+@bp.alt_response(202, schema=CommandStateSchema, success=True,
+                 description="wait false: started (Location: its resource, GET /commands/<id>)")
 def run_command(args, session_id):
-    """Run a ChimeraX command line (checked by the command policy first)"""
+    """Run a ChimeraX command line (checked by the command policy first)
+
+    With wait false the reply is 202 at once: the command runs on (up to COMMAND_MAX_RUNTIME), its state and
+    reply at GET /commands/<id>, the policy's refusal included (status failed, verdict deny).
+    """
     return c.run_command(args, session_id)
 
 

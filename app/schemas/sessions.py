@@ -62,6 +62,9 @@ class CommandSchema(Schema):
 
     command = fields.String(required=True, validate=[
         validate.Regexp(NOT_BLANK, error="Must not be blank."), AtMostChars("MAX_COMMAND_LENGTH")])
+    wait = fields.Boolean(load_default=True, metadata={
+        "description": "false: answer 202 at once with the command's id and Location; its state and reply at "
+                       "GET /commands/<id>"})
 
 
 class SessionSchema(Schema):
@@ -119,6 +122,7 @@ class HeartbeatSchema(Schema):
 
 
 class CommandResultSchema(Schema):
+    id = fields.String(metadata={"description": "the command's id (GET /commands/<id>; POST /interrupt)"})
     ok = fields.Boolean()
     command = fields.String()
     log = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))

@@ -135,3 +135,16 @@ def log_fault(logger: logging.Logger, message: str, *args: object) -> None:
         logger.warning(message + ": the store is unavailable (%s)", *args, error)
     else:
         logger.exception(message, *args)
+
+
+class NothingToInterrupt(ServiceError):
+    code, status, when = "not_running", 409, "no command (or not the one named) is running in the session"
+
+
+class TooManyStreams(ServiceError):
+    code, status, when = "too_many_streams", 429, "the user has EVENT_STREAMS_PER_USER event streams open"
+
+
+class StreamsBusy(ServiceError):
+    code, status, when = ("streams_unavailable", 503,
+                          "the worker serves EVENT_STREAMS_PER_WORKER event streams already (Retry-After)")

@@ -5,17 +5,21 @@ import time
 import sqlalchemy as sa
 
 from .base import StoreBase
-from .tables import history, sessions, sweeps
+from .tables import event_streams, history, sessions, sweeps
 
 
 class HistoryQueries(StoreBase):
     # Command history
 
     def add_history(self, session_id: str, at: float, command: str, verdict: str, ok: bool | None,
-                    duration_ms: float | None, keep: int) -> None:
+                    duration_ms: float | None, keep: int, command_id: str | None = None,
+                    status: str | None = None, user: str | None = None, owner: str | None = None,
+                    result: dict | None = None) -> None:
         """Append one entry; beyond `keep` entries the session's oldest go."""
         self._execute(history.insert().values(session_id=session_id, at=at, command=command,
-                                              verdict=verdict, ok=ok, duration_ms=duration_ms))
+                                              verdict=verdict, ok=ok, duration_ms=duration_ms,
+                                              command_id=command_id, status=status, user=user, owner=owner,
+                                              result=result))
         cutoff = (sa.select(history.c.id).where(history.c.session_id == session_id)
                   .order_by(history.c.id.desc()).offset(keep).limit(1).scalar_subquery())
         self._execute(history.delete().where(history.c.session_id == session_id, history.c.id <= cutoff))
@@ -27,6 +31,44 @@ class HistoryQueries(StoreBase):
         total = self._execute(sa.select(sa.func.count()).select_from(history)
                               .where(history.c.session_id == session_id)).scalar()
         return [dict(row) for row in self._execute(query).mappings()], total
+
+    def command_entry(self, session_id: str, command_id: str) -> dict | None:
+        """One command of a session's history, by its id."""
+        row = self._execute(history.select().where(history.c.session_id == session_id,
+                                                   history.c.command_id == command_id)).mappings().first()
+        return dict(row) if row else None
+
+    def finish_command(self, command_id: str, status: str, ok: bool | None, duration_ms: float | None,
+                       result: dict | None, only_if: str = "running", verdict: str = "allow") -> bool:
+        """Record how a command ended, if it is still `only_if` (a compare-and-set:
+        the worker that ran it and a reader that found its worker gone never both win)."""
+        done = self._execute(history.update().where(history.c.command_id == command_id,
+                                                    history.c.status == only_if)
+                             .values(status=status, ok=ok, duration_ms=duration_ms, result=result, owner=None,
+                                     verdict=verdict))
+        return done.rowcount == 1
+
+    # Event streams open per user (a lease each, renewed while open)
+
+    def open_stream(self, user: str, session_id: str, now: float, ttl: float, limit: int) -> int | None:
+        """A lease for one more stream of `user`, or None if `limit` are open.
+        Inserted first, then ranked: two opening at once never both pass."""
+        self._execute(event_streams.delete().where(event_streams.c.expires_at < now))
+        stream = self._execute(event_streams.insert().values(user=user, session_id=session_id,
+                                                             expires_at=now + ttl)).inserted_primary_key[0]
+        ahead = self._execute(sa.select(sa.func.count()).select_from(event_streams).where(
+            event_streams.c.user == user, event_streams.c.expires_at >= now,
+            event_streams.c.id < stream)).scalar()
+        if ahead >= limit:
+            self.close_stream(stream)
+            return None
+        return stream
+
+    def renew_stream(self, stream: int, now: float, ttl: float) -> None:
+        self._execute(event_streams.update().where(event_streams.c.id == stream).values(expires_at=now + ttl))
+
+    def close_stream(self, stream: int) -> None:
+        self._execute(event_streams.delete().where(event_streams.c.id == stream))
 
     def recent_denied(self, limit: int) -> list[dict]:
         """The newest commands the policy refused, across sessions, with their users."""

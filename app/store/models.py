@@ -19,7 +19,7 @@ LIVE_STATUSES = (STARTING, ACTIVE, TERMINATING)
 
 END_REASONS = ("deleted", "idle_timeout", "max_lifetime", "crashed", "unhealthy",
                "startup_failed", "server_restart", "server_shutdown", "memory_limit", "command_timeout",
-               "suspended_expired", "suspend_failed")
+               "suspended_expired", "suspend_failed", "unresponsive")
 
 # What the owner of a session in transition is doing: a cold start (which the
 # sweeper may adopt once ready), a start that has more to do once the process

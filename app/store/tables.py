@@ -31,6 +31,19 @@ class JsonText(sa.types.TypeDecorator):
         return ProcessHandle.from_json(json.loads(value)) if value else None
 
 
+class Json(sa.types.TypeDecorator):
+    """Any JSON value in a TEXT column (sa.JSON is not TEXT on PostgreSQL, and the
+    migration adds TEXT)."""
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
 metadata = sa.MetaData()
 
 service = sa.Table(
@@ -134,7 +147,27 @@ history = sa.Table(
     sa.Column("verdict", sa.Text, sa.CheckConstraint("verdict IN ('allow', 'deny')"), nullable=False),
     sa.Column("ok", sa.Boolean),            # None: denied, never ran
     sa.Column("duration_ms", sa.Float),
+    # A command is also a resource (`/commands/<command_id>`): its state, the
+    # reply of one run in the background (`wait: false`), who ran it, and the
+    # worker running it (services/upkeep/owners.py) while it runs.
+    sa.Column("command_id", sa.Text),
+    sa.Column("status", sa.Text),           # running | done | failed | interrupted (None: older rows)
+    sa.Column("result", Json),
+    sa.Column("user", sa.Text),
+    sa.Column("owner", sa.Text),
     sa.Index("history_by_session", "session_id", "id"),
+    sa.Index("history_by_command", "command_id"),
+)
+
+event_streams = sa.Table(
+    "event_streams", metadata,
+    # Open event streams (GET /events), counted per user across workers and
+    # hosts; a stream renews its lease while open, so a dead worker's lapse.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user", sa.Text, nullable=False),
+    sa.Column("session_id", sa.Text, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Index("event_streams_by_user", "user", "expires_at"),
 )
 
 sweeps = sa.Table(

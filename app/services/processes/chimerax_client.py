@@ -116,6 +116,7 @@ class CommandResult:
     error: dict | None = None
     duration_ms: float = 0.0
     commands: tuple = ()        # as ChimeraX parsed them (requests with a profile)
+    id: str | None = None       # the command's id (the service's, for its resource and interrupts)
 
 
 def parse_reply(command: str, body: bytes, duration_ms: float) -> CommandResult:
@@ -177,7 +178,9 @@ def run_command(channel: Channel, command: str, timeout: float, connect_timeout:
         # `exit` ends the process before it replies
         raise ChimeraXDied("ChimeraX ended without replying")
     try:
-        return parse_reply(command, body, duration_ms)
+        result = parse_reply(command, body, duration_ms)
+        result.id = command_id
+        return result
     except (ValueError, AttributeError) as err:
         raise ChimeraXDied("ChimeraX sent a reply that is not its JSON format") from err
 

@@ -52,9 +52,10 @@ log = logging.getLogger("cxs.sessions")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit", "command_timeout", "suspend_failed"}
+FAILED_REASONS = {"crashed", "unhealthy", "startup_failed", "memory_limit", "command_timeout", "suspend_failed",
+                  "unresponsive"}
 # A process that failed on its own leaves its files for FAILED_RETENTION s (for download).
-RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit", "command_timeout", "suspend_failed"}
+RETAINED_REASONS = {"crashed", "unhealthy", "memory_limit", "command_timeout", "suspend_failed", "unresponsive"}
 
 
 class SessionBase:

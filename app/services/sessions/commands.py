@@ -4,6 +4,7 @@ from functools import cached_property
 import logging
 import time
 from typing import Any
+import uuid
 
 from ...store import (
     ACTIVE,
@@ -30,6 +31,14 @@ audit = logging.getLogger("cxs.audit")
 
 class SessionCommands(SessionBase):
     def run_command(self, principal: Principal, session_id: str, command: str) -> CommandResult:
+        """Run a command and wait for its reply (COMMAND_TIMEOUT)."""
+        return self.execute(principal, session_id, command, str(uuid.uuid4()))
+
+    def execute(self, principal: Principal, session_id: str, command: str, command_id: str,
+                recorded: bool = False, timeout: float | None = None) -> CommandResult:
+        """Run a command as `command_id`; its history entry is written here,
+        unless it was `recorded` already (a command in the background, whose
+        runner writes how it ended)."""
         record = self.get_for(principal, session_id)
         self._resume_on_use(record)
         if record.status != ACTIVE:
@@ -42,25 +51,32 @@ class SessionCommands(SessionBase):
             if refused:
                 raise CommandDenied("command denied: %s" % refused, "-")
             # The agent decides, on ChimeraX's own parse, for restricted profiles.
-            result = self._send(record, command, profile if profile.restricted else None)
+            result = self._send(record, command, profile if profile.restricted else None, command_id, timeout)
         except CommandDenied as err:
             self._audit(principal, session_id, profile, "deny", (), " denied=%s reason=%r" % (err.verb, err.message))
             metrics.COMMANDS_DENIED.labels(err.verb or "-").inc()
-            self._remember(session_id, started, command, "deny", None, None)
+            if not recorded:
+                self._remember(session_id, started, command, "deny", None, None, command_id, "failed", principal)
             raise
         except ServiceError:
-            self._remember(session_id, started, command, "allow", False, None)
+            if not recorded:
+                self._remember(session_id, started, command, "allow", False, None, command_id, "failed", principal)
             raise
         self._audit(principal, session_id, profile, "allow", result.commands)
-        self._remember(session_id, started, command, "allow", result.ok, result.duration_ms)
+        if not recorded:
+            status = "interrupted" if result.error and result.error.get("type") == "Interrupted" else (
+                "done" if result.ok else "failed")
+            self._remember(session_id, started, command, "allow", result.ok, result.duration_ms, command_id, status,
+                           principal)
         return result
 
-    def _remember(self, session_id, at, command, verdict, ok, duration_ms):
+    def _remember(self, session_id, at, command, verdict, ok, duration_ms, command_id, status, principal):
         # The history is a record, not a condition of running: a store fault
         # loses this entry (said in the log), never the command's reply.
         try:
             self.store.add_history(session_id, at, command, verdict, ok, duration_ms,
-                                   self.settings["HISTORY_MAX"])
+                                   self.settings["HISTORY_MAX"], command_id=command_id, status=status,
+                                   user=principal.user)
         except StoreUnavailable:
             log.warning("session %s: command not recorded in its history (store unavailable)", session_id)
 
@@ -91,11 +107,12 @@ class SessionCommands(SessionBase):
         """Answers what ChimeraX fetches while a command runs (services/fetch)."""
         return Broker(self.store, self.settings, self.launcher)
 
-    def _send(self, record, command, profile=None):
+    def _send(self, record, command, profile=None, command_id=None, timeout=None):
         started = time.time()
         try:
             result = chimerax_client.run_command(
-                self.launcher.channel(record.process), command, self.settings["COMMAND_TIMEOUT"], profile=profile,
+                self.launcher.channel(record.process), command, timeout or self.settings["COMMAND_TIMEOUT"],
+                profile=profile, command_id=command_id,
                 fetcher=lambda request: self.fetch_broker.answer(record, record.user, request,
                                                                  trusted=profile is None))
             metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)

@@ -17,12 +17,12 @@ from ..errors import (
 )
 from ..processes.chimerax_client import CommandResult
 from . import render
-from .commands import SessionCommands
+from .running import SessionRunning
 
 audit = logging.getLogger("cxs.audit")
 
 
-class SessionExports(SessionCommands):
+class SessionExports(SessionRunning):
     def snapshot(self, principal: Principal, session_id: str, width: int, height: int, supersample: int) -> bytes:
         """A PNG of the current view; its size is within the API's bounds (schemas/bounds.py)."""
         def rendered(result: CommandResult, path: str) -> None:

@@ -109,9 +109,15 @@ class Sweeper:
         report = chimerax_client.health(self.launcher.channel(record.process), settings["HEALTH_CHECK_TIMEOUT"])
         # Busy is not hung: the agent answers from its own thread while a command runs.
         if report and report.get("busy") and report.get("seconds", 0) > settings["COMMAND_MAX_RUNTIME"]:
-            log.warning("session %s: command %r still running after %.0f s (COMMAND_MAX_RUNTIME)",
+            # Interrupted as a user would (the session keeps its models); only a
+            # command that ignores that ends the process (`unresponsive`).
+            log.warning("session %s: command %r still running after %.0f s (COMMAND_MAX_RUNTIME): interrupting it",
                         record.id, report.get("command"), report["seconds"])
-            return self._end(record, "command_timeout")
+            try:
+                outcome = self.service.interrupt_record(record, report.get("id"))
+            except ServiceError:
+                return None         # it ended meanwhile
+            return "unresponsive" if outcome["session"] == "ended" else None
         healthy = report is not None
         failures = self.store.record_health(record.id, healthy)
         if not healthy:

@@ -1,0 +1,158 @@
+"""Commands that run while their caller goes on, and their interruption.
+
+A command started with `wait: false` runs on a thread of the worker that
+took it, with a store handle of its own, through the same path as a waited
+one (the policy, the fetch broker, the history); its history row is its
+resource (`/commands/<id>`): `running` with its worker as owner, then
+`done`, `failed` or `interrupted` with the reply. If that worker dies
+first, the row says `failed` once someone reads it (the owner is gone; the
+command may have run).
+
+An interrupt stops the running command as Ctrl-C would, inside ChimeraX
+(agent: POST /interrupt); a command that is not stopped within
+INTERRUPT_GRACE ends its process (`unresponsive`).
+"""
+import copy
+import logging
+import threading
+import time
+from typing import Any
+import uuid
+
+from ...store import ACTIVE, Principal, SessionRecord
+from ..errors import ChimeraXDied, CommandDenied, NotActive, NotFound, NothingToInterrupt, ServiceError, SessionBusy
+from ..processes import chimerax_client
+from ..processes.chimerax_client import CommandResult
+from ..upkeep import owners
+from .commands import SessionCommands
+
+log = logging.getLogger("cxs.sessions")
+
+RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
+
+
+def outcome_of(result: CommandResult) -> str:
+    if result.error and result.error.get("type") == "Interrupted":
+        return INTERRUPTED
+    return DONE if result.ok else FAILED
+
+
+def reply_of(result: CommandResult) -> dict[str, Any]:
+    """The synchronous reply's shape, kept for the command's resource."""
+    return {"ok": result.ok, "command": result.command, "log": result.log, "json_values": result.json_values,
+            "error": result.error, "duration_ms": result.duration_ms}
+
+
+class SessionRunning(SessionCommands):
+    def start_command(self, principal: Principal, session_id: str, command: str) -> dict[str, Any]:
+        """Start a command and return at once: its resource ({"id", "status": "running", ...})."""
+        record = self._runnable(principal, session_id)
+        report = chimerax_client.health(self.launcher.channel(record.process), 2.0)
+        if report and report.get("busy"):
+            raise SessionBusy("the session is busy with %r for %.1f s; one command at a time"
+                              % (report.get("command", "?"), report.get("seconds", 0)), retry_after=1)
+        command_id = str(uuid.uuid4())
+        at = time.time()
+        self._store_call(self.store.add_history, record.id, at, command, "allow", None, None,
+                         self.settings["HISTORY_MAX"], command_id=command_id, status=RUNNING,
+                         user=principal.user, owner=owners.current())
+        worker = copy.copy(self)
+        worker.__dict__.pop("fetch_broker", None)       # bound to this thread's store
+        threading.Thread(target=worker._run_in_background, args=(principal, session_id, command, command_id),
+                         name="command-%s" % command_id[:8], daemon=True).start()
+        return {"id": command_id, "session": record.id, "command": command, "status": RUNNING, "at": at}
+
+    def _run_in_background(self, principal, session_id, command, command_id):
+        self.store = self.store_factory()
+        try:
+            verdict = "allow"
+            try:
+                # As long as it may run, and its interrupt's grace: the sweeper
+                # interrupts it past COMMAND_MAX_RUNTIME.
+                result = self.execute(principal, session_id, command, command_id, recorded=True,
+                                      timeout=self.settings["COMMAND_MAX_RUNTIME"] + self.settings["INTERRUPT_GRACE"] + 30)
+                status, ok, reply = outcome_of(result), result.ok, reply_of(result)
+            except ServiceError as err:
+                verdict = "deny" if isinstance(err, CommandDenied) else verdict
+                status, ok, reply = FAILED, None if verdict == "deny" else False, {
+                    "ok": False, "command": command, "log": {}, "json_values": [],
+                    "error": {"type": err.code, "message": err.message}, "duration_ms": None}
+            self.store.finish_command(command_id, status, ok, reply.get("duration_ms"), reply, verdict=verdict)
+        except Exception:
+            log.exception("session %s: background command %s crashed", session_id, command_id)
+        finally:
+            self.store.close()
+
+    def command(self, principal: Principal, session_id: str, command_id: str) -> dict[str, Any]:
+        """A command's resource: its state and, once ended, its reply."""
+        self.readable(principal, session_id)
+        entry = self._store_call(self.store.command_entry, session_id, command_id)
+        if entry is None:
+            raise NotFound("session %s has no command %s" % (session_id, command_id))
+        if entry["status"] == RUNNING and entry["owner"] and owners.owner_alive(entry["owner"]) is False:
+            lost = {"type": "lost", "message": "the worker running it ended before it did; the command may have run"}
+            if self._store_call(self.store.finish_command, command_id, FAILED, False, None,
+                                {"ok": False, "command": entry["command"], "log": {}, "json_values": [],
+                                 "error": lost, "duration_ms": None}):
+                entry = self._store_call(self.store.command_entry, session_id, command_id) or entry
+        return resource(entry)
+
+    def interrupt(self, principal: Principal, session_id: str, command_id: str | None = None) -> dict[str, Any]:
+        """Interrupt the running command (that one, if given); wait INTERRUPT_GRACE
+        for it to stop, else end the process (`unresponsive`)."""
+        record = self.get_for(principal, session_id)
+        if record.status != ACTIVE:
+            raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        self._require_reach(record)
+        return self.interrupt_record(record, command_id)
+
+    def interrupt_record(self, record: SessionRecord, command_id: str | None = None) -> dict[str, Any]:
+        assert record.process is not None, "an active session has its process"
+        channel = self.launcher.channel(record.process)
+        report = chimerax_client.health(channel, 2.0) or {}
+        running = report.get("id") if report.get("busy") else None
+        if not report.get("busy") or (command_id and running != command_id):
+            raise NothingToInterrupt("no command%s is running in session %s"
+                                     % (" %s" % command_id if command_id else "", record.id))
+        try:
+            sent = chimerax_client.interrupt(channel, running or command_id)
+        except ChimeraXDied:
+            sent = False
+        if sent and self._stopped(channel, running, self.settings["INTERRUPT_GRACE"]):
+            log.info("session %s: command %s interrupted", record.id, running)
+            return {"interrupted": running, "command": report.get("command"), "session": "active"}
+        log.warning("session %s: command %s did not stop within %g s of its interrupt: ending the process",
+                    record.id, running, self.settings["INTERRUPT_GRACE"])
+        self.end(record, "unresponsive")
+        return {"interrupted": running, "command": report.get("command"), "session": "ended"}
+
+    @staticmethod
+    def _stopped(channel, command_id, grace):
+        deadline = time.monotonic() + grace
+        while True:
+            report = chimerax_client.health(channel, max(0.5, min(2.0, deadline - time.monotonic())))
+            if report is not None and (not report.get("busy") or report.get("id") != command_id):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)        # polled: the agent answers from its own thread at once
+
+    def _runnable(self, principal, session_id):
+        record = self.get_for(principal, session_id)
+        self._resume_on_use(record)
+        if record.status != ACTIVE:
+            raise NotActive("session %s is %s, not active" % (session_id, record.status))
+        self._require_reach(record)
+        return record
+
+
+def resource(entry: dict[str, Any]) -> dict[str, Any]:
+    """A history row as the command's resource."""
+    status = entry["status"] or (FAILED if entry["verdict"] == "deny" or entry["ok"] is False else DONE)
+    shown = {"id": entry["command_id"], "command": entry["command"], "status": status, "at": entry["at"],
+             "verdict": entry["verdict"], "ok": entry["ok"], "duration_ms": entry["duration_ms"],
+             "user": entry["user"]}
+    if entry.get("result"):
+        shown.update({key: entry["result"].get(key) for key in ("log", "json_values", "error")})
+    return shown
+
