@@ -104,6 +104,16 @@ def post_worker_init(worker):
     worker.wsgi.extensions["chimerax_sessions"].start_sweeper()
 
 
+def worker_exit(server, worker):
+    # A stopping worker (a restart, MAX_REQUESTS) lets the commands it runs in
+    # the background (wait false) end first, within the graceful timeout, so
+    # that their replies are recorded; past it their commands read `lost`.
+    from app.services.sessions.running import finish_background
+    left = finish_background(graceful_timeout - 5)
+    if left:
+        server.log.warning("worker %s exits with %d background command(s) still running", worker.pid, left)
+
+
 def on_exit(server):
     # After the workers stopped. Sessions keep running for the next start to
     # adopt, unless SHUTDOWN_TERMINATES_SESSIONS=true.

@@ -229,3 +229,18 @@ def test_fifty_open_streams_leave_health_and_commands_answering(gunicorn_server)
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_a_background_command_outlives_a_graceful_restart_of_its_worker(gunicorn_server):
+    import signal
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    admin = server.token("boss", "admin")
+    session = new_session(server, admin)
+    place(workspace(server, session), "three.py", "import time\ntime.sleep(3)\nsession.logger.info('slept')\n")
+    running = started(server, admin, session, "runscript three.py")
+    old = set(server.worker_pids())
+    server.proc.send_signal(signal.SIGHUP)      # new workers; the old ones stop gracefully
+    wait_until(lambda: not old & set(server.worker_pids()), 30, message="the old workers to exit")
+    ended = state(server, admin, session, running)
+    assert ended["status"] == "done", ended
+    assert "slept" in " ".join(ended["log"]["note"])

@@ -30,6 +30,21 @@ log = logging.getLogger("cxs.sessions")
 
 RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
 
+# This worker's commands running in the background: a stopping worker lets
+# them finish (gunicorn.conf.py worker_exit), so their replies are kept.
+_background: set[threading.Thread] = set()
+_background_lock = threading.Lock()
+
+
+def finish_background(timeout: float) -> int:
+    """Wait up to `timeout` s for this process's background commands; how many did not end."""
+    deadline = time.monotonic() + timeout
+    with _background_lock:
+        running = list(_background)
+    for thread in running:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(thread.is_alive() for thread in running)
+
 
 def outcome_of(result: CommandResult) -> str:
     if result.error and result.error.get("type") == "Interrupted":
@@ -58,8 +73,11 @@ class SessionRunning(SessionCommands):
                          user=principal.user, owner=owners.current())
         worker = copy.copy(self)
         worker.__dict__.pop("fetch_broker", None)       # bound to this thread's store
-        threading.Thread(target=worker._run_in_background, args=(principal, session_id, command, command_id),
-                         name="command-%s" % command_id[:8], daemon=True).start()
+        thread = threading.Thread(target=worker._run_in_background, args=(principal, session_id, command, command_id),
+                                  name="command-%s" % command_id[:8], daemon=True)
+        with _background_lock:
+            _background.add(thread)
+        thread.start()
         return {"id": command_id, "session": record.id, "command": command, "status": RUNNING, "at": at}
 
     def _run_in_background(self, principal, session_id, command, command_id):
@@ -82,6 +100,8 @@ class SessionRunning(SessionCommands):
             log.exception("session %s: background command %s crashed", session_id, command_id)
         finally:
             self.store.close()
+            with _background_lock:
+                _background.discard(threading.current_thread())
 
     def command(self, principal: Principal, session_id: str, command_id: str) -> dict[str, Any]:
         """A command's resource: its state and, once ended, its reply."""
