@@ -8,6 +8,14 @@ from .base import StoreBase
 from .tables import event_streams, history, sessions, sweeps
 
 
+# Built once: a command writes its entry on the request's path (BENCHMARKS.md, figure 3).
+_INSERT = history.insert()
+_PRUNE = history.delete().where(
+    history.c.session_id == sa.bindparam("session"),
+    history.c.id <= (sa.select(history.c.id).where(history.c.session_id == sa.bindparam("session"))
+                     .order_by(history.c.id.desc()).offset(sa.bindparam("keep")).limit(1).scalar_subquery()))
+
+
 class HistoryQueries(StoreBase):
     # Command history
 
@@ -16,13 +24,10 @@ class HistoryQueries(StoreBase):
                     status: str | None = None, user: str | None = None, owner: str | None = None,
                     result: dict | None = None) -> None:
         """Append one entry; beyond `keep` entries the session's oldest go."""
-        self._execute(history.insert().values(session_id=session_id, at=at, command=command,
-                                              verdict=verdict, ok=ok, duration_ms=duration_ms,
-                                              command_id=command_id, status=status, user=user, owner=owner,
-                                              result=result))
-        cutoff = (sa.select(history.c.id).where(history.c.session_id == session_id)
-                  .order_by(history.c.id.desc()).offset(keep).limit(1).scalar_subquery())
-        self._execute(history.delete().where(history.c.session_id == session_id, history.c.id <= cutoff))
+        self._execute(_INSERT, dict(session_id=session_id, at=at, command=command, verdict=verdict, ok=ok,
+                                    duration_ms=duration_ms, command_id=command_id, status=status, user=user,
+                                    owner=owner, result=result))
+        self._execute(_PRUNE, dict(session=session_id, keep=keep))
 
     def history(self, session_id: str, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
         """(entries oldest first, total)."""
