@@ -90,10 +90,14 @@ def checking_command(session, profile, dry):
 def run_checked(session, text, profile):
     """(results, commands parsed) of running `text`; Refused if any command is not allowed."""
     from chimerax.core.errors import UserError
-    try:
-        checking_command(session, profile, dry=True).run(text, log=False, log_only=True)
-    except UserError:
-        pass        # ChimeraX will say so itself, after running what came before, as it always does
+    # The dry pass keeps a line's earlier commands from running when a later
+    # one is refused. ChimeraX runs more than one command of a line only
+    # where it has a `;`: a line without one is checked as it runs, one parse.
+    if ";" in text:
+        try:
+            checking_command(session, profile, dry=True).run(text, log=False, log_only=True)
+        except UserError:
+            pass        # ChimeraX will say so itself, after running what came before, as it always does
     command = checking_command(session, profile, dry=False)
     try:
         with nested_checks(profile, session):
