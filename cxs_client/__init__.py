@@ -12,6 +12,7 @@ from .errors import (
                      Unauthorized,
                      Unavailable,
 )
+from .events import EventStream
 
-__all__ = ["Client", "Session", "ApiError", "BadRequest", "ChimeraXFailure", "CommandFailed",
+__all__ = ["Client", "Session", "EventStream", "ApiError", "BadRequest", "ChimeraXFailure", "CommandFailed",
            "Conflict", "Forbidden", "NotFound", "RateLimited", "Unauthorized", "Unavailable"]

@@ -2,14 +2,17 @@
 
 Reads CXS_URL (default http://127.0.0.1:8000) and CXS_TOKEN from the
 environment. Prints JSON, or with -q only the essential value (an id), so
-`SID=$(cxs create --file x.pdb -q)` works; `usage` prints a table (--json:
-JSON). Exit status: 0 ok, 1 a ChimeraX command error, 2 an API error (its
-code is printed on stderr).
+`SID=$(cxs create --file x.pdb -q)` works; `usage` prints a table and
+`logs -f` a line per event (--json: JSON). Exit status: 0 ok, 1 a ChimeraX
+command error, 2 an API error (its code is printed on stderr), 3 a command
+still running when `command --wait` gave up, 130 `logs -f` ended by Ctrl-C.
 """
 import argparse
 from collections.abc import Sequence
 import json
 import sys
+
+import requests
 
 from .client import Client
 from .errors import ApiError, CommandFailed
@@ -37,6 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("id")
     run.add_argument("command")
     run.add_argument("--json", action="store_true", help="print the whole result")
+    run.add_argument("--no-wait", action="store_true",
+                     help="start it in the background and print its id (see `command`, `logs -f`, `interrupt`)")
+    command = sub.add_parser("command", help="show a command's state (and its reply, once it ended)")
+    command.add_argument("id")
+    command.add_argument("command_id")
+    command.add_argument("--wait", type=float, metavar="SECONDS",
+                         help="until it ends, at most this long; exit 1 unless it ended done")
+    interrupt = sub.add_parser("interrupt", help="interrupt the running command as Ctrl-C would")
+    interrupt.add_argument("id")
+    interrupt.add_argument("--id", dest="command_id", help="only this command (default: whichever runs)")
+    logs = sub.add_parser("logs", help="follow the session's log and commands as they happen")
+    logs.add_argument("id")
+    logs.add_argument("-f", "--follow", action="store_true", required=True,
+                      help="follow the live event stream until the session ends (or Ctrl-C)")
+    logs.add_argument("--json", action="store_true", help="each event as a line of JSON")
     upload = sub.add_parser("upload", help="upload a file to the workspace")
     upload.add_argument("id")
     upload.add_argument("path")
@@ -85,6 +103,34 @@ def usage_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def event_line(event: dict) -> str | None:
+    """An event as `cxs logs -f` prints it: a log message as ChimeraX wrote it
+    (other levels than note prefixed), the rest in brackets."""
+    kind, data = event["event"], event["data"] if isinstance(event["data"], dict) else {}
+    if kind == "log":
+        text = str(data.get("text", "")).rstrip("\n")
+        return text if data.get("level") == "note" else "%s: %s" % (data.get("level"), text)
+    if kind == "command.started":
+        return "[started %s] %s" % (data.get("id"), data.get("command"))
+    if kind == "command.ended":
+        return "[%s %s]" % ("interrupted" if data.get("interrupted") else "ended", data.get("id"))
+    if kind == "status":
+        reason = data.get("end_reason")
+        return "[session %s%s]" % (data.get("status"), ": " + reason if reason else "")
+    if kind == "missed":
+        return "[missed %s events]" % data.get("events")
+    return None
+
+
+def follow(client: Client, session_id: str, as_json: bool) -> None:
+    """Print the session's events as they come, until its stream ends (the session ended)."""
+    with client.events(session_id, reconnect=True) as stream:
+        for event in stream:
+            line = json.dumps(event, sort_keys=True) if as_json else event_line(event)
+            if line is not None:
+                print(line, flush=True)        # as it happens, also into a pipe
+
+
 def dispatch(client: Client, opts: argparse.Namespace) -> None:
     if opts.action == "create":
         session = client.create(label=opts.label, idle_timeout=opts.idle_timeout, wait=not opts.no_wait,
@@ -108,6 +154,9 @@ def dispatch(client: Client, opts: argparse.Namespace) -> None:
         _print(client.suspend(opts.id))
     elif opts.action == "resume":
         _print(client.resume(opts.id))
+    elif opts.action == "run" and opts.no_wait:
+        started = client.run(opts.id, opts.command, wait=False)
+        _print(started) if opts.json else print(started["id"])
     elif opts.action == "run":
         result = client.run(opts.id, opts.command, check=False)
         if opts.json:
@@ -118,6 +167,18 @@ def dispatch(client: Client, opts: argparse.Namespace) -> None:
                     print(message.rstrip("\n"), file=sys.stdout if level == "note" else sys.stderr)
         if not result["ok"]:
             raise CommandFailed(result)
+    elif opts.action == "command":
+        if opts.wait is None:
+            _print(client.command(opts.id, opts.command_id))
+            return
+        state = client.wait_for(opts.id, opts.command_id, timeout=opts.wait)
+        _print(state)
+        if state["status"] != "done":
+            raise CommandFailed(state)
+    elif opts.action == "interrupt":
+        _print(client.interrupt(opts.id, opts.command_id))
+    elif opts.action == "logs":
+        follow(client, opts.id, opts.json)
     elif opts.action == "upload":
         _print(client.upload(opts.id, opts.path))
     elif opts.action == "download":
@@ -152,6 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print("cxs: %s" % err, file=sys.stderr)
         return 2
+    except requests.RequestException as err:
+        print("cxs: %s" % err, file=sys.stderr)
+        return 2
+    except TimeoutError as err:
+        print("cxs: %s" % err, file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

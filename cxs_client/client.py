@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 from .errors import BY_STATUS, ApiError, CommandFailed
+from .events import EventStream
 
 # Retried on a refused connection or a 502/503/504 answer: requests that are
 # idempotent. A create is retried only on 429/503, which say nothing was made.
@@ -90,13 +91,57 @@ class Client:
     def heartbeat(self, session_id: str) -> JSON:
         return self._request("PUT", "/api/sessions/%s/heartbeat" % session_id).json()
 
-    def run(self, session_id: str, command: str, check: bool = True) -> JSON:
-        """Run a command line; with `check`, a ChimeraX error raises CommandFailed."""
-        result = self._request("POST", "/api/sessions/%s/commands" % session_id,
-                               json={"command": command}).json()
-        if check and not result["ok"]:
+    def run(self, session_id: str, command: str, check: bool = True, wait: bool = True) -> JSON:
+        """Run a command line; with `check`, a ChimeraX error raises CommandFailed.
+        With `wait` False, return at once the started command ({"id", "status":
+        "running", ...}): follow it with command(), wait_for(), events()."""
+        body: JSON = {"command": command} if wait else {"command": command, "wait": False}
+        result = self._request("POST", "/api/sessions/%s/commands" % session_id, json=body).json()
+        if wait and check and not result["ok"]:
             raise CommandFailed(result)
         return result
+
+    # Commands as resources
+
+    def command(self, session_id: str, command_id: str) -> JSON:
+        """{"id", "command", "status": running|done|failed|interrupted, "at", "verdict", "ok",
+        "duration_ms", "user"}, and once a command run with wait False ended, its `log`,
+        `json_values` and `error`."""
+        return self._request("GET", "/api/sessions/%s/commands/%s" % (session_id, command_id)).json()
+
+    def commands(self, session_id: str, offset: int = 0, limit: int = 100) -> JSON:
+        """{"commands": [...], "total", "offset", "limit"}: the session's commands, oldest first."""
+        return self._request("GET", "/api/sessions/%s/commands" % session_id,
+                             params={"offset": offset, "limit": limit}).json()
+
+    def wait_for(self, session_id: str, command_id: str, timeout: float = 600, interval: float = 0.1) -> JSON:
+        """The command's state once it is no longer running; TimeoutError if it
+        still runs after `timeout` s. Polls, from every `interval` s up to every 2 s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.command(session_id, command_id)
+            if state["status"] != "running":
+                return state
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("command %s of session %s still runs after %g s" % (command_id, session_id,
+                                                                                      timeout))
+            time.sleep(min(interval, left))
+            interval = min(interval * 1.5, 2.0)
+
+    def interrupt(self, session_id: str, command_id: str | None = None) -> JSON:
+        """Interrupt the running command (only `command_id`, if given) as Ctrl-C would:
+        {"interrupted": id, "command", "session": "active"}, or "ended" if it ignored the
+        interrupt and the process was ended. Conflict (not_running) if nothing (or not it) runs."""
+        body = {"id": command_id} if command_id else {}
+        return self._request("POST", "/api/sessions/%s/interrupt" % session_id, json=body).json()
+
+    def events(self, session_id: str, last_event_id: str | None = None, reconnect: bool = False,
+               timeout: float = 60) -> EventStream:
+        """The session's live events: an iterator of {"id", "event", "data"} (see EventStream),
+        with close(), usable as a context manager. `last_event_id`: resume after it;
+        `reconnect`: on a dropped connection, open again where it left off."""
+        return EventStream(self, session_id, last_event_id, reconnect, timeout)
 
     # Files
 
@@ -193,11 +238,12 @@ class Session:
             except ApiError:
                 return          # the session ended: nothing left to keep alive
 
-    def run(self, command: str, check: bool = True) -> JSON:
-        return self.client.run(self.id, command, check=check)
+    def run(self, command: str, check: bool = True, wait: bool = True) -> JSON:
+        return self.client.run(self.id, command, check=check, wait=wait)
 
     def __getattr__(self, name):
-        # upload, files, download, snapshot, scene, history, get, heartbeat: bound to this session
+        # upload, files, download, snapshot, scene, history, get, heartbeat, command, commands,
+        # wait_for, interrupt, events: bound to this session
         method = getattr(self.client, name)
         return lambda *a, **kw: method(self.id, *a, **kw)
 
