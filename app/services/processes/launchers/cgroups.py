@@ -156,19 +156,22 @@ class Cgroups:
 
     def usage(self, name: str) -> dict | None:
         """{"cpu_seconds", "memory_bytes", "memory_peak_bytes", "processes"}; None if it is gone."""
+        # Read on every GET of a session: the files themselves say whether it is there (no stat first).
         paths = self.paths(name)
-        if not all(os.path.isdir(path) for path in paths.values()):
-            return None
         if self.version == "v2":
             path = paths[""]
+            memory = _int(_read(os.path.join(path, "memory.current")))
+            if memory is None:
+                return None
             cpu = _field(_read(os.path.join(path, "cpu.stat")), "usage_usec")
-            return {"cpu_seconds": None if cpu is None else cpu / 1e6,
-                    "memory_bytes": _int(_read(os.path.join(path, "memory.current"))),
+            return {"cpu_seconds": None if cpu is None else cpu / 1e6, "memory_bytes": memory,
                     "memory_peak_bytes": _int(_read(os.path.join(path, "memory.peak"))),
                     "processes": _int(_read(os.path.join(path, "pids.current")))}
+        memory = _int(_read(os.path.join(paths["memory"], "memory.usage_in_bytes")))
+        if memory is None:
+            return None
         cpu = _int(_read(os.path.join(paths["cpuacct"], "cpuacct.usage"))) if "cpuacct" in paths else None
-        return {"cpu_seconds": None if cpu is None else cpu / 1e9,
-                "memory_bytes": _int(_read(os.path.join(paths["memory"], "memory.usage_in_bytes"))),
+        return {"cpu_seconds": None if cpu is None else cpu / 1e9, "memory_bytes": memory,
                 "memory_peak_bytes": _int(_read(os.path.join(paths["memory"], "memory.max_usage_in_bytes"))),
                 "processes": _int(_read(os.path.join(paths["pids"], "pids.current")))}
 
