@@ -105,8 +105,11 @@ def usage_table(report: dict) -> str:
 
 def event_line(event: dict) -> str | None:
     """An event as `cxs logs -f` prints it: a log message as ChimeraX wrote it
-    (other levels than note prefixed), the rest in brackets."""
+    (other levels than note prefixed), the rest in brackets. Commands without
+    an id are the service's own (a snapshot's save): not printed."""
     kind, data = event["event"], event["data"] if isinstance(event["data"], dict) else {}
+    if kind.startswith("command.") and not data.get("id"):
+        return None
     if kind == "log":
         text = str(data.get("text", "")).rstrip("\n")
         return text if data.get("level") == "note" else "%s: %s" % (data.get("level"), text)
@@ -124,9 +127,13 @@ def event_line(event: dict) -> str | None:
 
 def follow(client: Client, session_id: str, as_json: bool) -> None:
     """Print the session's events as they come, until its stream ends (the session ended)."""
+    own_work = False        # a command of the service's own runs: its lines are left out too
     with client.events(session_id, reconnect=True) as stream:
         for event in stream:
-            line = json.dumps(event, sort_keys=True) if as_json else event_line(event)
+            data = event["data"] if isinstance(event["data"], dict) else {}
+            if event["event"] in ("command.started", "command.ended"):
+                own_work = event["event"] == "command.started" and not data.get("id")
+            line = json.dumps(event, sort_keys=True) if as_json else None if own_work else event_line(event)
             if line is not None:
                 print(line, flush=True)        # as it happens, also into a pipe
 

@@ -312,6 +312,9 @@ def test_cli_runs_in_the_background_follows_logs_and_interrupts(gunicorn_server,
         done = json.loads(run("command", sid, started["id"], "--wait", "30").stdout)
         assert done["status"] == "done" and "UCSF ChimeraX" in " ".join(done["log"]["note"])
         wait_until(lambda: printed.has("[ended %s]" % started["id"]), 30, message="the quick command followed")
+        run("snapshot", sid, "-o", "x.png", "--width", "64", "--height", "48")      # the service's own command
+        wait_until(lambda: [line for line in printed_json.lines if ".snapshot-" in line], 30,
+                   message="the snapshot's save in the JSON events")
         events = [json.loads(line) for line in list(printed_json.lines)]
         assert {"status", "log", "command.started", "command.ended"} <= {e["event"] for e in events}
         assert all(set(e) == {"id", "event", "data"} for e in events)
@@ -322,6 +325,7 @@ def test_cli_runs_in_the_background_follows_logs_and_interrupts(gunicorn_server,
         assert follow.wait(30) == 0, follow.stderr.read()
         printed.join(10)
         assert printed.lines[-1] == "[session terminated: deleted]"
+        assert not [line for line in printed.lines if ".snapshot-" in line or "None" in line]
     finally:
         for proc in (follow, follow_json):
             if proc.poll() is None:
