@@ -22,6 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from . import browser as chromium
 from .conftest import alanin_pdb, wait_until
+from .test_sandbox import new_session, place, workspace
 
 pytestmark = pytest.mark.slow
 WAIT = 60
@@ -276,6 +277,65 @@ def test_a_hostile_reply_from_chimerax_is_shown_as_text(gunicorn_server, browser
         driver.switch_to.alert.text
     assert driver.execute_script("return document.title") == "Session %s - ChimeraX sessions" % (
         driver.current_url.rsplit("/", 1)[-1][:8])
+
+
+# Trusted Python (an admin's) that ticks until stopped, its lines with markup in them.
+HOSTILE_TICKS = ("import time\nfor i in range(2400):\n"
+                 "    session.logger.info('tick %d <img src=x onerror=alert(1)>' % i)\n"
+                 "    t = time.time()\n    while time.time() < t + 0.25:\n        pass\n")
+
+
+def test_the_console_follows_a_background_command_live_and_stops_it(gunicorn_server, browser):
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    boss = server.token("boss", "admin")["Authorization"]
+    session_id = new_session(server, {"Authorization": boss})
+    place(workspace(server, session_id), "ticks.py", HOSTILE_TICKS)
+    driver = browser()
+    sign_in(driver, server.url + "/sessions/" + session_id, boss)
+    until(driver, lambda: session_status(driver) == "active" and snapshot_version(driver) >= 1, "the console")
+    until(driver, lambda: by_testid(driver, "log-stream").text == "live", "the live log")
+    stop = by_testid(driver, "stop-command")
+    assert not stop.is_enabled()
+
+    by_testid(driver, "run-in-background").click()
+    field = by_testid(driver, "command-input")
+    field.send_keys("runscript ticks.py")
+    field.send_keys(Keys.ENTER)
+    output = by_testid(driver, "command-output")
+    entry = until(driver, lambda: [e for e in output.find_elements(By.CSS_SELECTOR, ".entry")
+                                   if "tick 2 " in e.text], "a log line of the running command")[0]
+    command_id = entry.get_attribute("data-command-id")
+    state = requests.get(server.url + "/api/sessions/%s/commands/%s" % (session_id, command_id),
+                         headers={"Authorization": boss}, timeout=10).json()
+    assert state["status"] == "running", state             # shown while it ran, not after
+    assert entry.get_attribute("data-status") == "running" and stop.is_enabled()
+    assert field.get_attribute("disabled") is None          # the page is not held up by it
+    assert "tick 1 <img src=x onerror=alert(1)>" in entry.text      # log text stays text
+    assert output.find_elements(By.CSS_SELECTOR, "img, script, [onerror]") == []
+    chromium.screenshot(driver, "console-live")
+
+    stop.click()
+    until(driver, lambda: entry.get_attribute("data-status") == "interrupted", "the command shown interrupted")
+    state = requests.get(server.url + "/api/sessions/%s/commands/%s" % (session_id, command_id),
+                         headers={"Authorization": boss}, timeout=10).json()
+    assert state["status"] == "interrupted" and state["error"]["type"] == "Interrupted"
+    until(driver, lambda: not stop.is_enabled(), "Stop disabled once nothing runs")
+    until(driver, lambda: entry.find_elements(By.CSS_SELECTOR, ".log.error"), "the command's reply shown")
+    assert "the command was interrupted" in entry.text and error_text(driver) == ""
+    assert output.find_elements(By.CSS_SELECTOR, "img, script, [onerror]") == []
+    with pytest.raises(NoAlertPresentException):
+        driver.switch_to.alert.text
+    chromium.screenshot(driver, "console-stopped")
+
+    # The session kept going: a command in the foreground, its reply in an entry of its own.
+    by_testid(driver, "run-in-background").click()
+    after = run(driver, "version")
+    until(driver, lambda: after.get_attribute("data-status") == "done", "its reply")
+    assert "UCSF ChimeraX" in after.text
+    # Two entries: the service's own commands (each image's save) are not shown.
+    assert [e.get_attribute("data-command-id") for e in output.find_elements(By.CSS_SELECTOR, ".entry")] == [
+        command_id, after.get_attribute("data-command-id")]
+    assert session_status(driver) == "active"
 
 
 def test_the_api_docs_page_renders_every_operation(gunicorn_server, browser):

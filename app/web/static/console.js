@@ -1,6 +1,9 @@
-// "/sessions/<id>": a command console, the view as an image or in 3D, the
-// workspace files; a heartbeat while the page is open.
-import { api, busy, el, page, sanitized, showError } from "./common.js";
+// "/sessions/<id>": a command console whose log follows the session live
+// (commands in the foreground or the background, a Stop button), the view as
+// an image or in 3D, the workspace files; a heartbeat while the page is open.
+import { api, busy, el, page, showError } from "./common.js";
+import { follow } from "./events.js";
+import * as log from "./log.js";
 import { showScene } from "./scene.js";
 
 const root = document.getElementById("content");
@@ -11,29 +14,75 @@ const history = [];
 let recall = 0;
 let session = null;
 let imageUrl = null;
+const background = new Set();      // ids of our commands in the background, not yet ended
 
-function render(result) {
-  const entry = el("div", { class: "entry" + (result.ok ? "" : " failed") }, el("div", { class: "echo" }, "> " + result.command));
-  for (const [level, messages] of Object.entries(result.log || {})) {
-    for (const message of messages) entry.append(el("div", { class: "log " + level }, sanitized(message)));
-  }
-  if (!result.ok && result.error) entry.append(el("div", { class: "log error" }, result.error.message));
-  const output = document.getElementById("output");
-  output.append(entry);
-  output.scrollTop = output.scrollHeight;
-}
-
+// In the foreground the reply is awaited (up to COMMAND_TIMEOUT); in the
+// background it returns at once and the stream shows its progress.
 async function run(command) {
   history.push(command);
   recall = history.length;
-  try {
-    const result = await busy("Running " + command, () => api("POST", base + "/commands", { command }));
-    render(result);
-  } catch (error) {
-    render({ ok: false, command, log: {}, error: { message: error.message } });
+  const inBackground = document.getElementById("background").checked;
+  const entry = log.begin(command, inBackground);
+  if (inBackground) {
+    try {
+      const started = await api("POST", base + "/commands", { command, wait: false });
+      log.identify(entry, started.id);
+      background.add(started.id);
+      if (entry.dataset.status !== "running") settle(started.id);      // the stream saw it end already
+    } catch (error) {
+      log.fail(entry, error);
+    }
+    return;
   }
+  try {
+    log.finish(entry, await busy("Running " + command, () => api("POST", base + "/commands", { command })));
+  } catch (error) {
+    log.fail(entry, error);
+  }
+  await refreshView();
+}
+
+async function refreshView() {
   await Promise.allSettled([refreshImage(), refreshFiles()]);
   if (!document.getElementById("scene").hidden) await showScene(base).catch(showError);
+}
+
+// A command of ours in the background ended: its reply (the service records
+// it just after ChimeraX ends it: asked again a few times), then the view it changed.
+const settling = new Set();
+async function settle(id, tries = 40) {
+  if (settling.has(id)) return;
+  settling.add(id);
+  try {
+    for (let i = 0; i < tries && background.has(id); i += 1) {
+      if (i) await new Promise((resolve) => setTimeout(resolve, 250));
+      const state = await api("GET", `${base}/commands/${id}`).catch(() => null);
+      if (state && state.status !== "running") {
+        background.delete(id);
+        if (log.byId(id)) log.finish(log.byId(id), state);
+        await refreshView();
+      }
+    }
+  } finally {
+    settling.delete(id);
+  }
+}
+
+function onEvent(event) {
+  log.onEvent(event);
+  if (event.event === "command.ended" && background.has(event.data.id)) settle(event.data.id);
+  if (event.event === "status" && session && event.data.status !== session.status) poll().catch(() => {});
+}
+
+async function stop() {
+  const entry = log.runningEntry();
+  const id = entry && entry.dataset.commandId;
+  try {
+    const reply = await busy("Stopping…", () => api("POST", base + "/interrupt", id ? { id } : {}));
+    if (reply.session === "ended") await poll();
+  } catch (error) {
+    if (error.code === "not_running") showError(null);      // it ended meanwhile
+  }
 }
 
 async function refreshImage() {
@@ -79,6 +128,7 @@ function showStatus(record) {
   document.getElementById("resume").hidden = record.status !== "suspended";
   document.getElementById("delete").hidden = !LIVE.has(record.status) && record.status !== "suspended";
   document.getElementById("command").disabled = record.status !== "active";
+  showRunning(log.runningEntry());
   const banner = document.getElementById("ended");
   if (record.status === "suspended") {
     banner.textContent = "This session is suspended: its scene and files are kept. Resume it to continue.";
@@ -96,6 +146,10 @@ function showDeleted(error) {
   showStatus({ ...(session || {}), status: "terminated", end_reason: "deleted" });
 }
 
+function showRunning(entry) {
+  document.getElementById("stop").disabled = !entry || !session || session.status !== "active";
+}
+
 async function poll() {
   const was = session && session.status;
   try {
@@ -105,6 +159,7 @@ async function poll() {
     return;
   }
   if (was !== "active" && session.status === "active") await Promise.allSettled([refreshImage(), refreshFiles()]);
+  for (const id of background) settle(id, 1);        // should the stream have missed an end
 }
 
 async function act(label, work) {
@@ -160,7 +215,14 @@ page(async () => {
     tab(true);
     await showScene(base);
   }).catch(() => {}));
+  log.onChange(showRunning);
+  document.getElementById("stop").addEventListener("click", stop);
   await busy("Loading the session…", poll).catch(() => {});
+  const live = document.getElementById("live");
+  follow(base + "/events", onEvent, (state) => {
+    live.textContent = { live: "live", reconnecting: "reconnecting…", ended: "" }[state];
+    live.dataset.state = state;
+  });
   setInterval(() => poll().catch(() => {}), 5000);
   // The page being open is activity: the idle sweeper leaves the session alone.
   setInterval(() => {
