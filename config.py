@@ -301,6 +301,32 @@ SETTINGS = (
             'comma-separated peer addresses allowed to set `X-Remote-User`', shown='*(none)*'),
     Setting("ADMIN_USERS", list, "",
             'comma-separated proxy users with the admin role', shown='*(none)*'),
+    Setting("TOKEN_CACHE_SECONDS", float, 5.0,
+            's a worker trusts what it read of a token (a revocation or expiry is seen everywhere within '
+            'this); 0: read on every request', shown='`5`', not_negative=True),
+    Setting("TOKEN_MAX_LIFETIME", int, 0,
+            's a token made over the API may live at most (`expires_in`); 0: no bound', not_negative=True),
+
+    # The portal's own OIDC tokens (docs/identity.md): accepted as bearer tokens when OIDC_ISSUER is set.
+    Setting("OIDC_ISSUER", str, "",
+            'the issuer (`iss`) whose signed tokens are accepted (https; http only on loopback)',
+            shown='*(none: off)*'),
+    Setting("OIDC_AUDIENCE", str, "",
+            'the audience (`aud`) the tokens must name (required with OIDC_ISSUER)', shown='*(none)*'),
+    Setting("OIDC_JWKS_URL", str, "",
+            "where the issuer's keys are; default: `jwks_uri` of its `/.well-known/openid-configuration`",
+            shown='*(discovered)*'),
+    Setting("OIDC_USER_CLAIM", str, "preferred_username", 'the claim that names the user'),
+    Setting("OIDC_ROLES_CLAIM", str, "",
+            "a claim listing the user's roles (dotted for nested claims, e.g. `realm_access.roles`)",
+            shown='*(none)*'),
+    Setting("OIDC_ADMIN_ROLE", str, "",
+            'the role in OIDC_ROLES_CLAIM that makes the user an admin', shown='*(none)*'),
+    Setting("OIDC_SCOPES_CLAIM", str, "scope",
+            "the claim holding the token's scopes (space-separated, or a list): those of the service "
+            "(`sessions:read` …) are kept; none of them: the role's"),
+    Setting("OIDC_LEEWAY", float, 30.0, 's of clock skew allowed on `exp`, `nbf` and `iat`', shown='`30`',
+            not_negative=True),
 
     # Command policy (see README "Command policy"): role -> profile; the
     # viewer profile's allowlist can be widened or narrowed by name.
