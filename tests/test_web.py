@@ -332,10 +332,20 @@ def test_the_console_follows_a_background_command_live_and_stops_it(gunicorn_ser
     after = run(driver, "version")
     until(driver, lambda: after.get_attribute("data-status") == "done", "its reply")
     assert "UCSF ChimeraX" in after.text
-    # Two entries: the service's own commands (each image's save) are not shown.
+    # Stop works on a command in the foreground too: its reply says interrupted.
+    field.send_keys("runscript ticks.py")
+    field.send_keys(Keys.ENTER)
+    waited = until(driver, lambda: [e for e in output.find_elements(By.CSS_SELECTOR, ".entry")[2:]
+                                    if "tick 1 " in e.text], "the foreground command's lines")[0]
+    assert by_testid(driver, "busy").is_displayed()
+    until(driver, stop.is_enabled, "Stop enabled")
+    stop.click()
+    until(driver, lambda: waited.get_attribute("data-status") == "interrupted", "the foreground command stopped")
+    until(driver, lambda: not by_testid(driver, "busy").is_displayed(), "the page no longer busy")
+    # The service's own commands (each image's save) are not shown: three entries.
     assert [e.get_attribute("data-command-id") for e in output.find_elements(By.CSS_SELECTOR, ".entry")] == [
-        command_id, after.get_attribute("data-command-id")]
-    assert session_status(driver) == "active"
+        command_id, after.get_attribute("data-command-id"), waited.get_attribute("data-command-id")]
+    assert session_status(driver) == "active" and error_text(driver) == ""
 
 
 def test_the_api_docs_page_renders_every_operation(gunicorn_server, browser):
