@@ -26,4 +26,6 @@ def get_session_service():
 
 
 def get_token_service():
-    return TokenService(get_store())
+    config = current_app.config
+    return TokenService(get_store(), cache_seconds=config["TOKEN_CACHE_SECONDS"],
+                        max_lifetime=config["TOKEN_MAX_LIFETIME"])

@@ -4,6 +4,7 @@ import os
 import re
 
 from app.middleware import errors
+from app.middleware.auth import ANY, scope
 from app.routes.api import error_responses
 from app.services import errors as service_errors
 
@@ -43,6 +44,7 @@ def test_a_domain_error_is_answered_with_its_declared_status(tmp_path):
     app = create_app(make_config(tmp_path, CHIMERAX_PATH=""), config_name="testing")
 
     @app.route("/raise/<name>")
+    @scope(ANY)
     def raising(name):
         raise getattr(service_errors, name)("as declared", retry_after=7)
     client, alice = app.test_client(), token_header(app, "alice")

@@ -3,15 +3,32 @@
 `Authorization: Bearer <token>` or `X-API-Key: <token>`; or, only when the
 peer is a configured trusted proxy (nginx), `X-Remote-User` as set by it.
 Routes marked @public (health) skip it; unroutable requests skip it too so
-they get their plain 404/405.
+they get their plain 404/405. Every other route declares the scope it
+requires (`scope`, on its route: docs/identity.md); credentials without it
+are answered 403 insufficient_scope naming it. `X-Act-As: <user>` with a
+token that has act-as (and whose act_as pattern matches) makes the request
+that user's, with no more than the token's own scopes.
 """
 import hmac
 
 from flask import current_app, g, request
 
 from ..context import get_token_service
+from ..services.errors import TokenExpired
+from ..services.identity.scopes import ROLE_SCOPES
 from ..store import Principal
 from .errors import ApiError
+
+_SCOPES_KEY = "cxs_required_scopes"
+ANY = "any"     # a route any valid credentials may call (a token's own tokens)
+
+
+def scope(name):
+    """The scope a route requires (one of identity.scopes.SCOPES, or ANY)."""
+    def decorate(view):
+        view._scope = name
+        return view
+    return decorate
 
 # The API docs page and document, and the console's pages (they hold no data:
 # their scripts call the API with the user's token).
@@ -44,7 +61,7 @@ def _proxy_principal(req, config):
     if not user or len(user) > 64:
         return None
     role = "admin" if user in config["ADMIN_USERS"] else "user"
-    return Principal(user, role)
+    return Principal(user, role, scopes=ROLE_SCOPES[role])
 
 
 def _metrics_principal(token, endpoint, config):
@@ -52,7 +69,7 @@ def _metrics_principal(token, endpoint, config):
     expected = config["METRICS_TOKEN"]
     if expected and token and endpoint == "metrics.metrics" and hmac.compare_digest(
             token.encode(), expected.encode()):
-        return Principal("metrics", "admin")
+        return Principal("metrics", "admin", scopes=frozenset(("admin:read",)))
     return None
 
 
@@ -65,6 +82,33 @@ def _public_endpoints(app):
             endpoint for endpoint, view in app.view_functions.items()
             if getattr(view, "_public", False) or endpoint.rpartition(".")[0] in _PUBLIC_BLUEPRINTS)
     return public
+
+
+def _required_scopes(app):
+    """{endpoint: the scope it requires}, found once per app."""
+    found = app.extensions.get(_SCOPES_KEY)
+    if found is None:
+        found = app.extensions[_SCOPES_KEY] = {endpoint: getattr(view, "_scope", None)
+                                               for endpoint, view in app.view_functions.items()}
+    return found
+
+
+def _token_principal(token, endpoint, config):
+    try:
+        principal = _metrics_principal(token, endpoint, config) or get_token_service().authenticate(token)
+    except TokenExpired as err:
+        raise ApiError(401, "token_expired", err.message,
+                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+    if principal is None:
+        raise ApiError(401, "unauthorized", "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+def _acting(principal, user):
+    try:
+        return get_token_service().act_as(principal, user.strip())
+    except PermissionError as err:
+        raise ApiError(403, "act_as_refused", str(err)) from None
 
 
 def authenticate():
@@ -80,10 +124,15 @@ def authenticate():
             if token is None:
                 raise ApiError(401, "unauthorized", "credentials required",
                                headers={"WWW-Authenticate": "Bearer"})
-            principal = _metrics_principal(token, endpoint, app.config) or get_token_service().authenticate(token)
-            if principal is None:
-                raise ApiError(401, "unauthorized", "invalid or revoked token",
-                               headers={"WWW-Authenticate": "Bearer"})
+            principal = _token_principal(token, endpoint, app.config)
+        acting = req.headers.get("X-Act-As")
+        if acting is not None:
+            principal = _acting(principal, acting)
+        # A route that declares none is refused to all but full admins (fail closed; a test keeps them declared).
+        required = _required_scopes(app).get(endpoint) or "admin:write"
+        if required != ANY and not principal.may(required):
+            raise ApiError(403, "insufficient_scope", "this operation needs the %s scope, which these "
+                           "credentials do not have" % required)
     g.principal = principal
 
 
@@ -91,9 +140,9 @@ def optional_principal():
     """On a public endpoint: the caller, if it presented valid credentials, else None."""
     try:
         token = _presented_token(request.headers)
-    except ApiError:
+        return get_token_service().authenticate(token) if token else None
+    except (ApiError, TokenExpired):
         return None
-    return get_token_service().authenticate(token) if token else None
 
 
 def init_app(app):

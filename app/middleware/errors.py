@@ -24,6 +24,8 @@ HTTP_ERRORS = (
     (400, "invalid_json", "a body that is not JSON"),
     (400, "bad_request", "HTTP gunicorn cannot read"),
     (401, "unauthorized", "no, malformed, unknown or revoked credentials"),
+    (403, "insufficient_scope", "the credentials lack the scope the operation requires (naming it)"),
+    (403, "act_as_refused", "X-Act-As without the act-as scope, or for a user outside the token's act_as pattern"),
     (404, "not_found", "unknown route"),
     (405, "method_not_allowed", "wrong method (with `Allow`)"),
     (413, "payload_too_large", "a body over MAX_CONTENT_LENGTH or an upload over MAX_UPLOAD_BYTES"),

@@ -23,7 +23,7 @@ def _finish(response):
     if log.isEnabledFor(logging.INFO):
         principal = g.get("principal")
         elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        log.info("%s %s %s %s %d %.1fms", request_id, principal.user if principal else "-", request.method,
+        log.info("%s %s %s %s %d %.1fms", request_id, principal.who if principal else "-", request.method,
                  request.path, response.status_code, elapsed)
     return response
 

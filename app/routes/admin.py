@@ -1,5 +1,6 @@
 """/api/me and /api/admin: what the web console asks beside the sessions."""
 from ..controllers import admin as c
+from ..middleware.auth import ANY, scope
 from ..schemas.admin import FetchCacheSchema, MeSchema, OverviewSchema, PurgeArgsSchema, PurgedSchema
 from .api import Blueprint
 
@@ -8,6 +9,7 @@ bp = Blueprint("admin", __name__, url_prefix="/api", description="The caller, an
 
 @bp.route("/me", methods=["GET"])
 @bp.response(200, MeSchema)
+@scope(ANY)
 def me():
     """Who the credentials are (user and role)"""
     return c.me()
@@ -15,6 +17,7 @@ def me():
 
 @bp.route("/admin/overview", methods=["GET"])
 @bp.response(200, OverviewSchema)
+@scope("admin:read")
 def overview():
     """Warm pool and recently denied commands (admins only)"""
     return c.overview()
@@ -22,6 +25,7 @@ def overview():
 
 @bp.route("/admin/fetch-cache", methods=["GET"])
 @bp.response(200, FetchCacheSchema)
+@scope("admin:read")
 def fetch_cache():
     """The fetch cache's entries, sizes and which are in use (admins only)"""
     return c.fetch_cache()
@@ -30,6 +34,7 @@ def fetch_cache():
 @bp.route("/admin/fetch-cache", methods=["DELETE"])
 @bp.arguments(PurgeArgsSchema, location="query")
 @bp.response(200, PurgedSchema)
+@scope("admin:write")
 def purge_fetch_cache(args):
     """Remove cache entries no live session uses: one (`url`) or all (admins only)"""
     return c.purge_fetch_cache(args)

@@ -98,6 +98,7 @@ class Blueprint(SmorestBlueprint):
             if isinstance(doc, dict):
                 doc["errors"] = sorted(set(getattr(obj, "_errors", ())))
                 doc["public"] = getattr(obj, "_public", False)
+                doc["scope"] = getattr(obj, "_scope", None)
 
     def _prepare_arguments_doc(self, doc, doc_info, **kwargs):
         """flask-smorest documents one request body; a route may take several
@@ -118,6 +119,12 @@ class Blueprint(SmorestBlueprint):
         statuses.update((414, 431, 500))        # any request (gunicorn's limits; our bugs)
         if not doc_info.get("public"):
             statuses.update((401, 403, 503))
+            # The scope the operation requires (docs/identity.md), stated where clients look.
+            required = doc_info.get("scope")
+            doc["x-required-scope"] = required
+            doc["description"] = (doc.get("description", "") + "\n\nRequires the `%s` scope." % required
+                                  if required != "any" else doc.get("description", "") +
+                                  "\n\nAny valid credentials.").strip()
         if "requestBody" in doc:
             statuses.update((400, 413, 415))
         if any(p["in"] == "query" for p in doc.get("parameters", [])):

@@ -1,6 +1,7 @@
 """A session's commands as resources (the history, one list), interrupting
 the running one, and the session's live event stream."""
 from ..controllers import commands as c
+from ..middleware.auth import scope
 from ..schemas import commands as s
 from .api import Blueprint
 
@@ -11,6 +12,7 @@ bp = Blueprint("commands", __name__, url_prefix="/api/sessions", description="Co
 @bp.errors(404)
 @bp.arguments(s.CommandListQuerySchema, location="query")
 @bp.response(200, s.CommandListSchema)
+@scope("sessions:read")
 def commands(args, session_id):
     """The session's commands, oldest first: its history (paged)"""
     return c.commands(args, session_id)
@@ -19,6 +21,7 @@ def commands(args, session_id):
 @bp.route("/<uuid:session_id>/commands/<uuid:command_id>", methods=["GET"])
 @bp.errors(404)
 @bp.response(200, s.CommandStateSchema)
+@scope("sessions:read")
 def command(session_id, command_id):
     """One command: running, done, failed or interrupted (with its reply once ended, if run with wait false)"""
     return c.command(session_id, command_id)
@@ -28,6 +31,7 @@ def command(session_id, command_id):
 @bp.errors(404, 409, 502)
 @bp.arguments(s.InterruptSchema)
 @bp.response(200, s.InterruptedSchema)
+@scope("sessions:command")
 def interrupt(args, session_id):
     """Interrupt the running command as Ctrl-C would; the session keeps its models
 
@@ -42,6 +46,7 @@ def interrupt(args, session_id):
 @bp.errors(404, 429, 503)
 @bp.response(200, {"type": "string"}, content_type="text/event-stream",
              description="Server-Sent Events: log, command.started, command.ended, status, missed")
+@scope("sessions:read")
 def events(session_id):
     """The session's live events (Server-Sent Events)
 

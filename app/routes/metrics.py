@@ -2,6 +2,7 @@
 from flask import Response, g
 
 from ..context import runtime
+from ..middleware.auth import scope
 from ..middleware.errors import ApiError
 from ..services.monitoring import metrics as service_metrics
 from .api import Blueprint
@@ -12,6 +13,7 @@ bp = Blueprint("metrics", __name__, description="For Prometheus")
 @bp.route("/metrics", methods=["GET"])
 @bp.response(200, {"type": "string"}, content_type="text/plain",
              description="Prometheus text exposition format")
+@scope("admin:read")
 def metrics():
     """Prometheus metrics (an admin's token or METRICS_TOKEN)"""
     if not g.principal.is_admin:

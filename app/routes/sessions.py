@@ -4,6 +4,7 @@ import re
 
 from ..controllers import files as f
 from ..controllers import sessions as c
+from ..middleware.auth import scope
 from ..schemas import sessions as s
 from ..schemas.commands import CommandStateSchema
 from ..services.sessions.workspace import FILE_NAME_MAX, FILE_NAME_PATTERN, FILE_SUFFIXES
@@ -32,6 +33,7 @@ FILE_PART = {"file": {"headers": {"Content-Disposition": {
 @bp.alt_response(202, schema=s.AdminSessionSchema, success=True,
                  description="Starting (wait false, or a scheduler still queues it)")
 @bp.doc(requestBody={"content": {"multipart/form-data": {"encoding": FILE_PART}}})
+@scope("sessions:write")
 def create_session(json_args, form_args):
     """Create a session, optionally opening a structure file sent with it"""
     return c.create_session(json_args, form_args)
@@ -41,6 +43,7 @@ def create_session(json_args, form_args):
 @bp.errors(404)
 @bp.arguments(s.SessionListQuerySchema, location="query")
 @bp.response(200, s.SessionListSchema)
+@scope("sessions:read")
 def list_sessions(args):
     """The caller's sessions (admins: everyone's, or one user's)"""
     return c.list_sessions(args)
@@ -49,6 +52,7 @@ def list_sessions(args):
 @bp.route("/<uuid:session_id>", methods=["GET"])
 @bp.errors(404)
 @bp.response(200, s.SessionDetailSchema)
+@scope("sessions:read")
 def get_session(session_id):
     """One session, with its usage and limits (process, port and memory for admins only)"""
     return c.get_session(session_id)
@@ -57,6 +61,7 @@ def get_session(session_id):
 @bp.route("/<uuid:session_id>", methods=["DELETE"])
 @bp.errors(404)
 @bp.response(204)
+@scope("sessions:write")
 def delete_session(session_id):
     """End a session and stop its process (idempotent)"""
     return c.delete_session(session_id)
@@ -65,6 +70,7 @@ def delete_session(session_id):
 @bp.route("/<uuid:session_id>/heartbeat", methods=["PUT"])
 @bp.errors(404, 409, 429)       # 409/429: a suspended session resuming on use (AUTO_RESUME)
 @bp.response(200, s.HeartbeatSchema)
+@scope("sessions:read")
 def heartbeat(session_id):
     """Record activity (pushes the idle deadline)"""
     return c.heartbeat(session_id)
@@ -73,6 +79,7 @@ def heartbeat(session_id):
 @bp.route("/<uuid:session_id>/suspend", methods=["POST"])
 @bp.errors(404, 409, 429, 502)
 @bp.response(200, s.AdminSessionSchema)
+@scope("sessions:write")
 def suspend_session(session_id):
     """Save the whole scene, end the process, keep the workspace (status suspended)"""
     return c.suspend_session(session_id)
@@ -82,6 +89,7 @@ def suspend_session(session_id):
 @bp.errors(404, 409, 429)
 @bp.response(200, s.AdminSessionSchema, description="Already live")
 @bp.alt_response(202, schema=s.AdminSessionSchema, success=True, description="Resuming (status starting)")
+@scope("sessions:write")
 def resume_session(session_id):
     """Restore a suspended session into a new process (same id, files, models and view)"""
     return c.resume_session(session_id)
@@ -93,6 +101,7 @@ def resume_session(session_id):
 @bp.response(200, s.CommandResultSchema, description="ChimeraX's result (ok false: a ChimeraX error)")
 @bp.alt_response(202, schema=CommandStateSchema, success=True,
                  description="wait false: started (Location: its resource, GET /commands/<id>)")
+@scope("sessions:command")
 def run_command(args, session_id):
     """Run a ChimeraX command line (checked by the command policy first)
 
@@ -108,6 +117,7 @@ def run_command(args, session_id):
 @bp.response(200, s.HistorySchema, description="The history (format json)")
 @bp.alt_response(200, schema={"type": "string"}, content_type="text/plain", success=True,
                  description="A ChimeraX script of the allowed, successful commands (format cxc)")
+@scope("sessions:read")
 def history(args, session_id):
     """The session's commands, oldest first"""
     return c.history(args, session_id)
@@ -116,6 +126,7 @@ def history(args, session_id):
 @bp.route("/<uuid:session_id>/files", methods=["GET"])
 @bp.errors(404, 409)
 @bp.response(200, s.FileListSchema)
+@scope("files:read")
 def list_files(session_id):
     """Files in the session's workspace"""
     return f.list_files(session_id)
@@ -126,6 +137,7 @@ def list_files(session_id):
 @bp.arguments(s.UploadSchema, location="multipart")
 @bp.response(201, s.FileSchema)
 @bp.doc(requestBody={"content": {"multipart/form-data": {"encoding": FILE_PART}}})
+@scope("files:write")
 def upload_file(args, session_id):
     """Upload a structure, map or image file (multipart field "file"; replaces one of that name)"""
     return f.upload_file(args, session_id)
@@ -134,6 +146,7 @@ def upload_file(args, session_id):
 @bp.route("/<uuid:session_id>/files/<name>", methods=["GET"], parameters=FILE_NAME_PARAMETER)
 @bp.errors(400, 404, 409)
 @bp.response(200, BINARY, content_type="application/octet-stream", description="The file")
+@scope("files:read")
 def download_file(session_id, name):
     """Download a workspace file as an attachment"""
     return f.download_file(session_id, name)
@@ -142,6 +155,7 @@ def download_file(session_id, name):
 @bp.route("/<uuid:session_id>/files/<name>", methods=["DELETE"], parameters=FILE_NAME_PARAMETER)
 @bp.errors(400, 404, 409)
 @bp.response(204)
+@scope("files:write")
 def delete_file(session_id, name):
     """Delete a workspace file"""
     return f.delete_file(session_id, name)
@@ -151,6 +165,7 @@ def delete_file(session_id, name):
 @bp.errors(404, 409, 413, 502, 504)
 @bp.arguments(s.SnapshotQuerySchema, location="query")
 @bp.response(200, BINARY, content_type="image/png", description="A PNG rendered offscreen by ChimeraX")
+@scope("sessions:read")
 def snapshot(args, session_id):
     """A PNG image of the current view
 
@@ -168,6 +183,7 @@ def snapshot(args, session_id):
 @bp.errors(404, 409, 413, 502, 504)
 @bp.arguments(s.SceneQuerySchema, location="query")
 @bp.response(200, BINARY, content_type="model/gltf-binary", description="Binary glTF")
+@scope("sessions:read")
 def scene(args, session_id):
     """The current scene as binary glTF (ChimeraX's own writer), for three.js or model-viewer
 

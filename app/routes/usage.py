@@ -1,5 +1,6 @@
 """/api/usage: what a user's sessions used, per UTC day."""
 from ..controllers import usage as c
+from ..middleware.auth import scope
 from ..schemas.usage import UsageQuerySchema, UsageReportSchema
 from .api import Blueprint
 
@@ -9,6 +10,7 @@ bp = Blueprint("usage", __name__, url_prefix="/api", description="Usage accounti
 @bp.route("/usage", methods=["GET"])
 @bp.arguments(UsageQuerySchema, location="query")
 @bp.response(200, UsageReportSchema)
+@scope("sessions:read")
 def usage(args):
     """Session-hours, CPU-seconds and peak memory per UTC day (your own; admins: any user's)
 

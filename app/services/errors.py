@@ -148,3 +148,12 @@ class TooManyStreams(ServiceError):
 class StreamsBusy(ServiceError):
     code, status, when = ("streams_unavailable", 503,
                           "the worker serves EVENT_STREAMS_PER_WORKER event streams already (Retry-After)")
+
+
+class TokenExpired(ServiceError):
+    code, status, when = "token_expired", 401, "the token's expiry has passed"
+
+
+class InvalidTokenRequest(ServiceError):
+    code, status, when = ("invalid_token", 400,
+                          "a token asked for with scopes, a lifetime or an act_as it cannot have (saying which)")

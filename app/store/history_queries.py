@@ -7,7 +7,6 @@ import sqlalchemy as sa
 from .base import StoreBase
 from .tables import event_streams, history, sessions, sweeps
 
-
 # Built once: a command writes its entry on the request's path (BENCHMARKS.md, figure 3).
 _INSERT = history.insert()
 _PRUNE = history.delete().where(
@@ -22,11 +21,11 @@ class HistoryQueries(StoreBase):
     def add_history(self, session_id: str, at: float, command: str, verdict: str, ok: bool | None,
                     duration_ms: float | None, keep: int, command_id: str | None = None,
                     status: str | None = None, user: str | None = None, owner: str | None = None,
-                    result: dict | None = None) -> None:
+                    result: dict | None = None, via: str | None = None) -> None:
         """Append one entry; beyond `keep` entries the session's oldest go."""
         self._execute(_INSERT, dict(session_id=session_id, at=at, command=command, verdict=verdict, ok=ok,
                                     duration_ms=duration_ms, command_id=command_id, status=status, user=user,
-                                    owner=owner, result=result))
+                                    owner=owner, result=result, via=via))
         self._execute(_PRUNE, dict(session=session_id, keep=keep))
 
     def history(self, session_id: str, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:

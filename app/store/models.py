@@ -33,12 +33,26 @@ ROLES = ("user", "admin")
 
 @dataclass(frozen=True)
 class Principal:
+    """Who a request is: its user and role, what its credentials may do
+    (`scopes`: None, all its role's), and the token user acting for it (`via`)."""
     user: str
     role: str
+    scopes: frozenset | None = None
+    via: str | None = None
+    token_id: int | None = None
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        """An admin whose credentials may read what is not theirs (admin:read)."""
+        return self.role == "admin" and (self.scopes is None or "admin:read" in self.scopes)
+
+    def may(self, scope: str) -> bool:
+        return self.scopes is None or scope in self.scopes
+
+    @property
+    def who(self) -> str:
+        """For logs and audit: `alice` or `alice via=portal-backend`."""
+        return self.user if self.via is None else "%s via=%s" % (self.user, self.via)
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,12 @@ class TokenRecord:
     created_at: float
     revoked_at: float | None
     token_hash: str = ""
+    scopes: str | None = None           # space-separated; None: its role's
+    expires_at: float | None = None
+    act_as: str | None = None
+    note: str | None = None
+    created_by: str | None = None
+    last_used: float | None = None
 
     @classmethod
     def from_row(cls, row: "Row") -> "TokenRecord":

@@ -63,6 +63,16 @@ tokens = sa.Table(
     sa.Column("role", sa.Text, sa.CheckConstraint("role IN ('user', 'admin')"), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("revoked_at", Timestamp),
+    # What it may do (space-separated scopes; NULL: its role's), until when,
+    # for whom it may act (an fnmatch pattern of user names, with act-as), why
+    # it was made and by whom, and when it was last seen (written at most
+    # once a minute per worker, not on every request).
+    sa.Column("scopes", sa.Text),
+    sa.Column("expires_at", Timestamp),
+    sa.Column("act_as", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Column("created_by", sa.Text),
+    sa.Column("last_used", Timestamp),
 )
 
 sessions = sa.Table(
@@ -154,6 +164,7 @@ history = sa.Table(
     sa.Column("status", sa.Text),           # running | done | failed | interrupted (None: older rows)
     sa.Column("result", Json),
     sa.Column("user", sa.Text),
+    sa.Column("via", sa.Text),              # the token that acted for `user` (X-Act-As)
     sa.Column("owner", sa.Text),
     sa.Index("history_by_session", "session_id", "id"),
     sa.Index("history_by_command", "command_id"),

@@ -76,7 +76,7 @@ class SessionCommands(SessionBase):
         try:
             self.store.add_history(session_id, at, command, verdict, ok, duration_ms,
                                    self.settings["HISTORY_MAX"], command_id=command_id, status=status,
-                                   user=principal.user)
+                                   user=principal.user, via=principal.via)
         except StoreUnavailable:
             log.warning("session %s: command not recorded in its history (store unavailable)", session_id)
 
@@ -99,7 +99,7 @@ class SessionCommands(SessionBase):
     @staticmethod
     def _audit(principal, session_id, profile, verdict, commands, extra=""):
         # The audit line names commands, never arguments: those may hold data.
-        audit.info("user=%s session=%s profile=%s verdict=%s commands=%s%s", principal.user, session_id,
+        audit.info("user=%s session=%s profile=%s verdict=%s commands=%s%s", principal.who, session_id,
                    profile.name, verdict, ",".join(commands) or "-", extra)
 
     @cached_property

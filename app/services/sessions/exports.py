@@ -112,7 +112,7 @@ class SessionExports(SessionRunning):
         self._require_reach(record)
         if needs:
             self._fits_in_memory(record, needs, "drawing this %s" % kind)
-        audit.info("user=%s session=%s verdict=allow commands=%s", principal.user, session_id, kind)
+        audit.info("user=%s session=%s verdict=allow commands=%s", principal.who, session_id, kind)
         with self.scratch_file(record, record.process, kind, suffix) as (scratch, inside):
             save = 'save "%s"%s' % (inside, keywords)
             if prepare is None:

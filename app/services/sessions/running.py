@@ -70,7 +70,7 @@ class SessionRunning(SessionCommands):
         at = time.time()
         self._store_call(self.store.add_history, record.id, at, command, "allow", None, None,
                          self.settings["HISTORY_MAX"], command_id=command_id, status=RUNNING,
-                         user=principal.user, owner=owners.current())
+                         user=principal.user, via=principal.via, owner=owners.current())
         worker = copy.copy(self)
         worker.__dict__.pop("fetch_broker", None)       # bound to this thread's store
         thread = threading.Thread(target=worker._run_in_background, args=(principal, session_id, command, command_id),

@@ -71,7 +71,7 @@ class SessionService(SessionExports):
             raise Capacity("the service is at capacity; try again later", retry_after=30) from err
         except StoreUnavailable as err:
             raise StoreDown("the session store is unavailable", retry_after=5) from err
-        log.info("session %s created for %s (label=%r)", session_id, principal.user, label)
+        log.info("session %s created for %s (label=%r)", session_id, principal.who, label)
         opening = None
         try:
             if claimed:
