@@ -122,9 +122,12 @@ class Blueprint(SmorestBlueprint):
             # The scope the operation requires (docs/identity.md), stated where clients look.
             required = doc_info.get("scope")
             doc["x-required-scope"] = required
-            doc["description"] = (doc.get("description", "") + "\n\nRequires the `%s` scope." % required
-                                  if required != "any" else doc.get("description", "") +
-                                  "\n\nAny valid credentials.").strip()
+            # Into the docstring flask-smorest makes the description of (after this
+            # callback); once, though each app that builds the document comes here.
+            docstring = doc_info.setdefault("docstring", {})
+            said = "Requires the `%s` scope." % required if required != "any" else "Any valid credentials."
+            if said not in (docstring.get("description") or ""):
+                docstring["description"] = ((docstring.get("description") or "") + "\n\n" + said).strip()
         if "requestBody" in doc:
             statuses.update((400, 413, 415))
         if any(p["in"] == "query" for p in doc.get("parameters", [])):
