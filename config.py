@@ -307,6 +307,18 @@ SETTINGS = (
     Setting("TOKEN_MAX_LIFETIME", int, 0,
             's a token made over the API may live at most (`expires_in`); 0: no bound', not_negative=True),
 
+    # Sharing and lifecycle webhooks (docs/sharing.md)
+    Setting("SHARE_LINKS_PER_SESSION", int, 10, 'live share links a session may have at once (409 beyond)',
+            positive=True),
+    Setting("WEBHOOK_URLS", list, "",
+            'comma-separated URLs that receive each lifecycle event as a signed POST', shown='*(none)*'),
+    Setting("WEBHOOK_SECRET", str, "",
+            'the HMAC-SHA256 key of `X-CXS-Signature` (required with WEBHOOK_URLS)', shown='*(none)*'),
+    Setting("WEBHOOK_MAX_ATTEMPTS", int, 10,
+            'sends of one event before it is dead-lettered (the admin page shows and re-sends those)',
+            positive=True),
+    Setting("WEBHOOK_TIMEOUT", float, 5.0, 's a receiver has to answer one send', shown='`5`', positive=True),
+
     # The portal's own OIDC tokens (docs/identity.md): accepted as bearer tokens when OIDC_ISSUER is set.
     Setting("OIDC_ISSUER", str, "",
             'the issuer (`iss`) whose signed tokens are accepted (https; http only on loopback)',

@@ -228,3 +228,54 @@ fetch_requests = sa.Table(
     sa.Column("at", Timestamp, nullable=False),
     sa.Index("fetch_requests_by_user", "user", "at"),
 )
+
+shares = sa.Table(
+    "shares", metadata,
+    # A session shared with another user: `view` (look) or `control` (also
+    # run commands, interrupt, upload); until expires_at or revoked_at.
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("session_id", sa.Text, nullable=False),
+    sa.Column("user", sa.Text, nullable=False),
+    sa.Column("access", sa.Text, sa.CheckConstraint("access IN ('view', 'control')", name="shares_access"),
+              nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp),
+    sa.Column("revoked_at", Timestamp),
+    sa.Index("shares_by_session", "session_id"),
+    sa.Index("shares_by_user", "user"),
+)
+
+share_links = sa.Table(
+    "share_links", metadata,
+    # A secret link to a read-only live view of a session (its secret stored
+    # only as a SHA-256 hash, like tokens).
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("session_id", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp),
+    sa.Column("revoked_at", Timestamp),
+    sa.Index("share_links_by_session", "session_id"),
+)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    # Lifecycle events for WEBHOOK_URLS, written in the transaction of the
+    # change they tell of and sent by the sweeper: at least once, in id order
+    # per session, retried with backoff, dead after WEBHOOK_MAX_ATTEMPTS.
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.Text, nullable=False, unique=True),
+    sa.Column("session_id", sa.Text),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Timestamp, nullable=False),
+    sa.Column("delivered_at", Timestamp),
+    sa.Column("dead_at", Timestamp),
+    sa.Column("last_error", sa.Text),
+    sa.Index("outbox_pending", "delivered_at", "dead_at", "id"),
+)
+
