@@ -195,3 +195,36 @@ def test_a_revocation_is_seen_by_every_worker_within_the_bound(gunicorn_server):
     took = time.monotonic() - revoked
     print("measured: a revoked token refused by all 3 workers %.2f s after (TOKEN_CACHE_SECONDS 2)" % took)
     assert took <= 2 + 1.0
+
+
+def test_a_portals_oidc_tokens_are_accepted_as_their_users(tmp_path):
+    from app import create_app
+
+    from .oidc_issuer import OidcIssuer
+    with OidcIssuer(audience="cxs") as issuer:
+        app = create_app(make_config(tmp_path, CHIMERAX_PATH="", OIDC_ISSUER=issuer.url, OIDC_AUDIENCE="cxs",
+                                     OIDC_ROLES_CLAIM="realm_access.roles", OIDC_ADMIN_ROLE="cxs-admin"),
+                         config_name="testing")
+        client, now = app.test_client(), time.time()
+
+        def bearer(**claims):
+            return {"Authorization": "Bearer " + issuer.token(issuer.claims(now, **claims))}
+        me = client.get("/api/me", headers=bearer())
+        assert me.status_code == 200 and me.get_json()["user"] == "alice", me.get_json()
+        assert client.get("/api/sessions", headers=bearer()).status_code == 200
+        assert client.get("/api/admin/overview", headers=bearer()).status_code == 403     # a user's scopes
+        admin = bearer(preferred_username="carol", realm_access={"roles": ["cxs-admin"]})
+        assert client.get("/api/admin/overview", headers=admin).status_code == 200
+        narrow = bearer(preferred_username="dave", scope="openid sessions:read")
+        assert client.get("/api/sessions", headers=narrow).status_code == 200
+        refused = client.post("/api/sessions", headers=narrow, json={})
+        assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "insufficient_scope"
+        expired = client.get("/api/sessions", headers=bearer(exp=int(now) - 3600, iat=int(now) - 7200))
+        assert expired.status_code == 401 and expired.get_json()["error"]["code"] == "token_expired"
+        for wrong in (bearer(aud="other"), bearer(iss="https://elsewhere.example")):
+            assert client.get("/api/sessions", headers=wrong).get_json()["error"]["code"] == "unauthorized"
+        forged = {"Authorization": "Bearer " + issuer.hs256_with_public_key(issuer.claims(now), issuer.rsa_kid)}
+        assert client.get("/api/sessions", headers=forged).status_code == 401
+        assert client.get("/api/sessions", headers={"Authorization": "Bearer " + issuer.unsigned(
+            issuer.claims(now), issuer.rsa_kid)}).status_code == 401
+        assert client.get("/api/sessions", headers=token(app, "erin")).status_code == 200   # its own tokens too

@@ -10,16 +10,21 @@ token that has act-as (and whose act_as pattern matches) makes the request
 that user's, with no more than the token's own scopes.
 """
 import hmac
+import time
 
 from flask import current_app, g, request
 
 from ..context import get_token_service
 from ..services.errors import TokenExpired
+from ..services.identity.oidc import OidcRejected, OidcUnavailable, OidcVerifier
 from ..services.identity.scopes import ROLE_SCOPES
+from ..services.identity.tokens import hash_token
 from ..store import Principal
 from .errors import ApiError
 
 _SCOPES_KEY = "cxs_required_scopes"
+_OIDC_KEY = "cxs_oidc_verifier"
+_oidc_seen: dict[str, tuple] = {}      # token digest -> (identity, when verified)
 ANY = "any"     # a route any valid credentials may call (a token's own tokens)
 
 
@@ -93,7 +98,45 @@ def _required_scopes(app):
     return found
 
 
-def _token_principal(token, endpoint, config):
+def _looks_like_jwt(token):
+    # A service token is `cxs_…`; a JWT is three base64url parts, its header a JSON object.
+    return token.startswith("eyJ") and token.count(".") == 2
+
+
+def _oidc_principal(token, app):
+    """The principal a portal's OIDC token stands for (services/identity/oidc.py),
+    each token verified once per TOKEN_CACHE_SECONDS in this process."""
+    verifier = app.extensions.get(_OIDC_KEY)
+    if verifier is None:
+        verifier = app.extensions[_OIDC_KEY] = OidcVerifier(app.config)
+    now = time.time()
+    digest = hash_token(token)
+    cached = _oidc_seen.get(digest)
+    if cached is None or now - cached[1] >= app.config["TOKEN_CACHE_SECONDS"]:
+        try:
+            identity = verifier.identify(token)
+        except OidcUnavailable as err:
+            raise ApiError(503, "oidc_unavailable", err.message,
+                           headers={"Retry-After": str(max(1, round(err.retry_after)))}) from None
+        except OidcRejected as err:
+            raise ApiError(401, err.code, err.message,
+                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        if len(_oidc_seen) > 10000:
+            _oidc_seen.clear()
+        cached = _oidc_seen[digest] = (identity, now)
+    identity = cached[0]
+    if identity.expires_at is not None and now >= identity.expires_at + app.config["OIDC_LEEWAY"]:
+        raise ApiError(401, "token_expired", "the token has expired",
+                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    granted = ROLE_SCOPES[identity.role]
+    return Principal(identity.user, identity.role,
+                     scopes=granted if identity.scopes is None else granted & identity.scopes)
+
+
+def _token_principal(token, endpoint, app):
+    config = app.config
+    if config["OIDC_ISSUER"] and _looks_like_jwt(token):
+        return _oidc_principal(token, app)
     try:
         principal = _metrics_principal(token, endpoint, config) or get_token_service().authenticate(token)
     except TokenExpired as err:
@@ -124,7 +167,7 @@ def authenticate():
             if token is None:
                 raise ApiError(401, "unauthorized", "credentials required",
                                headers={"WWW-Authenticate": "Bearer"})
-            principal = _token_principal(token, endpoint, app.config)
+            principal = _token_principal(token, endpoint, app)
         acting = req.headers.get("X-Act-As")
         if acting is not None:
             principal = _acting(principal, acting)

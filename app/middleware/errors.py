@@ -32,6 +32,8 @@ HTTP_ERRORS = (
     (414, "uri_too_long", "a request line over gunicorn's limit_request_line"),
     (415, "unsupported_media_type", "a body of a type the operation does not take"),
     (431, "headers_too_large", "headers over gunicorn's limit_request_fields / limit_request_field_size"),
+    (503, "oidc_unavailable", "the OIDC issuer's keys cannot be fetched and the token's key is not cached "
+                              "(`Retry-After`)"),
     (500, "internal_error", "a bug of ours (any SQL error other than the database being down is one): the reply "
                             "has only the request id; the traceback is in the server log"),
 )

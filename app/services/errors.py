@@ -151,7 +151,7 @@ class StreamsBusy(ServiceError):
 
 
 class TokenExpired(ServiceError):
-    code, status, when = "token_expired", 401, "the token's expiry has passed"
+    code, status, when = "token_expired", 401, "a token (the service's, or the portal's OIDC token) past its expiry"
 
 
 class InvalidTokenRequest(ServiceError):
