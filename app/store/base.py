@@ -113,6 +113,19 @@ class StoreBase:
             self._fault(err)
             raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
 
+    @contextmanager
+    def _transaction(self):
+        """A transaction (database.transaction) on this handle's connection, which
+        it yields: statements run on it directly, never retried on another
+        connection (as `_execute` retries a read), which would be outside it."""
+        connection = self._run(lambda connection: connection)
+        try:
+            with database.transaction(connection):
+                yield connection
+        except Exception as err:
+            self._fault(err)
+            raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
+
     def _count(self, table, *conditions):
         return self._execute(sa.select(sa.func.count()).select_from(table).where(*conditions)).scalar()
 

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 # Two-key advisory locks: (class, crc32 of the domain); classes keep the uses apart.
-CAPACITY_LOCK, LEADER_LOCK, MIGRATION_LOCK = 7301, 7302, 7303
+CAPACITY_LOCK, LEADER_LOCK, MIGRATION_LOCK, WEBHOOK_LOCK = 7301, 7302, 7303, 7304
 
 
 class StoreUnavailable(Exception):
@@ -197,14 +197,14 @@ def lock_key(domain: str) -> int:
 
 
 @contextmanager
-def decision(connection: sa.Connection, domain: str) -> Iterator[None]:
-    """A transaction no other process or host can interleave with, for `domain`."""
+def transaction(connection: sa.Connection) -> Iterator[None]:
+    """One transaction on an autocommit connection: all of it or none. SQLite
+    takes its write lock up front (BEGIN IMMEDIATE: a read followed by a write
+    never fails halfway to upgrade its lock); PostgreSQL locks rows as the
+    statements ask (SELECT ... FOR UPDATE)."""
     sqlite = connection.dialect.name == "sqlite"
     connection.exec_driver_sql("BEGIN IMMEDIATE" if sqlite else "BEGIN")
     try:
-        if not sqlite:
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:c, :k)"),
-                               {"c": CAPACITY_LOCK, "k": lock_key(domain)})
         yield
     except BaseException:
         try:
@@ -214,3 +214,13 @@ def decision(connection: sa.Connection, domain: str) -> Iterator[None]:
         raise
     else:
         connection.exec_driver_sql("COMMIT")
+
+
+@contextmanager
+def decision(connection: sa.Connection, domain: str) -> Iterator[None]:
+    """A transaction no other process or host can interleave with, for `domain`."""
+    with transaction(connection):
+        if connection.dialect.name != "sqlite":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:c, :k)"),
+                               {"c": CAPACITY_LOCK, "k": lock_key(domain)})
+        yield

@@ -1,4 +1,5 @@
-"""Electing the one process that sweeps a launcher domain.
+"""Electing the one process that sweeps a launcher domain, and the one that
+sends webhooks (events are the whole service's, not a domain's).
 
 SQLite (one host): an exclusive flock on `<database>.sweeper.lock`.
 PostgreSQL (any number of hosts): a session-level advisory lock held by a
@@ -14,7 +15,7 @@ import os
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from .database import LEADER_LOCK, engine_for, is_sqlite, lock_key, sqlite_path
+from .database import LEADER_LOCK, WEBHOOK_LOCK, engine_for, is_sqlite, lock_key, sqlite_path
 
 log = logging.getLogger("cxs.store")
 
@@ -25,6 +26,17 @@ def leader_lock(url: str, domain: str) -> "FileLock | AdvisoryLock":
         assert path is not None     # `sqlite://` (a database in no file) has no file to lock beside
         return FileLock(path + ".sweeper.lock")
     return AdvisoryLock(url, domain)
+
+
+def webhook_lock(url: str) -> "FileLock | AdvisoryLock":
+    """The lock of the one sender of the outbox's events across every host:
+    a lock of its own, so that it is neither a domain's sweeper (there may be
+    several) nor waits for one."""
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        assert path is not None     # as leader_lock
+        return FileLock(path + ".webhooks.lock")
+    return AdvisoryLock(url, "webhooks", WEBHOOK_LOCK)
 
 
 class FileLock:
@@ -55,9 +67,10 @@ class FileLock:
 
 
 class AdvisoryLock:
-    def __init__(self, url: str, domain: str) -> None:
+    def __init__(self, url: str, domain: str, lock_class: int = LEADER_LOCK) -> None:
         self.url = url
         self.key = lock_key(domain)
+        self.lock_class = lock_class
         self._connection: sa.Connection | None = None
 
     @property
@@ -72,7 +85,7 @@ class AdvisoryLock:
                 return True
             connection = engine_for(self.url).connect()
             got = connection.execute(sa.text("SELECT pg_try_advisory_lock(:c, :k)"),
-                                     {"c": LEADER_LOCK, "k": self.key}).scalar()
+                                     {"c": self.lock_class, "k": self.key}).scalar()
             if not got:
                 connection.close()
                 return False

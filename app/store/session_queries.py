@@ -1,5 +1,6 @@
 """Session queries: create and resume within the limits, status compare-and-set
-transitions, activity and health, listings and counts."""
+transitions (each with the lifecycle event it tells of, in its transaction:
+outbox_queries), activity and health, listings and counts."""
 from collections.abc import Callable, Sequence
 import time
 from typing import Any
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from . import database
 from .base import filtered, live
 from .models import CREATE_MORE, PoolEntry, SessionRecord
+from .outbox_queries import CREATED, ENDED, OutboxQueries, lifecycle_event, may_tell, outbox_insert
 from .pool_queries import LimitReached, PoolQueries
 from .tables import sessions
 
@@ -23,7 +25,8 @@ class _NotSuspended(Exception):
     pass
 
 
-class SessionQueries(PoolQueries):
+# The outbox's queries come with the sessions' because their transitions write it.
+class SessionQueries(PoolQueries, OutboxQueries):
     def insert_session(self, record: SessionRecord, max_total: int, max_per_user: int,
                        ports: Sequence[int] | None = None, port_is_free: Callable[[int], bool] | None = None,
                        claim_pool: bool = False) -> PoolEntry | None:
@@ -36,6 +39,7 @@ class SessionQueries(PoolQueries):
         `claim_pool`, a ready pool process of the domain is taken for the
         session in the same decision, so no two sessions ever get the same one.
         Raises LimitReached. Returns the claimed pool entry (a PoolEntry) or None.
+        Its `session.created` event is written in the same transaction.
         """
         with self._decision(record.domain):
             # The user's own limit is checked first: it is the more useful answer.
@@ -56,6 +60,7 @@ class SessionQueries(PoolQueries):
                 idle_timeout=record.idle_timeout, max_lifetime=record.max_lifetime,
                 workspace=record.workspace, port=record.port, process=record.process,
                 host_id=record.host_id, domain=record.domain, owner=record.owner, operation=record.operation))
+            outbox_insert(self._conn(), CREATED, record.id, record.user, now=record.created_at)
         return claimed
 
     def resume_session(self, session_id: str, user: str, domain: str, host_id: str, max_total: int,
@@ -127,14 +132,28 @@ class SessionQueries(PoolQueries):
 
         The compare-and-set is what makes concurrent deletes, sweeps and
         startups safe: exactly one caller wins each transition, on any host.
+        A change that tells of a lifecycle event (outbox_queries.lifecycle_event)
+        writes it in the same transaction, so the winner alone writes it, once.
         """
         unknown = set(fields) - set(TRANSITION_FIELDS)
         if unknown:
             raise ValueError("not a transition field: %s" % ", ".join(sorted(unknown)))
-        result = self._execute(sessions.update().where(
-            sessions.c.id == session_id, sessions.c.status.in_(list(from_statuses)))
-            .values(status=to_status, **fields))
-        return result.rowcount == 1
+        change = sessions.update().where(sessions.c.id == session_id, sessions.c.status.in_(list(from_statuses))) \
+            .values(status=to_status, **fields)
+        if not may_tell(from_statuses, to_status):
+            return self._execute(change).rowcount == 1
+        with self._transaction() as connection:
+            # Which event depends on what the row was: read it, locked, before changing it.
+            row = connection.execute(sa.select(
+                sessions.c.status, sessions.c.user, sessions.c.operation, sessions.c.suspend_digest,
+                sessions.c.end_reason).where(sessions.c.id == session_id).with_for_update()).first()
+            if row is None or row.status not in from_statuses or connection.execute(change).rowcount != 1:
+                return False
+            event = lifecycle_event(row.status, to_status, row.operation, row.suspend_digest is not None)
+            if event is not None:
+                data = {"end_reason": fields.get("end_reason", row.end_reason)} if event == ENDED else None
+                outbox_insert(connection, event, session_id, row.user, data)
+        return True
 
     def expired_failed_workspaces(self, ended_before: float, domain: str | None = None) -> list[SessionRecord]:
         query = sessions.select().where(sessions.c.status == "failed", sessions.c.workspace_removed == 0,
