@@ -14,9 +14,11 @@ from .services.processes.pool import WarmPool
 from .services.sessions.service import SessionService
 from .services.upkeep import recovery
 from .services.upkeep.sweeper import Sweeper, SweeperSchedule
+from .services.webhooks.delivery import WEBHOOK_INTERVAL, Sender
 from .settings import check_settings
 from .store import Store, database, database_url, leader_lock, schema
 from .store.database import dispose_all
+from .store.leader import webhook_lock
 
 log = logging.getLogger("cxs")
 
@@ -86,10 +88,12 @@ class Runtime:
 
     def start_sweeper(self):
         """Called in each gunicorn worker after fork (gunicorn.conf.py); one process
-        per launcher domain leads, across every instance sharing the store."""
+        per launcher domain leads, across every instance sharing the store, and
+        one sends the webhooks."""
         if self.schedule is None and self.config["SWEEPER_ENABLED"]:
+            webhooks = (Sender(self.new_store, self.config), webhook_lock(self.url), WEBHOOK_INTERVAL)
             self.schedule = SweeperSchedule(self.make_sweeper, self.config,
-                                            leader_lock(self.url, self.launcher.domain), self.make_pool)
+                                            leader_lock(self.url, self.launcher.domain), self.make_pool, webhooks)
             self.schedule.start()
         return self.schedule
 

@@ -3,6 +3,7 @@ used stops the service with a message naming its variable (config.py checks
 the types of values read from the environment)."""
 import os
 import shlex
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
@@ -60,6 +61,17 @@ def check_settings(config, profiles):
         raise ConfigError("HOST_ID must not be empty")
     if config["LAUNCHER"] == "slurm":
         _check_slurm(config)
+    _check_webhooks(config)
+
+
+def _check_webhooks(config):
+    for url in config["WEBHOOK_URLS"]:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("WEBHOOK_URLS: %r is not an http(s) URL" % url)
+    # Unsigned events would let anyone who reaches a receiver forge them.
+    if config["WEBHOOK_URLS"] and not config["WEBHOOK_SECRET"]:
+        raise ConfigError("WEBHOOK_SECRET must be set with WEBHOOK_URLS (it signs every event)")
 
 
 def _check_slurm(config):

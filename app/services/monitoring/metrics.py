@@ -24,6 +24,8 @@ COMMAND_SECONDS = Histogram("cxs_command_seconds", "ChimeraX command round trip"
 COMMANDS_DENIED = Counter("cxs_commands_denied_total", "Commands denied by the policy", ["verb"])
 FETCHES = Counter("cxs_fetch_total", "Fetches for sessions by result (hit, downloaded, or why not)", ["result"])
 FETCH_BYTES = Counter("cxs_fetch_bytes_total", "Bytes downloaded by the fetch broker")
+WEBHOOK_DELIVERIES = Counter("cxs_webhook_deliveries_total", "Sends of lifecycle events to WEBHOOK_URLS by "
+                             "result: delivered, failed (sent again later), dead, skipped (no URLs)", ["result"])
 FETCH_SECONDS = Histogram("cxs_fetch_seconds", "A fetch answered, hit or download",
                           buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60))
 

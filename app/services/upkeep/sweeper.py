@@ -9,7 +9,7 @@ over at its next tick; there is never more than one sweeper per domain, and
 never none for long. A sweeper touches only sessions its launcher reaches.
 """
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 import logging
 import os
 import time
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from ..processes.pool import WarmPool
     from ..sessions.base import SessionBase
+    from ..webhooks.delivery import Sender
 
 log = logging.getLogger("cxs.sweeper")
 
@@ -141,13 +142,16 @@ class Sweeper:
 
 
 class SweeperSchedule:
-    """The APScheduler jobs of one worker; they run only while it holds the lock."""
+    """The APScheduler jobs of one worker; they run only while it holds the lock
+    (the webhook sender's, while it holds that one: services/webhooks)."""
 
     def __init__(self, make_sweeper: Callable[[], tuple[Sweeper, Callable[[], None]]], settings: Mapping[str, Any],
                  lock: FileLock | AdvisoryLock,
-                 make_pool: Callable[[], tuple["WarmPool", Callable[[], None]]] | None = None) -> None:
+                 make_pool: Callable[[], tuple["WarmPool", Callable[[], None]]] | None = None,
+                 webhooks: "tuple[Sender, FileLock | AdvisoryLock, float] | None" = None) -> None:
         self.make_sweeper = make_sweeper     # () -> (Sweeper, close callable)
         self.make_pool = make_pool           # () -> (WarmPool, close callable)
+        self.webhooks = webhooks             # (sender, its lock, seconds between its ticks)
         self.settings = settings
         self.lock = lock
         self.scheduler: BackgroundScheduler | None = None
@@ -166,7 +170,28 @@ class SweeperSchedule:
             self.scheduler.add_job(self.pool_tick, "interval", seconds=self.settings["POOL_CHECK_INTERVAL"],
                                    max_instances=1, coalesce=True, id="pool",
                                    next_run_time=datetime.now())
+        if self.webhooks is not None:
+            self._next_webhook_tick(0)
         self.scheduler.start()
+
+    def _next_webhook_tick(self, delay: float) -> None:
+        # One job at a time, each added when the last ends: a tick longer than
+        # the interval (a slow receiver) never has a second one queued behind it.
+        if self.scheduler is not None:
+            self.scheduler.add_job(self.webhook_tick, "date", run_date=datetime.now() + timedelta(seconds=delay),
+                                   id="webhooks", replace_existing=True, misfire_grace_time=None)
+
+    def webhook_tick(self) -> None:
+        """Send the outbox's due events, in the one process (of every host) holding the webhook lock."""
+        assert self.webhooks is not None        # scheduled only with a sender
+        sender, lock, interval = self.webhooks
+        try:
+            if lock.try_acquire():
+                sender.tick()
+        except Exception:
+            log_fault(log, "webhook delivery failed")        # the next tick tries again
+        finally:
+            self._next_webhook_tick(interval)
 
     def pool_tick(self) -> None:
         """Keep the warm pool full: drop dead/old entries, start replacements."""
@@ -188,6 +213,8 @@ class SweeperSchedule:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         self.lock.release()
+        if self.webhooks is not None:
+            self.webhooks[1].release()
 
     def tick(self) -> None:
         if not self.lock.try_acquire():

@@ -1,4 +1,5 @@
-// "/admin": every session, the largest ones, the warm pool and recently denied commands (admins only).
+// "/admin": every session, the largest ones, the warm pool, dead-lettered webhooks and recently denied
+// commands (admins only).
 import { age, api, busy, el, page, sessionsIn } from "./common.js";
 
 const LIVE = new Set(["starting", "active", "suspended"]);
@@ -13,8 +14,22 @@ function topRow(s, ...figures) {
     el("td", {}, s.user), ...figures.map((text) => el("td", {}, text)));
 }
 
+// Events and their errors (a receiver's reply) are data: shown as text, never as markup.
+function deadRow(event) {
+  return el("tr", { "data-testid": "webhook-dead-row", "data-event-id": event.id },
+    el("td", {}, age(event.dead_at) + " ago"), el("td", {}, event.type),
+    el("td", {}, event.session ? event.session.slice(0, 8) : ""), el("td", {}, event.attempts),
+    el("td", {}, el("code", {}, event.last_error || "")),
+    el("td", {}, el("button", {
+      "data-testid": "webhook-resend",
+      onclick: () => busy("Re-sending " + event.type, () => api(
+        "POST", "/api/admin/webhooks/" + encodeURIComponent(event.id) + "/resend")).then(refresh, () => {}),
+    }, "Resend")));
+}
+
 async function refresh() {
-  const [sessions, overview] = await Promise.all([sessionsIn([...LIVE]), api("GET", "/api/admin/overview")]);
+  const [sessions, overview, webhooks] = await Promise.all([sessionsIn([...LIVE]),
+    api("GET", "/api/admin/overview"), api("GET", "/api/admin/webhooks")]);
   const rows = sessions.map((s) => el("tr", {
     "data-testid": "admin-session-row", "data-session-id": s.id, "data-user": s.user,
   },
@@ -37,6 +52,10 @@ async function refresh() {
   const cache = overview.fetch_cache;
   document.getElementById("fetch-cache").textContent = `${cache.entries} entries, ` +
     `${(cache.bytes / 2 ** 20).toFixed(1)} of ${(cache.max_bytes / 2 ** 20).toFixed(0)} MiB`;
+  const counts = webhooks.counts;
+  document.getElementById("webhook-counts").textContent = `${counts.pending} pending, ` +
+    `${counts.dead} dead, ${counts.delivered} delivered in the last day`;
+  document.getElementById("webhooks-dead").replaceChildren(...webhooks.dead.map(deadRow));
   document.getElementById("denied").replaceChildren(...overview.denied.map((d) => el("tr", {},
     el("td", {}, age(d.at) + " ago"), el("td", {}, d.user), el("td", {}, d.session_id.slice(0, 8)),
     el("td", {}, el("code", {}, d.command)))));
