@@ -45,10 +45,15 @@ def events(session_id):
         slots.release()
         raise
 
-    def body():
-        try:
-            yield from stream
-        finally:
+    released = threading.Event()
+
+    def done():
+        # When the response closes, whether or not its body was ever read.
+        if not released.is_set():
+            released.set()
+            stream.close()
             slots.release()
-    return Response(body(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(iter(stream), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response.call_on_close(done)
+    return response

@@ -4,24 +4,25 @@ import io
 from flask import current_app, g, send_file
 
 from ..context import get_session_service
+from ..services.sessions.sharing import CONTROL, OWNER, VIEW
 
 
-def _workspace(session_id):
-    return get_session_service().workspace_for(g.principal, str(session_id))
+def _workspace(session_id, need=OWNER):
+    return get_session_service().workspace_for(g.principal, str(session_id), need)
 
 
 def list_files(session_id):
-    return {"files": _workspace(session_id).list()}
+    return {"files": _workspace(session_id, VIEW).list()}
 
 
 def upload_file(args, session_id):
     upload = args["file"]
-    info = _workspace(session_id).save(upload.filename, upload.stream, current_app.config["MAX_UPLOAD_BYTES"])
+    info = _workspace(session_id, CONTROL).save(upload.filename, upload.stream, current_app.config["MAX_UPLOAD_BYTES"])
     return info, 201
 
 
 def download_file(session_id, name):
-    path = _workspace(session_id).path_of(name)
+    path = _workspace(session_id, VIEW).path_of(name)
     return send_file(path, as_attachment=True, download_name=name, mimetype="application/octet-stream")
 
 

@@ -7,6 +7,7 @@ from flask import Response, g, jsonify, request
 
 from ..context import get_session_service
 from ..schemas.sessions import AdminSessionSchema, LimitsSchema, SessionSchema, UsageSchema
+from ..services.sessions.sharing import access_of
 
 # Built once: a schema instance is reusable and costs ~50 us to build.
 _session_schema = SessionSchema()
@@ -15,13 +16,20 @@ _usage_schema = UsageSchema()
 _limits_schema = LimitsSchema()
 
 
-def _view(record, service):
-    """What the caller may see of a record, dumped: admins also where its process
-    is and its size. (Dumped here, through the schema the user's role calls
-    for; the route's declaration documents the admin's superset.)"""
-    if not g.principal.is_admin:
-        return _session_schema.dump(record)
+def _view(record, service, shared=None):
+    """What the caller may see of a record, dumped: its owner and the caller's
+    access (owner, view or control: a session shared with it); admins also
+    where its process is and its size. (Dumped here, through the schema the
+    user's role calls for; the route's declaration documents the admin's superset.)"""
+    principal = g.principal
+    if not principal.is_admin:
+        view = _session_schema.dump(record)
+        if record.user != principal.user:
+            shared = shared if shared is not None else service.shared_with(principal)
+        view.update(owner=record.user, access=access_of(principal, record.user, shared or {}, record.id))
+        return view
     view = _admin_schema.dump(record)
+    view.update(owner=record.user, access="owner")
     name = service.process_id(record)
     memory = service.memory_bytes(record) if record.is_live else None
     view.update(process=None if name is None else str(name),    # a pid, "job 12" on a cluster...
@@ -54,7 +62,8 @@ def list_sessions(args):
     service = get_session_service()
     records, more = service.list_for(g.principal, args["limit"], user=args.get("user"), statuses=args.get("status"),
                                      starting_after=args.get("starting_after"))
-    return jsonify(sessions=[_view(r, service) for r in records], has_more=more)
+    shared = service.shared_with(g.principal) if any(r.user != g.principal.user for r in records) else {}
+    return jsonify(sessions=[_view(r, service, shared) for r in records], has_more=more)
 
 
 def get_session(session_id):

@@ -14,15 +14,17 @@ import time
 
 from flask import current_app, g, request
 
-from ..context import get_token_service
+from ..context import get_store, get_token_service
 from ..services.errors import TokenExpired
 from ..services.identity.oidc import OidcRejected, OidcUnavailable, OidcVerifier
 from ..services.identity.scopes import ROLE_SCOPES
 from ..services.identity.tokens import hash_token
+from ..services.sessions.sharing import link_principal
 from ..store import Principal
 from .errors import ApiError
 
 _SCOPES_KEY = "cxs_required_scopes"
+LINK_HEADER = "X-Share-Link"
 _OIDC_KEY = "cxs_oidc_verifier"
 _oidc_seen: dict[str, tuple] = {}      # token digest -> (identity, when verified)
 ANY = "any"     # a route any valid credentials may call (a token's own tokens)
@@ -162,6 +164,12 @@ def authenticate():
     endpoint = req.endpoint         # None when routing failed: its plain 404/405 follows
     if endpoint is not None and endpoint not in _public_endpoints(app):
         principal = _proxy_principal(req, app.config)
+        link = req.headers.get(LINK_HEADER)
+        if principal is None and link is not None and "Authorization" not in req.headers:
+            # A share link's bearer: one session, to view (services/sessions/sharing.py).
+            principal = link_principal(get_store(), link.strip())
+            if principal is None:
+                raise ApiError(401, "unauthorized", "the share link is unknown, revoked or expired")
         if principal is None:
             token = _presented_token(req.headers)
             if token is None:

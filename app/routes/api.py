@@ -9,6 +9,7 @@ and partly declared (`errors`); what each status means comes from the
 declarations of the errors themselves (`error_responses`).
 """
 from functools import wraps
+import re
 
 from flask import request
 from flask_smorest import Api as SmorestApi
@@ -66,6 +67,7 @@ class Blueprint(SmorestBlueprint):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(self._prepare_error_doc)
+        self._prepare_doc_cbks.append(_configured_descriptions)
 
     def add_url_rule(self, rule, endpoint=None, view_func=None, provide_automatic_options=None, **kwargs):
         accepts = getattr(view_func, "_accepts", None)
@@ -148,3 +150,16 @@ def _checking_content_type(view, accepts):
             raise ApiError(415, "unsupported_media_type", "send the body as %s" % " or ".join(accepts))
         return view(*args, **kwargs)
     return checked
+
+
+SETTING = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
+
+
+def _configured_descriptions(doc, doc_info, *, app, **kwargs):
+    """An operation's description may name settings as {SETTING}: the document
+    states this deployment's values, as the parameters' bounds do (other braces stay)."""
+    docstring = doc_info.get("docstring") or {}
+    if docstring.get("description"):
+        docstring["description"] = SETTING.sub(lambda found: str(app.config.get(found.group(1), found.group(0))),
+                                               docstring["description"])
+    return doc

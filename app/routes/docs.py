@@ -3,7 +3,7 @@ with this app's configuration) and a Swagger UI page from the
 flask-swagger-ui package's own files: no CDN."""
 from flask_swagger_ui import get_swaggerui_blueprint
 
-from . import admin, commands, health, metrics, sessions, tokens, usage, web, webhooks
+from . import admin, commands, health, metrics, sessions, shares, tokens, usage, web, webhooks
 from .api import Api
 
 DESCRIPTION = ("Per-user headless ChimeraX sessions. Errors always have the shape "
@@ -17,7 +17,7 @@ def init_app(app):
                       API_SPEC_OPTIONS={"info": {"description": DESCRIPTION},
                                         "security": [{"bearer": []}, {"apiKey": []}]})
     api = Api(app)
-    for module in (health, sessions, commands, tokens, admin, webhooks, usage, metrics):
+    for module in (health, sessions, commands, shares, tokens, admin, webhooks, usage, metrics):
         api.register_blueprint(module.bp)
     app.register_blueprint(web.bp)          # pages, not API: outside the document
     # Swagger UI at /api/docs, reading /api/openapi.json (public, like the document).

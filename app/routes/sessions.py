@@ -1,6 +1,5 @@
 """/api/sessions: each operation's contract (what it reads, what it answers)
 and the controller that serves it. The first docstring line is its summary."""
-import re
 
 from ..controllers import files as f
 from ..controllers import sessions as c
@@ -14,7 +13,6 @@ bp = Blueprint("sessions", __name__, url_prefix="/api/sessions",
                description="Sessions, their commands and their workspace files")
 
 BINARY = {"type": "string", "format": "binary"}
-SETTING = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 FILE_NAME = {"type": "string", "pattern": FILE_NAME_PATTERN, "maxLength": FILE_NAME_MAX,
              "description": "letters, digits, '.', '_' or '-', starting with a letter or digit, ending "
                             "in one of " + " ".join(FILE_SUFFIXES)}
@@ -194,16 +192,3 @@ def scene(args, session_id):
     scene_too_large.
     """
     return f.scene(args, session_id)
-
-
-def _configured_descriptions(doc, doc_info, *, app, **kwargs):
-    """An operation's description may name settings as {SETTING}: the document
-    states this deployment's values, as the parameters' bounds do (other braces stay)."""
-    docstring = doc_info.get("docstring") or {}
-    if docstring.get("description"):
-        docstring["description"] = SETTING.sub(lambda found: str(app.config.get(found.group(1), found.group(0))),
-                                               docstring["description"])
-    return doc
-
-
-bp._prepare_doc_cbks.append(_configured_descriptions)

@@ -47,6 +47,13 @@ def console(session_id):
     return render_template("console.html", page="console", session_id=str(session_id))
 
 
+@bp.route("/shared/<uuid:session_id>")
+def shared(session_id):
+    # A share link: the console, read-only, its secret in the URL's fragment
+    # (never sent here); the page's script presents it as X-Share-Link.
+    return render_template("console.html", page="console", session_id=str(session_id), shared_link=True)
+
+
 @bp.route("/admin")
 def admin():
     return render_template("admin.html", page="admin")

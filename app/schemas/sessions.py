@@ -70,6 +70,9 @@ class CommandSchema(Schema):
 class SessionSchema(Schema):
     id = fields.String()
     user = fields.String()
+    owner = fields.String(dump_only=True, metadata={"description": "the session's owner (its user)"})
+    access = fields.String(dump_only=True, metadata={
+        "description": "yours: owner (or an admin), or view or control of a session shared with you"})
     label = fields.String(allow_none=True)
     status = fields.String()
     idle_timeout = fields.Integer()

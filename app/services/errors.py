@@ -157,3 +157,7 @@ class TokenExpired(ServiceError):
 class InvalidTokenRequest(ServiceError):
     code, status, when = ("invalid_token", 400,
                           "a token asked for with scopes, a lifetime or an act_as it cannot have (saying which)")
+
+
+class TooManyLinks(ServiceError):
+    code, status, when = "too_many_links", 409, "the session has SHARE_LINKS_PER_SESSION live share links"

@@ -40,6 +40,7 @@ class Principal:
     scopes: frozenset | None = None
     via: str | None = None
     token_id: int | None = None
+    link_session: str | None = None     # a share link's bearer: that session only, to view
 
     @property
     def is_admin(self) -> bool:

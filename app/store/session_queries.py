@@ -109,10 +109,15 @@ class SessionQueries(PoolQueries, OutboxQueries):
         return SessionRecord.from_row(row) if row else None
 
     def list_sessions(self, user: str | None = None, statuses: Sequence[str] | None = None,
-                      limit: int | None = None, before: tuple[float, str] | None = None) -> list[SessionRecord]:
-        """Newest first. `before`: a (created_at, id) position; only sessions
-        after it in this order (keyset paging: stable while rows are added)."""
-        query = filtered(sessions.select(), sessions, user=user)
+                      limit: int | None = None, before: tuple[float, str] | None = None,
+                      or_ids: Sequence[str] = ()) -> list[SessionRecord]:
+        """Newest first: `user`'s, and those of `or_ids` (shared with them). `before`: a
+        (created_at, id) position; only sessions after it in this order (keyset
+        paging: stable while rows are added)."""
+        if user is not None and or_ids:
+            query = sessions.select().where(sa.or_(sessions.c.user == user, sessions.c.id.in_(list(or_ids))))
+        else:
+            query = filtered(sessions.select(), sessions, user=user)
         if statuses:
             query = query.where(sessions.c.status.in_(statuses))
         if before is not None:

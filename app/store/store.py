@@ -9,17 +9,18 @@ single compare-and-set statements.
 
 This module assembles Store from its query groups: the connection plumbing
 (`base`), tokens, sessions with the warm pool and capacity, the history logs,
-the fetch cache's index, usage accounting and retention.
+the fetch cache's index, usage accounting and retention, shares.
 """
 from .fetch_queries import FetchQueries
 from .history_queries import HistoryQueries
 from .pool_queries import LimitReached
 from .session_queries import SessionQueries
+from .share_queries import ShareQueries
 from .token_queries import TokenQueries
 from .usage_queries import UsageQueries
 
 __all__ = ["LimitReached", "Store"]
 
 
-class Store(SessionQueries, TokenQueries, HistoryQueries, FetchQueries, UsageQueries):
+class Store(SessionQueries, TokenQueries, HistoryQueries, FetchQueries, UsageQueries, ShareQueries):
     """One thread's handle on the database, with every query group."""

@@ -41,6 +41,7 @@ from ..policy import profiles as policy
 from ..upkeep import owners
 from ..upkeep.transitions import SETTLED
 from ..usage import sampling
+from .sharing import CONTROL, OWNER, VIEW, Sharing, allows
 from .suspension import Suspension
 from .workspace import Workspace
 
@@ -72,19 +73,31 @@ class SessionBase:
         name = self.settings["ROLE_PROFILES"].get(principal.role, "viewer")
         return self.profiles.get(name, self.profiles["viewer"])
 
-    def get_for(self, principal: Principal, session_id: str) -> SessionRecord:
-        """The session if `principal` may see it: 404 unknown, 403 someone else's."""
+    def get_for(self, principal: Principal, session_id: str, need: str = OWNER) -> SessionRecord:
+        """The session if `principal` may do what `need`s (sharing.py: OWNER, the
+        default, for what only its owner or an admin may do; VIEW; CONTROL):
+        404 unknown, 403 otherwise."""
         record = self._store_call(self.store.get_session, session_id)
         if record is None:
             raise NotFound("no session %s" % session_id)
-        if record.user != principal.user and not principal.is_admin:
+        if principal.link_session is not None:     # a share link: its session, to view, and nothing else
+            if principal.link_session != session_id or need != VIEW:
+                raise Forbidden("a share link only shows its own session")
+            return record
+        if record.user == principal.user or principal.is_admin:
+            return record
+        granted = self._store_call(self.store.share_access, session_id, principal.user, time.time()) \
+            if need != OWNER else None
+        if granted is None:
             raise Forbidden("session %s belongs to another user" % session_id)
+        if not allows(granted, need):
+            raise Forbidden("session %s is shared with you to %s only" % (session_id, granted))
         return record
 
-    def readable(self, principal: Principal, session_id: str) -> SessionRecord:
+    def readable(self, principal: Principal, session_id: str, need: str = VIEW) -> SessionRecord:
         """The session to read; one ended by DELETE no longer exists (404
         session_deleted), one that ended otherwise still says when and why."""
-        record = self.get_for(principal, session_id)
+        record = self.get_for(principal, session_id, need)
         if record.deleted_at is not None:
             raise Deleted("session %s was deleted" % session_id)
         return record
@@ -95,19 +108,34 @@ class SessionBase:
         """A page of sessions, newest first, from after the session
         `starting_after` (the last of the previous page): (records, whether
         more follow)."""
+        if principal.link_session is not None:
+            raise Forbidden("a share link shows one session; it lists none")
+        shared: dict[str, str] = {}
         if not principal.is_admin:
             if user not in (None, principal.user):
                 raise Forbidden("only admins may list other users' sessions")
             user = principal.user
+            # Sessions shared with the caller are listed beside its own.
+            shared = self._store_call(self.store.shared_with, principal.user, time.time())
         before = None
         if starting_after is not None:
             mark = self._store_call(self.store.get_session, str(starting_after))
-            if mark is None or not (principal.is_admin or mark.user == principal.user):
+            if mark is None or not (principal.is_admin or mark.user == principal.user or mark.id in shared):
                 raise NotFound("no session %s to list after" % starting_after)
             before = (mark.created_at, mark.id)
         records = self._store_call(self.store.list_sessions, user=user, statuses=statuses, limit=limit + 1,
-                                   before=before)
+                                   before=before, or_ids=list(shared))
         return records[:limit], len(records) > limit
+
+    def shared_with(self, principal: Principal) -> dict[str, str]:
+        """{session id: view or control} of the sessions shared with the caller now."""
+        if principal.link_session is not None:
+            return {principal.link_session: VIEW}
+        return self._store_call(self.store.shared_with, principal.user, time.time())
+
+    @property
+    def sharing(self) -> Sharing:
+        return Sharing(self)
 
     @property
     def suspension(self) -> Suspension:
@@ -124,7 +152,7 @@ class SessionBase:
             self.suspension.auto_resume(record)         # raises Resuming (409, Retry-After)
 
     def heartbeat(self, principal: Principal, session_id: str) -> SessionRecord:
-        record = self.get_for(principal, session_id)
+        record = self.get_for(principal, session_id, CONTROL)
         self._resume_on_use(record)
         if record.status not in (STARTING, ACTIVE):
             raise NotActive("session %s is %s" % (session_id, record.status))
@@ -136,8 +164,8 @@ class SessionBase:
     def workspace(self, record: SessionRecord) -> Workspace:
         return Workspace(record.workspace, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
 
-    def workspace_for(self, principal: Principal, session_id: str) -> Workspace:
-        record = self.get_for(principal, session_id)
+    def workspace_for(self, principal: Principal, session_id: str, need: str = OWNER) -> Workspace:
+        record = self.get_for(principal, session_id, need)
         kept = record.status in (FAILED, SUSPENDED) and not record.workspace_removed
         if not (record.is_live or kept) or not os.path.isdir(record.workspace):
             raise NotActive("session %s is %s; its files are gone" % (session_id, record.status))

@@ -23,6 +23,7 @@ from ..policy import profiles as policy
 from ..processes import chimerax_client
 from ..processes.chimerax_client import CommandResult
 from .base import SessionBase
+from .sharing import CONTROL
 from .workspace import QuotaExceeded
 
 log = logging.getLogger("cxs.sessions")
@@ -39,7 +40,7 @@ class SessionCommands(SessionBase):
         """Run a command as `command_id`; its history entry is written here,
         unless it was `recorded` already (a command in the background, whose
         runner writes how it ended)."""
-        record = self.get_for(principal, session_id)
+        record = self.get_for(principal, session_id, CONTROL)
         self._resume_on_use(record)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))

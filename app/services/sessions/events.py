@@ -79,11 +79,20 @@ class EventStream:
             yield "retry: 2000\n\n"
             yield from self._relay(store)
         finally:
-            try:
-                if self.lease is not None:
-                    store.close_stream(self.lease)
-            except Exception:
-                log.warning("event stream of %s: lease %s not released (it lapses)", self.session_id, self.lease)
+            store.close()
+            self.close()
+
+    def close(self) -> None:
+        """Give the lease back (once; also for a stream never read: its response's close)."""
+        lease, self.lease = self.lease, None
+        if lease is None or self.service.store_factory is None:
+            return
+        store = self.service.store_factory()
+        try:
+            store.close_stream(lease)
+        except Exception:
+            log.warning("event stream of %s: lease %s not released (it lapses)", self.session_id, lease)
+        finally:
             store.close()
 
     def _relay(self, store):

@@ -18,6 +18,7 @@ from ..errors import (
 from ..processes.chimerax_client import CommandResult
 from . import render
 from .running import SessionRunning
+from .sharing import VIEW
 
 audit = logging.getLogger("cxs.audit")
 
@@ -106,7 +107,7 @@ class SessionExports(SessionRunning):
         after a frame's updates (render.py): in the same command line, or, with
         `prepare(send, png_path)`, by it first, which may also refuse; `check(result,
         path)` raises when what was saved is not to be served."""
-        record = self.get_for(principal, session_id)
+        record = self.get_for(principal, session_id, VIEW)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
         self._require_reach(record)

@@ -25,6 +25,7 @@ from ..processes import chimerax_client
 from ..processes.chimerax_client import CommandResult
 from ..upkeep import owners
 from .commands import SessionCommands
+from .sharing import CONTROL
 
 log = logging.getLogger("cxs.sessions")
 
@@ -120,7 +121,7 @@ class SessionRunning(SessionCommands):
     def interrupt(self, principal: Principal, session_id: str, command_id: str | None = None) -> dict[str, Any]:
         """Interrupt the running command (that one, if given); wait INTERRUPT_GRACE
         for it to stop, else end the process (`unresponsive`)."""
-        record = self.get_for(principal, session_id)
+        record = self.get_for(principal, session_id, CONTROL)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
         self._require_reach(record)
@@ -158,7 +159,7 @@ class SessionRunning(SessionCommands):
             time.sleep(0.02)        # polled: the agent answers from its own thread at once
 
     def _runnable(self, principal, session_id):
-        record = self.get_for(principal, session_id)
+        record = self.get_for(principal, session_id, CONTROL)
         self._resume_on_use(record)
         if record.status != ACTIVE:
             raise NotActive("session %s is %s, not active" % (session_id, record.status))
