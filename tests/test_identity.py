@@ -228,3 +228,11 @@ def test_a_portals_oidc_tokens_are_accepted_as_their_users(tmp_path):
         assert client.get("/api/sessions", headers={"Authorization": "Bearer " + issuer.unsigned(
             issuer.claims(now), issuer.rsa_kid)}).status_code == 401
         assert client.get("/api/sessions", headers=token(app, "erin")).status_code == 200   # its own tokens too
+
+
+def test_the_docs_scope_table_is_the_code_s():
+    import os
+    text = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                             "identity.md")).read()
+    rows = dict(re.findall(r"^\| `([a-z:-]+)` \| ([a-z, ]+) \|$", text, re.M))
+    assert rows == {scope: ", ".join(r for r in ("user", "admin") if scope in ROLE_SCOPES[r]) for scope in SCOPES}
