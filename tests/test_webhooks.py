@@ -153,6 +153,94 @@ def test_an_event_is_written_in_its_callers_transaction_or_not_at_all(store):
         store.add_event("session.exploded", rec.id)
 
 
+# Every path of the service through a session's life tells each change once
+# (the fake launcher: tests/fake_launcher.py says why it is faithful here)
+
+def told(app, session_id):
+    """(type, end_reason) of a session's events, in order, read from the app's store."""
+    from app.context import EXTENSION
+    store = app.extensions[EXTENSION].new_store()
+    try:
+        return [(e["type"], e.get("end_reason")) for e in bodies(store, session_id)]
+    finally:
+        store.close()
+
+
+def test_each_path_of_a_sessions_life_tells_each_change_once(fake):
+    from app.context import EXTENSION
+
+    from .conftest import token_header, wait_until
+    from .helpers import gone_owner, row, sweep
+    app, launcher = fake
+    client, alice = app.test_client(), token_header(app, "alice")
+    runtime = app.extensions[EXTENSION]
+
+    def create(expect=201, **body):
+        reply = client.post("/api/sessions", headers=alice, json=body)
+        assert reply.status_code == expect, reply.get_json()
+        return reply.get_json().get("id")
+
+    def active(sid):
+        wait_until(lambda: row(app, sid).status == "active", 10, message="session %s active" % sid)
+
+    # Created cold, suspended, resumed, deleted.
+    sid = create()
+    assert client.post("/api/sessions/%s/suspend" % sid, headers=alice).status_code == 200
+    assert client.post("/api/sessions/%s/resume" % sid, headers=alice).status_code == 202
+    active(sid)
+    assert client.delete("/api/sessions/" + sid, headers=alice).status_code == 204
+    assert told(app, sid) == [(CREATED, None), (READY, None), (SUSPENDED_EVENT, None), (RESUMED, None),
+                              (ENDED, "deleted")]
+    # From the warm pool; idle, suspended by the sweeper; resumed on use; a resume
+    # whose worker died goes back to suspended (nothing told), then resumes.
+    pool, close = runtime.make_pool()
+    try:
+        pool.fill()
+        wait_until(lambda: pool.store.count_pool_by_status().get("ready") == 2, 10, message="the pool")
+    finally:
+        close()
+    pooled = create()
+    assert sweep(app, now=time.time() + 3600) == {"suspended": 1}
+    assert client.post("/api/sessions/%s/commands" % pooled, headers=alice, json={"command": "pwd"}).status_code \
+        == 409                                      # session_resuming: resumed on use
+    active(pooled)
+    assert sweep(app, now=time.time() + 3600) == {"suspended": 1}
+    store = runtime.new_store()
+    try:
+        assert store.transition(pooled, ["suspended"], "starting", owner=gone_owner(), operation="resume")
+    finally:
+        store.close()
+    sweep(app)
+    assert row(app, pooled).status == "suspended"
+    assert told(app, pooled) == [(CREATED, None), (READY, None), (SUSPENDED_EVENT, None), (RESUMED, None),
+                                 (SUSPENDED_EVENT, None)]
+    assert client.delete("/api/sessions/" + pooled, headers=alice).status_code == 204     # deleted while suspended
+    assert told(app, pooled)[-1] == (ENDED, "deleted") and len(told(app, pooled)) == 6
+    # A suspend that fails (its process died) tells nothing of a suspend; the crash is an end.
+    crashed = create()
+    launcher.kill(row(app, crashed).process)
+    assert client.post("/api/sessions/%s/suspend" % crashed, headers=alice).status_code >= 400
+    sweep(app)
+    assert told(app, crashed) == [(CREATED, None), (READY, None), (ENDED, "crashed")]
+    # A start that never gets ready.
+    app.config["STARTUP_TIMEOUT"] = 0.2
+    app.config["POOL_SIZE"] = 0
+    launcher.ready_gate = threading.Event()
+    create(expect=503)
+    [failed] = [r.id for r in _all_sessions(app) if r.end_reason == "startup_failed"]
+    launcher.ready_gate = None
+    assert told(app, failed) == [(CREATED, None), (ENDED, "startup_failed")]
+
+
+def _all_sessions(app):
+    from app.context import EXTENSION
+    store = app.extensions[EXTENSION].new_store()
+    try:
+        return store.list_sessions()
+    finally:
+        store.close()
+
+
 # The sender, against a real receiver on loopback
 
 class Receiver:
@@ -163,6 +251,7 @@ class Receiver:
     def __init__(self):
         self.received = []          # (headers, body) in arrival order
         self.answer = lambda headers, body: 200
+        self.reply = None           # the reply's body (default: ok or no)
         self.hold = threading.Event()
         self.hold.set()
         self.port = 0
@@ -182,10 +271,11 @@ class Receiver:
                 receiver.received.append((dict(self.headers), body))
                 receiver.hold.wait(5)
                 status = receiver.answer(self.headers, body)
+                reply = receiver.reply or (b"ok" if status < 300 else b"no")
                 self.send_response(status)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
-                self.wfile.write(b"ok" if status < 300 else b"no")
+                self.wfile.write(reply)
 
             def log_message(self, *args):
                 pass
@@ -468,6 +558,8 @@ def test_gunicorn_sends_every_event_once_its_receiver_is_back(gunicorn_server, r
 
     from .conftest import wait_until
     receiver.stop()                                         # refusing connections from the start
+    # Three workers, each with the scheduler: one sender among them. No pool:
+    # its processes would only slow this machine's two cores.
     server = gunicorn_server(workers=3, POOL_SIZE=0, WEBHOOK_URLS=receiver.url, WEBHOOK_SECRET=SECRET)
     alice = server.token("alice")
     sids = []
@@ -513,6 +605,7 @@ def test_a_server_killed_mid_create_still_tells_of_the_session(gunicorn_server, 
 
     from .conftest import wait_until
     receiver.stop()             # nothing is sent before the kill: the events wait in the outbox
+    # No pool: a cold start, so that there is a start under way to kill.
     server = gunicorn_server(workers=2, POOL_SIZE=0, WEBHOOK_URLS=receiver.url, WEBHOOK_SECRET=SECRET)
     alice = server.token("alice")
 
@@ -549,3 +642,57 @@ def test_a_server_killed_mid_create_still_tells_of_the_session(gunicorn_server, 
         assert kinds == [CREATED, ENDED] and after.end_reason == "server_restart"
         assert [e for e in told if e["type"] == ENDED][0]["end_reason"] == "server_restart"
     check_signed([(h, b) for h, b in receiver.received if json.loads(b)["session"] == starting.id], stored)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_admin_page_shows_a_dead_event_as_text_and_resends_it(gunicorn_server, receiver, tmp_path):
+    """Chromium on /admin: the dead event's row (its receiver's hostile reply as
+    text, never markup), Resend, and the event delivered."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from . import browser as chromium
+    from .conftest import wait_until
+    receiver.answer = lambda headers, body: 500
+    receiver.reply = b'<img src=x data-testid="injected"><b>down</b>'
+    # No pool (no session is needed), two sends before an event is dead (it is, within a few seconds).
+    server = gunicorn_server(workers=2, POOL_SIZE=0, WEBHOOK_URLS=receiver.url, WEBHOOK_SECRET=SECRET,
+                             WEBHOOK_MAX_ATTEMPTS=2)
+    boss = server.token("boss", "admin")["Authorization"].removeprefix("Bearer ")
+    store = server.store()
+    import shutil
+    import tempfile
+    scratch = tempfile.mkdtemp(prefix="chr")      # short: chromium's socket path must fit in 108 bytes
+    try:
+        driver = chromium.start(tmp_path, scratch)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    try:
+        event_id = store.add_event("share.created", None, user="alice", data={"grantee": "<i>bob</i>"})
+        wait_until(lambda: store.count_events()["dead"] == 1, 30, message="the event to be dead")
+
+        def until(condition, message):
+            return WebDriverWait(driver, 60, poll_frequency=0.2).until(lambda d: condition(), message)
+
+        def row():
+            return driver.find_elements(By.CSS_SELECTOR, '[data-event-id="%s"]' % event_id)
+        driver.get(server.url + "/admin")
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="token-input"]').send_keys(boss)
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="sign-in"]').click()
+        [dead] = until(row, "the dead event's row")
+        assert "share.created" in dead.text and "HTTP 500 <img src=x" in dead.text and "<b>down</b>" in dead.text
+        assert driver.find_elements(By.CSS_SELECTOR, '[data-testid="injected"]') == []
+        assert "0 pending, 1 dead" in driver.find_element(By.CSS_SELECTOR, '[data-testid="webhook-counts"]').text
+        chromium.screenshot(driver, "admin-webhooks")
+        receiver.answer = lambda headers, body: 200
+        dead.find_element(By.CSS_SELECTOR, '[data-testid="webhook-resend"]').click()
+        until(lambda: not row(), "the row gone after Resend")
+        wait_until(lambda: store.count_events() == {"pending": 0, "delivered": 1, "dead": 0}, 30,
+                   message="the resent event delivered")
+        assert [e["id"] for e in receiver.bodies()] == [event_id] * 3
+    finally:
+        driver.quit()
+        shutil.rmtree(scratch, ignore_errors=True)
+        store.close()
