@@ -15,6 +15,9 @@ _PRUNE = history.delete().where(
                      .order_by(history.c.id.desc()).offset(sa.bindparam("keep")).limit(1).scalar_subquery()))
 
 
+PRUNE_EVERY = 16
+
+
 class HistoryQueries(StoreBase):
     # Command history
 
@@ -22,19 +25,24 @@ class HistoryQueries(StoreBase):
                     duration_ms: float | None, keep: int, command_id: str | None = None,
                     status: str | None = None, user: str | None = None, owner: str | None = None,
                     result: dict | None = None, via: str | None = None) -> None:
-        """Append one entry; beyond `keep` entries the session's oldest go."""
-        self._execute(_INSERT, dict(session_id=session_id, at=at, command=command, verdict=verdict, ok=ok,
-                                    duration_ms=duration_ms, command_id=command_id, status=status, user=user,
-                                    owner=owner, result=result, via=via))
-        self._execute(_PRUNE, dict(session=session_id, keep=keep))
+        """Append one entry. Beyond `keep` entries the session's oldest go: deleted
+        every PRUNE_EVERY entries (a statement less on most commands' path, a
+        round trip on PostgreSQL), and never shown meanwhile (`history`)."""
+        added = self._execute(_INSERT, dict(session_id=session_id, at=at, command=command, verdict=verdict, ok=ok,
+                                            duration_ms=duration_ms, command_id=command_id, status=status,
+                                            user=user, owner=owner, result=result, via=via)).inserted_primary_key[0]
+        if added % PRUNE_EVERY == 0:
+            self._execute(_PRUNE, dict(session=session_id, keep=keep))
 
-    def history(self, session_id: str, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
-        """(entries oldest first, total)."""
-        query = (history.select().where(history.c.session_id == session_id).order_by(history.c.id)
-                 .offset(offset).limit(limit))
+    def history(self, session_id: str, offset: int = 0, limit: int | None = None,
+                keep: int | None = None) -> tuple[list[dict], int]:
+        """(entries oldest first, total): the newest `keep` of them, if given."""
         total = self._execute(sa.select(sa.func.count()).select_from(history)
                               .where(history.c.session_id == session_id)).scalar()
-        return [dict(row) for row in self._execute(query).mappings()], total
+        hidden = max(0, total - keep) if keep is not None else 0
+        query = (history.select().where(history.c.session_id == session_id).order_by(history.c.id)
+                 .offset(hidden + offset).limit(limit))
+        return [dict(row) for row in self._execute(query).mappings()], total - hidden
 
     def command_entry(self, session_id: str, command_id: str) -> dict | None:
         """One command of a session's history, by its id."""

@@ -85,12 +85,12 @@ class SessionCommands(SessionBase):
                 limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
         """(entries oldest first, total) of a session's commands."""
         self.readable(principal, session_id)
-        return self._store_call(self.store.history, session_id, offset, limit)
+        return self._store_call(self.store.history, session_id, offset, limit, self.settings["HISTORY_MAX"])
 
     def history_script(self, principal: Principal, session_id: str) -> str:
         """The allowed, successful commands as a ChimeraX command script (.cxc)."""
         record = self.readable(principal, session_id)
-        entries, _ = self._store_call(self.store.history, session_id)
+        entries, _ = self._store_call(self.store.history, session_id, 0, None, self.settings["HISTORY_MAX"])
         kept = [e["command"] for e in entries if e["verdict"] == "allow" and e["ok"]]
         header = ["# ChimeraX commands of session %s%s: %d of %d, oldest first." % (
                       record.id, " (%s)" % record.label if record.label else "", len(kept), len(entries)),
