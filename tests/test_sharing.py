@@ -149,3 +149,24 @@ def test_a_grantee_controlling_an_admins_session_is_held_to_their_own_profile(gu
     history = requests.get(server.url + "/api/sessions/%s/commands" % sid, headers=admin, timeout=30).json()
     ran = [(c["command"], c["user"], c["verdict"]) for c in history["commands"]]
     assert ("version", "alice", "allow") in ran and ("runscript anything.py", "alice", "deny") in ran
+
+
+def test_shares_made_and_revoked_are_lifecycle_events(fake):
+    import json
+    app, _ = fake
+    client = app.test_client()
+    owner = token(app, "olga")
+    sid = client.post("/api/sessions", headers=owner, json={}).get_json()["id"]
+    grant = client.post("/api/sessions/%s/shares" % sid, headers=owner, json={"user": "gina", "access": "view"})
+    again = client.post("/api/sessions/%s/shares" % sid, headers=owner, json={"user": "gina", "access": "control"})
+    assert client.delete("/api/sessions/%s/shares/%s" % (sid, again.get_json()["id"]), headers=owner).status_code == 204
+    store = Store(app.extensions[EXTENSION].url)
+    try:
+        events = [json.loads(e.body) for e in store.list_events("pending", 100) if e.session_id == sid]
+    finally:
+        store.close()
+    told = [(e["type"], e.get("share"), e.get("access")) for e in events if e["type"].startswith("share.")]
+    first, second = grant.get_json()["id"], again.get_json()["id"]
+    assert told == [("share.created", first, "view"), ("share.revoked", first, None),
+                    ("share.created", second, "control"), ("share.revoked", second, None)]
+    assert all(e["user"] == "olga" and e.get("grantee") == "gina" for e in events if e["type"].startswith("share."))

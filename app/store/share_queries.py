@@ -4,6 +4,7 @@ import time
 import sqlalchemy as sa
 
 from .base import StoreBase
+from .outbox_queries import outbox_insert
 from .tables import share_links, shares
 
 
@@ -14,12 +15,19 @@ def _active(table, now):
 class ShareQueries(StoreBase):
     def add_share(self, share_id: str, session_id: str, user: str, access: str, created_by: str,
                   expires_at: float | None) -> dict:
-        """A share, replacing the user's live one on the session (one per user)."""
+        """A share, replacing the user's live one on the session (one per user);
+        its `share.created` event in the same transaction (outbox_queries)."""
         now = time.time()
-        self._execute(shares.update().where(shares.c.session_id == session_id, shares.c.user == user,
-                                            _active(shares, now)).values(revoked_at=now))
-        self._execute(shares.insert().values(id=share_id, session_id=session_id, user=user, access=access,
-                                             created_by=created_by, created_at=now, expires_at=expires_at))
+        with self._transaction() as connection:
+            replaced = connection.execute(sa.select(shares.c.id).where(
+                shares.c.session_id == session_id, shares.c.user == user, _active(shares, now))).scalars().all()
+            for old in replaced:
+                connection.execute(shares.update().where(shares.c.id == old).values(revoked_at=now))
+                outbox_insert(connection, "share.revoked", session_id, data={"share": old, "grantee": user}, now=now)
+            connection.execute(shares.insert().values(id=share_id, session_id=session_id, user=user, access=access,
+                                                      created_by=created_by, created_at=now, expires_at=expires_at))
+            outbox_insert(connection, "share.created", session_id, data={
+                "share": share_id, "grantee": user, "access": access, "expires_at": expires_at}, now=now)
         return self.get_share(session_id, share_id) or {}
 
     def get_share(self, session_id: str, share_id: str) -> dict | None:
@@ -33,9 +41,15 @@ class ShareQueries(StoreBase):
         return [dict(row) for row in self._execute(query).mappings()]
 
     def revoke_share(self, session_id: str, share_id: str, now: float) -> bool:
-        return self._execute(shares.update().where(shares.c.session_id == session_id, shares.c.id == share_id,
-                                                   shares.c.revoked_at.is_(None))
-                             .values(revoked_at=now)).rowcount == 1
+        with self._transaction() as connection:
+            grantee = connection.execute(sa.select(shares.c.user).where(
+                shares.c.session_id == session_id, shares.c.id == share_id, shares.c.revoked_at.is_(None))).scalar()
+            if grantee is None:
+                return False
+            connection.execute(shares.update().where(shares.c.id == share_id).values(revoked_at=now))
+            outbox_insert(connection, "share.revoked", session_id, data={"share": share_id, "grantee": grantee},
+                          now=now)
+        return True
 
     def share_access(self, session_id: str, user: str, now: float) -> str | None:
         """`view`, `control`, or None: what `user` has of the session now."""
