@@ -1,7 +1,8 @@
 """`cxs`: the session service from the shell, for integration scripts.
 
 Reads CXS_URL (default http://127.0.0.1:8000) and CXS_TOKEN from the
-environment. Prints JSON, or with -q only the essential value (an id), so
+environment; `--act-as USER` (before the action) makes every request that
+user's, for a token with the act-as scope. Prints JSON, or with -q only the essential value (an id), so
 `SID=$(cxs create --file x.pdb -q)` works; `usage` prints a table and
 `logs -f` a line per event (--json: JSON). Exit status: 0 ok, 1 a ChimeraX
 command error, 2 an API error (its code is printed on stderr), 3 a command
@@ -14,12 +15,16 @@ import sys
 
 import requests
 
+from . import cli_access
 from .client import Client
 from .errors import ApiError, CommandFailed
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxs", description=__doc__.splitlines()[0])
+    # Not dest "act_as": a sub-command's default of the same name would overwrite it.
+    parser.add_argument("--act-as", dest="acting_as", metavar="USER",
+                        help="act for this user (X-Act-As; the token needs the act-as scope)")
     sub = parser.add_subparsers(dest="action", required=True)
     create = sub.add_parser("create", help="create a session")
     create.add_argument("--label")
@@ -83,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--since", help="the first day, YYYY-MM-DD (default: 30 days before --until)")
     usage.add_argument("--until", help="the last day, YYYY-MM-DD (default: today)")
     usage.add_argument("--json", action="store_true", help="print the whole reply")
+    cli_access.add_parsers(sub)
     return parser
 
 
@@ -205,12 +211,18 @@ def dispatch(client: Client, opts: argparse.Namespace) -> None:
     elif opts.action == "usage":
         report = client.usage(user=opts.user, since=opts.since, until=opts.until)
         _print(report) if opts.json else print(usage_table(report))
+    elif opts.action == "token":
+        cli_access.token(client, opts)
+    elif opts.action == "share":
+        cli_access.share(client, opts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
+    if opts.action == "share":
+        cli_access.share_verb(opts)         # a usage error before a token is asked for
     try:
-        dispatch(Client(), opts)
+        dispatch(Client(act_as=opts.acting_as), opts)
     except CommandFailed as err:
         print("cxs: ChimeraX: %s" % err, file=sys.stderr)
         return 1

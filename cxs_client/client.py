@@ -20,15 +20,26 @@ JSON = dict[str, Any]     # a reply's body, as the API document describes it
 
 
 class Client:
+    """`act_as`: a user this client acts for (X-Act-As on every request): its
+    token needs the act-as scope and an act_as pattern that matches the user."""
+
     def __init__(self, base_url: str | None = None, token: str | None = None, timeout: float = 120,
-                 retries: int = 3, backoff: float = 0.5) -> None:
+                 retries: int = 3, backoff: float = 0.5, act_as: str | None = None) -> None:
         self.base_url = (base_url or os.environ.get("CXS_URL", "http://127.0.0.1:8000")).rstrip("/")
         token = token or os.environ.get("CXS_TOKEN")
         if not token:
             raise ValueError("a token is needed (argument or CXS_TOKEN)")
+        self.token, self.act_as = token, act_as
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.http = requests.Session()
         self.http.headers["Authorization"] = "Bearer " + token
+        if act_as:
+            self.http.headers["X-Act-As"] = act_as
+
+    def acting_as(self, user: str) -> "Client":
+        """A new client with the same token and settings that acts for `user`
+        (a portal's back-end: one token, each request as the user it serves)."""
+        return Client(self.base_url, self.token, self.timeout, self.retries, self.backoff, act_as=user)
 
     # Transport
 
@@ -211,6 +222,63 @@ class Client:
                   for k, v in (("user", user), ("since", since), ("until", until)) if v is not None}
         return self._request("GET", "/api/usage", params=params).json()
 
+    # Tokens (docs/identity.md): narrower, expiring tokens made over the API
+
+    def create_token(self, scopes: Sequence[str] | None = None, expires_in: float | None = None,
+                     note: str | None = None, user: str | None = None, role: str | None = None,
+                     act_as: str | None = None) -> JSON:
+        """A new token: {"token" (the secret, in this reply only), "id", "user", "role",
+        "scopes", "expires_at", ...}. Its scopes are a subset of yours (default: yours)
+        and it never outlives the token making it; `user`, `role`: admins only;
+        `act_as`: a user-name pattern it may act for (needs the act-as scope)."""
+        body: JSON = {k: v for k, v in (("scopes", builtins.list(scopes) if scopes is not None else None),
+                                        ("expires_in", int(expires_in) if expires_in is not None else None),
+                                        ("note", note), ("user", user), ("role", role), ("act_as", act_as))
+                      if v is not None}
+        return self._request("POST", "/api/tokens", json=body).json()
+
+    def tokens(self, all: bool = False, user: str | None = None) -> builtins.list[JSON]:
+        """Your tokens (admins: everyone's with `all`, or `user`'s), never their secrets."""
+        params: JSON = {"all": "true"} if all else {}
+        if user:
+            params["user"] = user
+        return self._request("GET", "/api/tokens", params=params).json()["tokens"]
+
+    def revoke_token(self, token_id: int | str) -> None:
+        """Revoke a token: refused by every worker within TOKEN_CACHE_SECONDS."""
+        self._request("DELETE", "/api/tokens/%s" % token_id)
+
+    # Sharing (the owner's or an admin's): with users, and as secret read-only links
+
+    def share(self, session_id: str, user: str, access: str = "view", expires_in: float | None = None) -> JSON:
+        """Share the session with `user`: access "view" or "control" (also commands,
+        interrupts, uploads). A user's new share replaces their old one."""
+        body: JSON = {"user": user, "access": access}
+        if expires_in is not None:
+            body["expires_in"] = int(expires_in)
+        return self._request("POST", "/api/sessions/%s/shares" % session_id, json=body).json()
+
+    def shares(self, session_id: str) -> builtins.list[JSON]:
+        """The session's live shares: [{id, user, access, created_by, created_at, expires_at}]."""
+        return self._request("GET", "/api/sessions/%s/shares" % session_id).json()["shares"]
+
+    def unshare(self, session_id: str, share_id: str) -> None:
+        self._request("DELETE", "/api/sessions/%s/shares/%s" % (session_id, share_id))
+
+    def create_share_link(self, session_id: str, expires_in: float | None = None) -> JSON:
+        """A secret link to a read-only live view: {id, url, expires_at, ...}. The
+        url (its secret after `#`) is in this reply only; Conflict (too_many_links)
+        past SHARE_LINKS_PER_SESSION."""
+        body: JSON = {} if expires_in is None else {"expires_in": int(expires_in)}
+        return self._request("POST", "/api/sessions/%s/share-links" % session_id, json=body).json()
+
+    def share_links(self, session_id: str) -> builtins.list[JSON]:
+        """The session's live share links, without their secrets."""
+        return self._request("GET", "/api/sessions/%s/share-links" % session_id).json()["links"]
+
+    def revoke_share_link(self, session_id: str, link_id: str) -> None:
+        self._request("DELETE", "/api/sessions/%s/share-links/%s" % (session_id, link_id))
+
     def session(self, heartbeat_every: float | None = None, **create_args: Any) -> "Session":
         """A context manager: a new session, deleted on exit, optionally kept alive."""
         return Session(self, heartbeat_every, create_args)
@@ -243,7 +311,8 @@ class Session:
 
     def __getattr__(self, name):
         # upload, files, download, snapshot, scene, history, get, heartbeat, command, commands,
-        # wait_for, interrupt, events: bound to this session
+        # wait_for, interrupt, events, share, shares, unshare, create_share_link, share_links,
+        # revoke_share_link: bound to this session
         method = getattr(self.client, name)
         return lambda *a, **kw: method(self.id, *a, **kw)
 
