@@ -147,6 +147,9 @@ class OutboxQueries(StoreBase):
 
     def skip_pending(self, now: float, reason: str) -> int:
         """Pending events marked done unsent (with `reason`): there is nowhere to send them."""
+        # Read first: called every second, and an UPDATE takes SQLite's write lock even when it changes nothing.
+        if self._execute(sa.select(outbox.c.id).where(_pending(outbox)).limit(1)).first() is None:
+            return 0
         return self._execute(outbox.update().where(_pending(outbox))
                              .values(delivered_at=now, last_error=reason)).rowcount
 
