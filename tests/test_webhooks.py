@@ -272,10 +272,13 @@ class Receiver:
                 receiver.hold.wait(5)
                 status = receiver.answer(self.headers, body)
                 reply = receiver.reply or (b"ok" if status < 300 else b"no")
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass        # the sender gave up waiting (WEBHOOK_TIMEOUT): what a slow receiver meets
 
             def log_message(self, *args):
                 pass
