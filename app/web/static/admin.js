@@ -1,6 +1,6 @@
-// "/admin": every session, the largest ones, the warm pool, dead-lettered webhooks and recently denied
-// commands (admins only).
-import { age, api, busy, el, page, sessionsIn } from "./common.js";
+// "/admin": every session, the largest ones, the warm pool, dead-lettered webhooks, every API token and
+// recently denied commands (admins only).
+import { age, api, busy, el, page, sessionsIn, until } from "./common.js";
 
 const LIVE = new Set(["starting", "active", "suspended"]);
 
@@ -27,9 +27,31 @@ function deadRow(event) {
     }, "Resend")));
 }
 
+function ago(iso, none = "") {
+  return iso ? age(iso) + " ago" : none;
+}
+
+// A token as the API lists it (no secret); its note and names are data: text, never markup.
+function tokenRow(t) {
+  const expired = t.expires_at && Date.parse(t.expires_at) <= Date.now();
+  const live = !t.revoked_at && !expired;
+  const scopes = t.scopes.join(" ") + (t.act_as ? ` (acts as ${t.act_as})` : "");
+  return el("tr", { "data-testid": "admin-token-row", "data-token-id": t.id, "data-user": t.user,
+    "data-state": t.revoked_at ? "revoked" : expired ? "expired" : "live" },
+  el("td", {}, t.id), el("td", {}, t.user + (t.created_by && t.created_by !== t.user ? ` (by ${t.created_by})` : "")),
+  el("td", {}, t.role), el("td", {}, el("code", {}, scopes)), el("td", {}, t.note || ""),
+  el("td", {}, ago(t.created_at)),
+  el("td", {}, !t.expires_at ? "never" : expired ? "expired " + ago(t.expires_at) : "in " + until(t.expires_at)),
+  el("td", {}, ago(t.last_used, "never")), el("td", {}, ago(t.revoked_at)),
+  el("td", {}, live ? el("button", {
+    "data-testid": "admin-token-revoke", class: "danger",
+    onclick: () => busy(`Revoking token ${t.id} of ${t.user}`, () => api("DELETE", "/api/tokens/" + t.id)).then(refresh, () => {}),
+  }, "Revoke") : ""));
+}
+
 async function refresh() {
-  const [sessions, overview, webhooks] = await Promise.all([sessionsIn([...LIVE]),
-    api("GET", "/api/admin/overview"), api("GET", "/api/admin/webhooks")]);
+  const [sessions, overview, webhooks, tokens] = await Promise.all([sessionsIn([...LIVE]),
+    api("GET", "/api/admin/overview"), api("GET", "/api/admin/webhooks"), api("GET", "/api/tokens?all=true")]);
   const rows = sessions.map((s) => el("tr", {
     "data-testid": "admin-session-row", "data-session-id": s.id, "data-user": s.user,
   },
@@ -56,6 +78,7 @@ async function refresh() {
   document.getElementById("webhook-counts").textContent = `${counts.pending} pending, ` +
     `${counts.dead} dead, ${counts.delivered} delivered in the last day`;
   document.getElementById("webhooks-dead").replaceChildren(...webhooks.dead.map(deadRow));
+  document.getElementById("tokens").replaceChildren(...tokens.tokens.map(tokenRow));
   document.getElementById("denied").replaceChildren(...overview.denied.map((d) => el("tr", {},
     el("td", {}, age(d.at) + " ago"), el("td", {}, d.user), el("td", {}, d.session_id.slice(0, 8)),
     el("td", {}, el("code", {}, d.command)))));

@@ -1,5 +1,5 @@
-// What every page shares: the token, API calls, errors, the busy spinner,
-// and rendering ChimeraX's HTML log safely.
+// What every page shares: the token (or a share link's secret), API calls,
+// errors, the busy spinner, and rendering ChimeraX's HTML log safely.
 
 const TOKEN_KEY = "cxs-token";
 
@@ -8,6 +8,14 @@ export const token = {
   set: (value) => sessionStorage.setItem(TOKEN_KEY, value),
   clear: () => sessionStorage.removeItem(TOKEN_KEY),
 };
+
+// A share link's page presents the link's secret instead of a token (and no
+// Authorization header at all: the service takes the link only without one).
+let shareLink = null;
+
+export function authHeaders() {
+  return shareLink ? { "X-Share-Link": shareLink } : { Authorization: "Bearer " + token.get() };
+}
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -23,7 +31,7 @@ export class ApiError extends Error {
 // One API call with the bearer token. `body`: an object (JSON) or FormData.
 // Answers the parsed JSON, a Blob for binary replies, or null for 204.
 export async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + token.get() };
+  const headers = authHeaders();
   const init = { method, headers };
   if (body instanceof FormData) {
     init.body = body;
@@ -36,7 +44,7 @@ export async function api(method, path, body) {
   if (!response.ok) {
     const error = new ApiError(response.status, type.startsWith("application/json") ? await response.json() : null);
     error.retryAfter = Number(response.headers.get("Retry-After")) || null;
-    if (response.status === 401) showSignIn();
+    if (response.status === 401 && !shareLink) showSignIn();      // a link's refusal is only shown
     throw error;
   }
   if (response.status === 204) return null;
@@ -174,6 +182,29 @@ export function page(start) {
   });
   if (token.get()) enter();
   else showSignIn();
+}
+
+// A share link's page ("/shared/<id>#<secret>"): no sign-in; the secret is
+// taken from the URL's fragment (which browsers never send to a server) and
+// wiped from the address bar and the tab's history entry, so it is not left
+// on screen or in a screenshot; the tab keeps it in sessionStorage, as a
+// token, so a reload still works. Then `start()`.
+export function linkPage(sessionId, start) {
+  const key = "cxs-link:" + sessionId;
+  const fragment = window.location.hash.slice(1);
+  if (fragment) {
+    sessionStorage.setItem(key, fragment);
+    history.replaceState(history.state, "", window.location.pathname + window.location.search);
+  }
+  shareLink = sessionStorage.getItem(key);
+  document.getElementById("sign-in-panel").hidden = true;
+  if (!shareLink) {
+    showError(new Error("This link has no key: open the whole link you were given, with the part after #."));
+    return;
+  }
+  document.getElementById("content").hidden = false;
+  document.getElementById("who").textContent = "shared link (view only)";
+  start();
 }
 
 async function enter() {

@@ -1,7 +1,8 @@
 // A session's live event stream (GET /events, Server-Sent Events), read with
 // fetch and a stream reader rather than EventSource: EventSource cannot send
-// the Authorization header, and the token stays out of cookies and URLs.
-import { token } from "./common.js";
+// the Authorization header (nor a share link's X-Share-Link), and the token
+// stays out of cookies and URLs.
+import { authHeaders } from "./common.js";
 
 const LIVE = new Set(["starting", "active", "suspended"]);
 const ENDED = new Set([401, 403, 404]);     // no use trying again
@@ -61,7 +62,7 @@ export function follow(path, onEvent, onState = () => {}) {
     while (!closed) {
       let wait = retry;
       controller = new AbortController();
-      const headers = { Authorization: "Bearer " + token.get(), Accept: "text/event-stream" };
+      const headers = { ...authHeaders(), Accept: "text/event-stream" };
       if (lastId) headers["Last-Event-ID"] = lastId;
       try {
         const response = await fetch(path, { headers, signal: controller.signal, cache: "no-store" });

@@ -1,10 +1,24 @@
-// "/": your sessions, and a new one (with a structure file, optionally).
+// "/": your sessions, and a new one (with a structure file, optionally); the
+// sessions other users share with you, with their owner and your access.
 import { age, api, busy, el, page, sessionsIn, until } from "./common.js";
 
 const LIVE = new Set(["starting", "active"]);
+const SHARED = new Set(["view", "control"]);
+
+function sharedRow(s) {
+  return el("tr", { "data-testid": "shared-session-row", "data-session-id": s.id, "data-owner": s.owner,
+    "data-access": s.access, "data-status": s.status },
+  el("td", {}, el("a", { href: "/sessions/" + s.id, "data-testid": "shared-session-link" }, s.label || s.id.slice(0, 8))),
+  el("td", {}, s.owner), el("td", {}, s.access),
+  el("td", {}, el("span", { class: "status " + s.status }, s.status)), el("td", {}, age(s.created_at)));
+}
 
 async function refresh() {
-  const sessions = await sessionsIn([...LIVE, "suspended"]);
+  const every = await sessionsIn([...LIVE, "suspended"]);
+  const sessions = every.filter((s) => !SHARED.has(s.access));
+  const shared = every.filter((s) => SHARED.has(s.access));
+  document.getElementById("shared").replaceChildren(...shared.map(sharedRow));
+  document.getElementById("no-shared").hidden = shared.length > 0;
   const rows = sessions
     .map((s) => el("tr", { "data-session-id": s.id, "data-status": s.status },
       el("td", {}, el("a", { href: "/sessions/" + s.id, "data-testid": "session-link" }, s.label || s.id.slice(0, 8))),

@@ -53,6 +53,7 @@ function entry(command, id) {
 // A command of ours, just sent: its entry, at the end.
 export function begin(command, background) {
   const node = entry(command, null);
+  node.mine = true;
   if (background) node.querySelector(".echo").append(" ", el("span", { class: "tag" }, "background"));
   unnamed.push(node);
   latest = node;
@@ -84,6 +85,11 @@ function waiting() {
 
 export function byId(id) {
   return entries.get(id) || null;
+}
+
+// Whether the command is one this page sent (its reply, not the stream, refreshes the view).
+export function isMine(id) {
+  return Boolean(entries.get(id) && entries.get(id).mine);
 }
 
 function statusOf(result) {
