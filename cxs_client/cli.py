@@ -15,7 +15,7 @@ import sys
 
 import requests
 
-from . import cli_access
+from . import cli_access, mcp
 from .client import Client
 from .errors import ApiError, CommandFailed
 
@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--until", help="the last day, YYYY-MM-DD (default: today)")
     usage.add_argument("--json", action="store_true", help="print the whole reply")
     cli_access.add_parsers(sub)
+    mcp.add_arguments(sub.add_parser("mcp", help="serve MCP for AI assistants: stdio, or --http "
+                                                  "[HOST:]PORT (docs/mcp.md)"))
     return parser
 
 
@@ -219,6 +221,8 @@ def dispatch(client: Client, opts: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
+    if opts.action == "mcp":      # serves until its client goes; no client of its own here
+        return mcp.run(opts)
     if opts.action == "share":
         cli_access.share_verb(opts)         # a usage error before a token is asked for
     try:
