@@ -4,7 +4,10 @@ runtime: the tools, the policy's refusals as tool errors, images, each HTTP
 connection's own token, and what a disconnect does to the sessions it made."""
 import base64
 from contextlib import contextmanager
+import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,15 +22,17 @@ import psutil
 import pytest
 import requests
 
+from app.services.processes.locate import PROJECT_ROOT
 from cxs_client import Client
 
 from .conftest import alanin_pdb, free_port, wait_until
 from .helpers import distinct_colours
 from .test_sandbox import place, workspace
 
-pytestmark = pytest.mark.slow
-
-CXS_MCP = [sys.executable, "-m", "cxs_client.mcp"]       # `cxs mcp` once the CLI has the subcommand
+CXS = os.path.join(os.path.dirname(sys.executable), "cxs")
+CXS_MCP = [CXS, "mcp"]
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+DOC = open(os.path.join(PROJECT_ROOT, "docs", "mcp.md")).read()
 EXPECTED_TOOLS = {"list_sessions", "create_session", "run_command", "snapshot", "scene", "list_files", "read_file",
                   "history", "interrupt", "end_session", "list_models", "get_model_info", "get_chain_info",
                   "list_chimerax_commands", "get_command_documentation", "get_atomspec_guide"}
@@ -45,11 +50,17 @@ def secret(server, user, role="user"):
     return server.token(user, role)["Authorization"].split(" ", 1)[1]
 
 
+def doc_blocks(language):
+    return re.findall(r"```%s\n(.*?)```" % language, DOC, re.S)
+
+
 def stdio(server, token, *args, **env):
-    """The SDK's client, spawning `cxs mcp` over stdio with CXS_URL/CXS_TOKEN."""
-    command, *rest = CXS_MCP
-    return McpClient(StdioServerParameters(command=command, args=rest + list(args),
-                                           env={"CXS_URL": server.url, "CXS_TOKEN": token, **env}))
+    """The SDK's client, spawning `cxs mcp` over stdio as docs/mcp.md's Claude Desktop block
+    says (this checkout's `cxs`, this server and token)."""
+    desktop = json.loads(doc_blocks("json")[0])["mcpServers"]["chimerax"]
+    values = {"CXS_URL": server.url, "CXS_TOKEN": token}
+    return McpClient(StdioServerParameters(command=CXS, args=desktop["args"] + list(args),
+                                           env={**{name: values[name] for name in desktop["env"]}, **env}))
 
 
 @contextmanager
@@ -150,6 +161,7 @@ async def structure_workflow(mcp, tmp_path, tag, created):
     assert "> cartoon" in log.contents[0].text and "[refused by the command policy]" in log.contents[0].text
 
 
+@pytest.mark.slow
 def test_stdio_tools_policy_images_and_disconnect(live, tmp_path):
     alice = Client(live.url, secret(live, "alice"))
     created = []
@@ -202,6 +214,7 @@ def test_stdio_tools_policy_images_and_disconnect(live, tmp_path):
     assert not alice.list(status=["starting", "active", "suspended"])
 
 
+@pytest.mark.slow
 def test_http_each_connection_its_own_token(live, tmp_path):
     alice, bob = Client(live.url, secret(live, "alice")), Client(live.url, secret(live, "bob"))
 
@@ -261,6 +274,7 @@ def test_http_each_connection_its_own_token(live, tmp_path):
         assert not bob.list(status=["starting", "active", "suspended"])
 
 
+@pytest.mark.slow
 def test_disconnect_suspends_or_keeps_per_setting(live, tmp_path):
     alice = Client(live.url, secret(live, "alice"))
 
@@ -298,45 +312,49 @@ def test_disconnect_suspends_or_keeps_per_setting(live, tmp_path):
         alice.delete(sid)
 
 
+async def run_and_cancel(mcp, live, admin):
+    """A trusted loop run through MCP: progress while it runs, interrupted by the call's cancellation."""
+    made = await mcp.call_tool("create_session", {"label": "long"})
+    sid = made.structured_content["session"]["id"]
+    place(workspace(live, sid), "loop.py", LOOP)
+    progress, running = [], anyio.Event()
+
+    async def on_progress(value, total, message):
+        progress.append((value, message))
+        if len(progress) >= 2:
+            running.set()
+    async with anyio.create_task_group() as group:
+        async def call():
+            await mcp.call_tool("run_command", {"command": "runscript loop.py"}, progress_callback=on_progress)
+            raise AssertionError("the call was to be cancelled")
+        group.start_soon(call)
+        await running.wait()
+        group.cancel_scope.cancel()             # the client's cancellation
+    assert [value for value, _ in progress] == sorted(value for value, _ in progress)
+    assert all("runscript loop.py" in message for _, message in progress)
+    # Waited in a thread: the client's event loop must go on to send the cancellation.
+    state = await anyio.to_thread.run_sync(lambda: wait_until(lambda: (lambda c: c if c["status"] != "running"
+                                                                       else None)(admin.commands(sid)["commands"][-1]),
+                                                              15, message="the command to be interrupted"))
+    assert state["command"] == "runscript loop.py" and state["status"] == "interrupted"
+    after = await mcp.call_tool("list_models", {})         # the session goes on
+    assert not after.is_error and "0 models" in text(after)
+
+
+@pytest.mark.slow
 def test_a_long_command_reports_progress_and_a_cancelled_call_interrupts_it(live, tmp_path):
     admin = Client(live.url, secret(live, "boss", "admin"))        # trusted: its runscript runs Python
 
-    async def run_and_cancel(mcp):
-        made = await mcp.call_tool("create_session", {"label": "long"})
-        sid = made.structured_content["session"]["id"]
-        place(workspace(live, sid), "loop.py", LOOP)
-        progress, running = [], anyio.Event()
-
-        async def on_progress(value, total, message):
-            progress.append((value, message))
-            if len(progress) >= 2:
-                running.set()
-        async with anyio.create_task_group() as group:
-            async def call():
-                await mcp.call_tool("run_command", {"command": "runscript loop.py"}, progress_callback=on_progress)
-                raise AssertionError("the call was to be cancelled")
-            group.start_soon(call)
-            await running.wait()
-            group.cancel_scope.cancel()             # the client's cancellation
-        assert [value for value, _ in progress] == sorted(value for value, _ in progress)
-        assert all("runscript loop.py" in message for _, message in progress)
-        # Waited in a thread: the client's event loop must go on to send the cancellation.
-        state = await anyio.to_thread.run_sync(lambda: wait_until(lambda: (lambda c: c if c["status"] != "running"
-                                                                           else None)(admin.commands(sid)["commands"][-1]),
-                                                                  15, message="the command to be interrupted"))
-        assert state["command"] == "runscript loop.py" and state["status"] == "interrupted"
-        after = await mcp.call_tool("list_models", {})         # the session goes on
-        assert not after.is_error and "0 models" in text(after)
-
     async def both(url):
         async with over_http(url, admin.token) as mcp:
-            await run_and_cancel(mcp)
+            await run_and_cancel(mcp, live, admin)
         async with stdio(live, admin.token) as mcp:
-            await run_and_cancel(mcp)
+            await run_and_cancel(mcp, live, admin)
     with http_server(live, tmp_path) as url:
         anyio.run(both, url)
 
 
+@pytest.mark.slow
 def test_a_stdio_server_stopped_by_a_signal_ends_its_sessions(live):
     alice = Client(live.url, secret(live, "alice"))
 
@@ -353,3 +371,55 @@ def test_a_stdio_server_stopped_by_a_signal_ends_its_sessions(live):
         return sid
     sid = anyio.run(signalled)
     assert {s["id"]: s["end_reason"] for s in alice.list()}[sid] == "deleted"
+
+
+def test_the_documented_client_configurations():
+    blocks = [json.loads(block) for block in doc_blocks("json")]
+    assert len(blocks) == 3
+    servers = [entry for block in blocks for entry in (block.get("mcpServers") or block["servers"]).values()]
+    for entry in servers:
+        if entry.get("type") == "http":
+            assert entry["url"].endswith("/mcp") and entry["headers"]["Authorization"].startswith("Bearer ")
+        else:
+            assert os.path.basename(entry["command"]) == "cxs" and entry["args"] == ["mcp"]
+            assert set(entry["env"]) == {"CXS_URL", "CXS_TOKEN"}
+    for block in blocks[1:]:            # VS Code asks for the token once, as a secret
+        assert block["inputs"][0]["password"] is True and "${input:cxs-token}" in json.dumps(block["servers"])
+
+
+@pytest.mark.slow
+def test_behind_nginx_as_documented(live, tmp_path):
+    if not os.path.exists(NGINX):
+        pytest.skip("nginx is not installed (make test-deps installs Debian's nginx-light as root)")
+    admin = Client(live.url, secret(live, "boss", "admin"))
+    [location] = doc_blocks("nginx")
+    with http_server(live, tmp_path) as direct:
+        port = free_port()
+        upstream = direct.rsplit("/mcp", 1)[0]
+        site = "server {\n listen 127.0.0.1:%d;\n%s}\n" % (port, location.replace("http://127.0.0.1:8765", upstream))
+        (tmp_path / "nginx.conf").write_text(
+            "daemon off; pid %s/nginx.pid; error_log %s/error.log;\nevents {}\n"
+            "http { access_log %s/access.log; client_body_temp_path %s; proxy_temp_path %s;\n%s}\n"
+            % ((tmp_path,) * 3 + (tmp_path / "body", tmp_path / "proxy", site)))
+        proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            url = "http://127.0.0.1:%d/mcp" % port
+
+            def up():
+                try:
+                    return requests.post(url, json={}, timeout=1).status_code == 401       # reaches cxs mcp
+                except requests.RequestException:
+                    return False
+            wait_until(up, 10, message="nginx in front of cxs mcp")
+
+            async def through_nginx():
+                async with over_http(url, admin.token) as mcp:
+                    await run_and_cancel(mcp, live, admin)      # progress arrives as it is sent
+                    return (await mcp.call_tool("list_sessions", {})).structured_content["sessions"][0]["id"]
+            sid = anyio.run(through_nginx)
+            wait_until(lambda: {s["id"]: s["status"] for s in admin.list()}[sid] == "terminated", 30,
+                       message="the session to end with its connection")
+        finally:
+            proc.terminate()
+            proc.wait(10)
