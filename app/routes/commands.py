@@ -44,8 +44,12 @@ def interrupt(args, session_id):
 
 @bp.route("/<uuid:session_id>/events", methods=["GET"])
 @bp.errors(404, 429, 503)
-@bp.response(200, {"type": "string"}, content_type="text/event-stream",
-             description="Server-Sent Events: log, command.started, command.ended, status, missed")
+@bp.response(200, {"type": "object", "properties": {
+    "event": {"type": "string", "enum": ["status", "log", "command.started", "command.ended", "missed"]},
+    "data": {"type": "string", "description": "a JSON object (see the description)"},
+    "id": {"type": "string"}, "retry": {"type": "integer"}}},
+    content_type="text/event-stream",
+    description="Server-Sent Events (each described here): log, command.started, command.ended, status, missed")
 @scope("sessions:read")
 def events(session_id):
     """The session's live events (Server-Sent Events)

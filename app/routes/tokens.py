@@ -9,6 +9,7 @@ bp = Blueprint("tokens", __name__, url_prefix="/api", description="API tokens")
 
 
 @bp.route("/tokens", methods=["POST"])
+@bp.errors(422)
 @bp.arguments(s.TokenRequestSchema)
 @bp.response(201, s.NewTokenSchema)
 @scope(ANY)
@@ -17,7 +18,7 @@ def create(args):
 
     Its scopes are a subset of yours (default: yours), it lives at most as long as the token making it and
     TOKEN_MAX_LIFETIME, and act_as (with the act-as scope) names the users it may act for with X-Act-As.
-    Admins (admin:write) may make one for another user, or an admin one. 400 invalid_token otherwise.
+    Admins (admin:write) may make one for another user, or an admin one (403 otherwise); 422 invalid_token for a lifetime or act_as it cannot have.
     """
     return c.create(args)
 

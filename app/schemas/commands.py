@@ -8,6 +8,7 @@ STATES = ("running", "done", "failed", "interrupted")
 
 class CommandStateSchema(Schema):
     id = fields.String(allow_none=True)
+    session = fields.String(metadata={"description": "the session's id (in the reply to a start)"})
     command = fields.String()
     status = fields.String(metadata={"enum": list(STATES)})
     at = fields.Float()

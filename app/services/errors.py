@@ -155,8 +155,8 @@ class TokenExpired(ServiceError):
 
 
 class InvalidTokenRequest(ServiceError):
-    code, status, when = ("invalid_token", 400,
-                          "a token asked for with scopes, a lifetime or an act_as it cannot have (saying which)")
+    code, status, when = ("invalid_token", 422,
+                          "a token asked for with a lifetime or an act_as it cannot have (saying which)")
 
 
 class TooManyLinks(ServiceError):

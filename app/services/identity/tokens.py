@@ -22,7 +22,7 @@ import time
 
 from ...store import Principal, Store, TokenRecord
 from ...store.models import ROLES
-from ..errors import InvalidTokenRequest, TokenExpired
+from ..errors import Forbidden, InvalidTokenRequest, TokenExpired
 from .scopes import ROLE_SCOPES, SCOPES
 
 LAST_USED_EVERY = 60.0      # s between writes of a token's last use, per worker
@@ -90,15 +90,15 @@ class TokenService:
         now = self.clock()
         for_user = user or principal.user
         if for_user != principal.user and not (principal.role == "admin" and principal.may("admin:write")):
-            raise InvalidTokenRequest("only admins (admin:write) make tokens for other users")
+            raise Forbidden("only admins (admin:write) make tokens for other users")
         if role is not None and role != "user" and not (principal.role == "admin" and principal.may("admin:write")):
-            raise InvalidTokenRequest("only admins (admin:write) make admin tokens")
+            raise Forbidden("only admins (admin:write) make admin tokens")
         role = role or (principal.role if for_user == principal.user else "user")
         mine = principal.scopes if principal.scopes is not None else ROLE_SCOPES[principal.role]
         wanted = frozenset(scopes) if scopes is not None else (mine & ROLE_SCOPES[role])
         beyond = sorted(wanted - mine)
         if beyond and for_user == principal.user:
-            raise InvalidTokenRequest("a token cannot have scopes its maker lacks: %s" % ", ".join(beyond))
+            raise Forbidden("a token cannot have scopes its maker lacks: %s" % ", ".join(beyond))
         if expires_in is not None and expires_in <= 0:
             raise InvalidTokenRequest("expires_in must be a positive number of seconds")
         if self.max_lifetime and (expires_in is None or expires_in > self.max_lifetime):
