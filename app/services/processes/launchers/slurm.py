@@ -153,7 +153,7 @@ class SlurmLauncher(Launcher):
         except (SchedulerUnavailable, SlurmError) as err:
             self._remove_files(token)
             raise StartupFailed("Slurm did not accept the job: %s" % err) from err
-        log.info("%s submitted as job %s", name, job)
+        log.info("%s submitted as job %s (sbatch %.0f ms)", name, job, (self.clock() - submitted) * 1e3)
         return {"job": job, "name": name, "token": token, "marker": marker, "secret": secret,
                 "submitted": submitted, "channel": None, "port": None, "pending_reason": None}
 
@@ -187,6 +187,7 @@ class SlurmLauncher(Launcher):
                                       "fingerprint": data["fingerprint"]}, port=data["port"],
                              node=data.get("node"), sandbox=data.get("sandbox"), pending_reason=None,
                              chimerax_version=data.get("chimerax_version"))
+                _log_times(state, data.get("times"), self.clock())
                 return state
             if report:
                 raise StartupFailed("ChimeraX could not start in job %s: %s"
@@ -307,6 +308,18 @@ class SlurmLauncher(Launcher):
         return [{"job": job.id, "name": job.name, "create_time": job.submitted}
                 for job in jobs.values()
                 if job.live and job.id not in known and job.comment.endswith(suffix)]
+
+
+def _log_times(state, times, seen):
+    """Where a cold start's time went: the job's own timestamps (the node's clock)
+    against the service's (its sbatch, and when it read the report)."""
+    if not isinstance(times, dict) or not log.isEnabledFor(logging.INFO):
+        return
+    start = state["submitted"]
+    steps = ", ".join("%s +%.0f" % (name, (value - start) * 1e3) for name, value in times.items()
+                      if isinstance(value, (int, float)))
+    log.info("job %s ready: report read %.0f ms after sbatch (the job's steps, ms after sbatch: %s)",
+             state["job"], (seen - start) * 1e3, steps)
 
 
 class _Gone:

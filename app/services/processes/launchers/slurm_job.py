@@ -35,7 +35,10 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
+
+LOADED = time.time()        # the job's Python has started and imported this module
 
 READY = "CXS job ready: "
 FAILED = "CXS job failed: "
@@ -154,6 +157,18 @@ def node_address(name: str | None = None) -> str:
     return socket.gethostbyname(name)
 
 
+def _task_started():
+    """When slurmstepd started the batch script (this process, exec'd by it): wall clock
+    (to the kernel's clock tick)."""
+    try:
+        with open("/proc/self/stat") as stat:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - age
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _say(prefix, data):
     print(prefix + json.dumps(data), flush=True)
 
@@ -163,22 +178,27 @@ def run(spec: Mapping[str, Any]) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *args: stop.set())
+    times = {"task": _task_started(), "python": LOADED, "run": time.time()}
     address = spec["bind"] or node_address()
+    times["address"] = time.time()
     launcher = local_launcher(spec["config"], spec["service_id"])
     launcher.port_range = None      # unsandboxed, the agent picks a loopback port
     state, relay = {}, None
     try:
         os.makedirs(spec["config"]["CONTROL_DIR"], mode=0o700, exist_ok=True)
         certificate, key, fingerprint = make_certificate(spec["config"]["CONTROL_DIR"])
+        times["certificate"] = time.time()
         state = launcher._start(spec["marker"], spec["workspace"], None, secret=spec["secret"])
         state = launcher._wait_ready(state, spec["startup_timeout"])
+        times["chimerax"] = time.time()
         where = state["channel"]
         relay = Relay((address, 0), where.get("path") or (where["host"], where["port"]), certificate, key)
         threading.Thread(target=relay.serve_forever, name="relay", daemon=True).start()
         host, port = relay.server_address[:2]
         _say(READY, {"host": host, "port": port, "fingerprint": fingerprint,
                      "node": socket.gethostname().split(".")[0], "sandbox": state["sandbox"],
-                     "pid": state["pid"], "chimerax_version": state.get("chimerax_version")})
+                     "pid": state["pid"], "chimerax_version": state.get("chimerax_version"),
+                     "times": dict(times, reported=time.time())})
         while not stop.wait(0.5):
             ended = launcher._poll(state)
             if ended:
