@@ -5,7 +5,7 @@ me", a grantee's console by access, a share link's read-only live view, and
 the admin page's tokens."""
 import pytest
 import requests
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -29,6 +29,28 @@ def owner_runs(server, headers, session_id, text):
         assert reply.status_code == 200 and reply.json()["ok"], reply.text
         return reply.json()
     return wait_until(sent, 30, interval=0.2, message="%r run" % text)
+
+
+# The sessions page and the admin page rebuild their tables every 5 s: a row
+# found may be replaced before it is read or clicked. Each is read (or clicked)
+# whole, again if it was replaced meanwhile.
+def rows(driver, selector):
+    """[{attribute: value, "cells": [text, ...]}] of the rows `selector` finds, read at once."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map((row) => Object.assign("
+        "Object.fromEntries([...row.attributes].map((a) => [a.name, a.value])),"
+        "{cells: [...row.querySelectorAll('td')].map((td) => td.innerText)}));", selector)
+
+
+def click_in(driver, selector, testid):
+    """Click the `testid` element inside the row `selector` finds, found again if the row was replaced."""
+    def clicked():
+        try:
+            by_testid(driver, testid, driver.find_element(By.CSS_SELECTOR, selector)).click()
+            return True
+        except StaleElementReferenceException:
+            return False
+    until(driver, clicked, "%s clicked in %s" % (testid, selector))
 
 
 def entries(driver):
@@ -87,13 +109,13 @@ def test_a_session_shared_in_the_dialog_is_followed_live_by_its_grantee(gunicorn
 
     grantee = browser()
     sign_in(grantee, server.url + "/", gina)
-    shared = until(grantee, lambda: all_by_testid(grantee, "shared-session-row"), "Shared with me")
-    assert [(r.get_attribute("data-session-id"), r.get_attribute("data-owner"), r.get_attribute("data-access"))
-            for r in shared] == [(sid, "olga", "view")]
-    assert "olga's " + HOSTILE in shared[0].text and all_by_testid(grantee, "session-link") == []
+    shared = until(grantee, lambda: rows(grantee, '[data-testid="shared-session-row"]'), "Shared with me")
+    assert [(r["data-session-id"], r["data-owner"], r["data-access"]) for r in shared] == [(sid, "olga", "view")]
+    assert shared[0]["cells"][:3] == ["olga's " + HOSTILE, "olga", "view"]
+    assert all_by_testid(grantee, "session-link") == []
     no_markup_ran(grantee)
     chromium.screenshot(grantee, "shared-with-me")
-    by_testid(grantee, "shared-session-link").click()
+    click_in(grantee, '[data-testid="shared-session-row"]', "shared-session-link")
     opened_console(grantee)
     assert by_testid(grantee, "session-access").text == "shared by olga: view only"
     assert absent(grantee, "command-input", "stop-command", "run-in-background", "upload-input", "share-open",
@@ -205,18 +227,15 @@ def test_the_admin_page_lists_tokens_and_revokes_them(gunicorn_server, browser):
     admin = browser()
     sign_in(admin, server.url + "/admin", boss)
     selector = '[data-testid="admin-token-row"][data-token-id="%s"]' % made["id"]
-    row = until(admin, lambda: admin.find_elements(By.CSS_SELECTOR, selector), "alice's token listed")[0]
-    cells = [td.text for td in row.find_elements(By.CSS_SELECTOR, "td")]
+    cells = until(admin, lambda: rows(admin, selector), "alice's token listed")[0]["cells"]
     assert cells[1:5] == ["alice", "user", "sessions:read", "notebook " + HOSTILE]
     assert cells[6].startswith("in ") and cells[7].endswith("ago") and cells[8] == ""    # used once, above
     assert made["token"] not in by_testid(admin, "admin-tokens").text
     no_markup_ran(admin)
     chromium.screenshot(admin, "admin-tokens")
-    by_testid(admin, "admin-token-revoke", row).click()
-    until(admin, lambda: admin.find_element(By.CSS_SELECTOR, selector).get_attribute("data-state") == "revoked",
-          "shown revoked")
-    row = admin.find_element(By.CSS_SELECTOR, selector)
-    assert all_by_testid(admin, "admin-token-revoke", row) == [] and row.find_elements(By.CSS_SELECTOR, "td")[8].text
+    click_in(admin, selector, "admin-token-revoke")
+    revoked = until(admin, lambda: [r for r in rows(admin, selector) if r["data-state"] == "revoked"], "shown revoked")
+    assert revoked[0]["cells"][8].endswith("ago") and revoked[0]["cells"][9] == ""          # no Revoke button
     wait_until(lambda: requests.get(server.url + "/api/sessions", headers=narrow, timeout=30).status_code == 401,
                10, message="the revoked token refused")
     assert error_text(admin) == ""
