@@ -84,6 +84,7 @@ def http_server(server, tmp_path, *args, **env):
             bound = {c.laddr.ip for c in psutil.Process(proc.pid).net_connections("tcp")
                      if c.status == psutil.CONN_LISTEN}
             assert bound == {"127.0.0.1"}
+            http_server.process = proc          # for a test that stops it itself
             yield "http://127.0.0.1:%d/mcp" % port
         finally:
             proc.terminate()
@@ -291,6 +292,18 @@ def test_disconnect_suspends_or_keeps_per_setting(live, tmp_path):
     with http_server(live, tmp_path, CXS_MCP_ON_DISCONNECT="suspend") as url:
         suspended = anyio.run(make, lambda: over_http(url, alice.token))
         wait_until(lambda: alice.get(suspended)["status"] == "suspended", 60, message="the session to be suspended")
+        # Stopping the server ends (here: suspends) what its live connections made.
+        async def server_stops():
+            async with over_http(url, alice.token) as mcp:
+                made = await mcp.call_tool("create_session", {"label": "the server stops"})
+                http_server.process.send_signal(signal.SIGTERM)
+                await anyio.to_thread.run_sync(lambda: http_server.process.wait(60))
+                return made.structured_content["session"]["id"]
+        stopped = anyio.run(server_stops)           # the client's closing DELETE finds nobody: a warning
+        assert alice.get(stopped)["status"] == "suspended"      # before the process was gone
+        alice.delete(stopped)
+
+    with http_server(live, tmp_path, CXS_MCP_ON_DISCONNECT="suspend") as url:
         # A client of the 2026-07-28 era over HTTP has no connection (each request stands alone):
         # nothing tells when it is gone, so its sessions are kept (docs/mcp.md).
         unbound = anyio.run(make, lambda: over_http(url, alice.token, mode="2026-07-28"))
