@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from typing import Annotated, Any
 
@@ -165,14 +166,61 @@ async def start(ctx: Context, client: Client, session_id: str, command: str) -> 
                 raise
 
 
+class LogTail:
+    """The latest line ChimeraX logged for one running command, read from the
+    session's event stream on a thread of its own, for progress messages. Best
+    effort: without a stream (EVENT_STREAMS_PER_USER reached) there are no lines."""
+
+    def __init__(self, client: Client, session_id: str, command_id: str) -> None:
+        self.client, self.session_id, self.command_id = client, session_id, command_id
+        self.line: str | None = None
+        self._stream: Any = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, daemon=True, name="cxs-mcp-log-%s" % command_id[:8])
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self._stream = stream = self.client.events(self.session_id)
+            if self._closed:            # closed while it opened
+                stream.close()
+                return
+            ours = False
+            with stream:
+                for event in stream:
+                    data = event["data"] if isinstance(event["data"], dict) else {}
+                    if event["event"] == "command.started":
+                        ours = data.get("id") == self.command_id        # the lines after it are its
+                    elif event["event"] == "command.ended" and data.get("id") == self.command_id:
+                        return
+                    elif event["event"] == "log" and ours and str(data.get("text", "")).strip():
+                        self.line = str(data["text"]).strip().splitlines()[-1][:200]
+        except (ApiError, requests.RequestException, OSError, ValueError):
+            return
+
+    def close(self) -> None:
+        self._closed = True
+        if self._stream is not None:
+            self._stream.close()        # wakes the thread's blocked read
+        self._thread.join(5)
+
+
+def wants_progress(ctx: Context) -> bool:
+    """Whether the caller gave a progress token (without one, progress is not sent)."""
+    meta: Any = ctx.request_context.meta or {}
+    return bool(meta.get("progress_token") or meta.get("progressToken"))
+
+
 async def execute(ctx: Context, link: Link, session_id: str, command: str) -> dict[str, Any]:
     """Run a command line to its end and return its resource (status, log,
-    error...). While it runs the client gets progress notifications; if the
-    client cancels the call, the command is interrupted (as Ctrl-C would)."""
+    error...). While it runs the client gets progress notifications (with the
+    last line it logged); if the client cancels the call, the command is
+    interrupted (as Ctrl-C would)."""
     client = link.client
     started = await start(ctx, client, session_id, command)
     command_id, began = started["id"], time.monotonic()
     interval, reported = 0.02, 0.0
+    tail: LogTail | None = None
     try:
         await anyio.lowlevel.checkpoint()       # a cancellation that came during the start
         while True:
@@ -180,10 +228,13 @@ async def execute(ctx: Context, link: Link, session_id: str, command: str) -> di
             if state["status"] != "running":
                 return state
             elapsed = time.monotonic() - began
+            if tail is None and elapsed >= PROGRESS_EVERY and wants_progress(ctx):
+                tail = LogTail(client, session_id, command_id)       # a long one: its lines are worth a stream
             if elapsed - reported >= PROGRESS_EVERY or not reported:
                 reported = elapsed
-                await ctx.report_progress(round(elapsed, 1), None, "%r has run for %.0f s (command %s)"
-                                          % (command[:80], elapsed, command_id))
+                line = tail.line if tail is not None else None
+                await ctx.report_progress(round(elapsed, 1), None, "%r has run for %.0f s (command %s)%s" % (
+                    command[:80], elapsed, command_id, ": " + line if line else ""))
             await anyio.sleep(interval)
             interval = min(interval * 1.5, 1.0)
     except anyio.get_cancelled_exc_class():
@@ -193,6 +244,10 @@ async def execute(ctx: Context, link: Link, session_id: str, command: str) -> di
             except (ApiError, requests.RequestException):
                 pass            # it ended meanwhile (not_running), or the session did
         raise
+    finally:
+        if tail is not None:
+            with anyio.CancelScope(shield=True):
+                await in_thread(tail.close, cancellable=False)
 
 
 def outcome(session_id: str, state: dict[str, Any], limit: int) -> tuple[str, dict[str, Any]]:
