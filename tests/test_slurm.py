@@ -151,6 +151,28 @@ def test_the_batch_script_template_can_be_replaced(slurm_app, tmp_path):
         assert output.readline() == "site template ran\n"
 
 
+def test_the_job_gets_none_of_the_services_environment(slurm_app, tmp_path, monkeypatch):
+    # sbatch exports only what the service chose (slurm_cli.job_environment): the
+    # service's secrets stay out of the job, and slurmd loads no login environment
+    # (`--export NONE` made it run `su - user -c env` first: 0.1-1.1 s a start).
+    from app.services.processes.launchers.slurm import TEMPLATE
+    monkeypatch.setenv("CXS_TEST_SERVICE_SECRET", "never-in-the-job")
+    custom = tmp_path / "env.sbatch"
+    with open(TEMPLATE) as shipped:
+        custom.write_text(shipped.read().replace("exec ", "env | sed 's/^/ENV /'\nexec ", 1))
+    app = slurm_app(SLURM_SCRIPT_TEMPLATE=str(custom))
+    client, alice = app.test_client(), token_header(app, "alice")
+    created = client.post("/api/sessions", json={}, headers=alice)
+    assert created.status_code == 201, created.get_json()
+    launcher, state = runtime(app).launcher, record(app, created.get_json()["id"]).process.details
+    with open(launcher.paths(state["token"])["output"]) as output:
+        names = {line[4:].split("=", 1)[0] for line in output if line.startswith("ENV ")}
+    assert "PATH" in names and "SLURM_JOB_ID" in names
+    assert "CXS_TEST_SERVICE_SECRET" not in names and "SLURM_GET_USER_ENV" not in names
+    assert not names - {"PATH", "HOME", "USER", "LOGNAME", "LANG", "PYTHONPATH", "PWD", "TMPDIR", "HOSTNAME",
+                        "ENVIRONMENT", "SHLVL", "_"} - {name for name in names if name.startswith("SLURM")}
+
+
 def test_warm_pool_jobs_are_claimed(slurm_app, cluster):
     app = slurm_app(POOL_SIZE=1)
     pool, close = runtime(app).make_pool()

@@ -112,7 +112,7 @@ class SlurmLauncher(Launcher):
         args = ["--job-name", name, "--comment", self.comment, "--output", output, "--chdir", workspace,
                 "--mem", "%dM" % config["SESSION_MEMORY_MB"], "--time", str(minutes),
                 "--cpus-per-task", str(max(1, math.ceil(config["SESSION_CPUS"]))),
-                "--ntasks", "1", "--no-requeue", "--export", "NONE"]
+                "--ntasks", "1", "--no-requeue", "--export", "ALL"]     # ALL of slurm_cli.job_environment
         if config["SLURM_PARTITION"]:
             args += ["--partition", config["SLURM_PARTITION"]]
         if config["SLURM_ACCOUNT"]:

@@ -13,6 +13,7 @@ empty: nobody may conclude from silence that a job is gone.
 from collections.abc import Callable, Iterable
 import logging
 import os
+import pwd
 import subprocess
 import threading
 import time
@@ -37,16 +38,34 @@ class SlurmError(RuntimeError):
     """Slurm refused a request (bad partition, account, limits...)."""
 
 
+def job_environment(env: dict[str, str]) -> dict[str, str]:
+    """What sbatch gets as its environment, and (--export ALL) the job as its own:
+    the commands' search path, the account's home and name, and Slurm's own
+    variables (SLURM_CONF, SBATCH_* defaults a deployment sets), never the rest of
+    the service's environment (its secrets).
+
+    Not `--export NONE`: with it slurmd loads the account's login environment
+    first (`su - user -c env`, "get env for user" in its log), 0.1 s per start,
+    and 1.1 s whenever its wait for `su` to exit loses the race and sleeps a
+    second (BENCHMARKS.md, figure 7); the batch script sets what the job needs."""
+    account = pwd.getpwuid(os.geteuid())
+    chosen = {"PATH": env.get("PATH", "/usr/bin:/bin"), "HOME": account.pw_dir, "USER": account.pw_name,
+              "LOGNAME": account.pw_name}
+    chosen.update((name, value) for name, value in env.items() if name.startswith(("SLURM_", "SBATCH_")))
+    return chosen
+
+
 class Slurm:
     def __init__(self, conf: str = "", timeout: float = 30) -> None:
         self.env = dict(os.environ)
         if conf:
             self.env["SLURM_CONF"] = conf
+        self.submit_env = job_environment(self.env)
         self.timeout = timeout
 
-    def run(self, *args: str, stdin: str | None = None) -> str:
+    def run(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
         try:
-            done = subprocess.run(list(args), input=stdin, env=self.env, capture_output=True, text=True,
+            done = subprocess.run(list(args), input=stdin, env=env or self.env, capture_output=True, text=True,
                                   timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise SchedulerUnavailable("%s did not answer within %g s" % (args[0], self.timeout)) from None
@@ -60,8 +79,8 @@ class Slurm:
         return done.stdout
 
     def submit(self, script: str, args: Iterable[str]) -> str:
-        """sbatch --parsable: the job id."""
-        out = self.run("sbatch", "--parsable", *args, stdin=script).strip()
+        """sbatch --parsable: the job id. The job's environment is `submit_env` (job_environment)."""
+        out = self.run("sbatch", "--parsable", *args, stdin=script, env=self.submit_env).strip()
         return out.split(";")[0]        # "id" or "id;cluster"
 
     def cancel(self, job_id: str | int) -> None:
