@@ -170,3 +170,32 @@ def test_shares_made_and_revoked_are_lifecycle_events(fake):
     assert told == [("share.created", first, "view"), ("share.revoked", first, None),
                     ("share.created", second, "control"), ("share.revoked", second, None)]
     assert all(e["user"] == "olga" and e.get("grantee") == "gina" for e in events if e["type"].startswith("share."))
+
+
+@pytest.mark.slow
+def test_a_command_waits_out_a_viewers_render_instead_of_being_refused(gunicorn_server):
+    import threading
+
+    import requests
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    owner, viewer = server.token("olga"), server.token("vera")
+    sid = requests.post(server.url + "/api/sessions", headers=owner, json={}, timeout=120).json()["id"]
+    requests.post(server.url + "/api/sessions/%s/shares" % sid, headers=owner, json={"user": "vera", "access": "view"},
+                  timeout=30).raise_for_status()
+    rendered = {}
+
+    def render():       # a large snapshot: the session is busy with the service's own work meanwhile
+        rendered["reply"] = requests.get(server.url + "/api/sessions/%s/snapshot" % sid, headers=viewer, timeout=120,
+                                         params={"width": 4096, "height": 4096, "supersample": 1})
+    thread = threading.Thread(target=render)
+    thread.start()
+    from .conftest import wait_until
+    from .test_availability import agent_channel
+    from app.services.processes import chimerax_client
+    channel = agent_channel(server, sid)
+    wait_until(lambda: (chimerax_client.health(channel, 5) or {}).get("busy"), 30, interval=0.01,
+               message="the render to be running")
+    reply = api_command(server, owner, sid, "version")
+    thread.join()
+    assert rendered["reply"].status_code == 200
+    assert reply.status_code == 200 and reply.json()["ok"], reply.text

@@ -44,6 +44,7 @@ class NotActive(ServiceError):
 class SessionBusy(ServiceError):
     code, status = "session_busy", 409
     when = "another command of the same session is running (one at a time; with what and since when)"
+    service_own = False         # busy with the service's own work (a render), not a user's command
 
 
 class SessionFileRejected(ServiceError):

@@ -163,8 +163,10 @@ def run_command(channel: Channel, command: str, timeout: float, connect_timeout:
     duration_ms = (time.perf_counter() - started) * 1000
     if status == 409:
         busy = _json(body).get("busy") or {}
-        raise SessionBusy("the session is busy with %r for %.1f s; one command at a time"
-                          % (busy.get("command", "?"), busy.get("seconds", 0)), retry_after=1)
+        refusal = SessionBusy("the session is busy with %r for %.1f s; one command at a time"
+                              % (busy.get("command", "?"), busy.get("seconds", 0)), retry_after=1)
+        refusal.service_own = busy.get("id") is None     # the service's own work (a render), not a user's command
+        raise refusal
     if status == 403:
         refused = _json(body).get("refused") or {}
         raise CommandDenied("command denied: %s" % refused.get("reason", "not allowed"),

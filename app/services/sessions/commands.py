@@ -16,6 +16,7 @@ from ..errors import (
     CommandDenied,
     NotActive,
     ServiceError,
+    SessionBusy,
 )
 from ..fetch.broker import Broker
 from ..monitoring import metrics
@@ -27,6 +28,7 @@ from .sharing import CONTROL
 from .workspace import QuotaExceeded
 
 log = logging.getLogger("cxs.sessions")
+RENDER_WAIT = 5.0       # s a command waits for a render of the service's own to end
 audit = logging.getLogger("cxs.audit")
 
 
@@ -111,11 +113,7 @@ class SessionCommands(SessionBase):
     def _send(self, record, command, profile=None, command_id=None, timeout=None):
         started = time.time()
         try:
-            result = chimerax_client.run_command(
-                self.launcher.channel(record.process), command, timeout or self.settings["COMMAND_TIMEOUT"],
-                profile=profile, command_id=command_id,
-                fetcher=lambda request: self.fetch_broker.answer(record, record.user, request,
-                                                                 trusted=profile is None))
+            result = self._run_waiting_out_renders(record, command, profile, command_id, timeout)
             metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)
         except ChimeraXDied as err:
             reason = self.launcher.exit_reason(record.process)
@@ -129,6 +127,24 @@ class SessionCommands(SessionBase):
             self._touch_coalesced(record)
         self._enforce_quota(record, started)
         return result
+
+    def _run_waiting_out_renders(self, record, command, profile, command_id, timeout):
+        """Run it; while the session is busy with the service's own work (a
+        snapshot a viewer of a shared session asked for), wait for that
+        briefly rather than refuse: a user's command is refused at once only
+        for another user command (one at a time)."""
+        deadline = time.monotonic() + RENDER_WAIT
+        while True:
+            try:
+                return chimerax_client.run_command(
+                    self.launcher.channel(record.process), command, timeout or self.settings["COMMAND_TIMEOUT"],
+                    profile=profile, command_id=command_id,
+                    fetcher=lambda request: self.fetch_broker.answer(record, record.user, request,
+                                                                     trusted=profile is None))
+            except SessionBusy as busy:
+                if not getattr(busy, "service_own", False) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _enforce_quota(self, record, since):
         """What ChimeraX wrote counts towards WORKSPACE_QUOTA_MB: files a command
