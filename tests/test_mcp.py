@@ -43,7 +43,8 @@ LOOP = ("import time\nfor i in range(600):\n    session.logger.info('tick %d' % 
 
 @pytest.fixture
 def live(gunicorn_server):
-    return gunicorn_server(workers=2, SWEEP_INTERVAL=60, ALLOW_FETCH="false")
+    # TOKEN_CACHE_SECONDS 0: a revoked token is refused by every worker at once.
+    return gunicorn_server(workers=2, SWEEP_INTERVAL=60, ALLOW_FETCH="false", TOKEN_CACHE_SECONDS=0)
 
 
 def secret(server, user, role="user"):
@@ -240,7 +241,20 @@ def test_http_each_connection_its_own_token(live, tmp_path):
             await structure_workflow(a, tmp_path, "http", [mine])
             ended = await b.call_tool("end_session", {"session_id": theirs})
             assert not ended.is_error
-            return mine
+
+        # Each request's own token is the one used: a connection goes on with a new token of the
+        # same user (a refreshed one) after the one it was opened with is revoked.
+        first = alice.create_token(note="mcp connection")
+        http = httpx2.AsyncClient(headers={"Authorization": "Bearer " + first["token"]}, timeout=30)
+        async with McpClient(streamable_http_client(url, http_client=http)) as refreshed:
+            made = await refreshed.call_tool("create_session", {"label": "made with the first token"})
+            http.headers["Authorization"] = "Bearer " + alice.token
+            alice.revoke_token(first["id"])
+            again = await refreshed.call_tool("run_command", {"command": "version"})     # its current session
+            assert not again.is_error, text(again)
+            assert [s["id"] for s in (await refreshed.call_tool("list_sessions", {})).structured_content[
+                "sessions"]] == [made.structured_content["session"]["id"]]
+        return mine
 
     # An admin's token in the server's environment is never lent to a connection.
     with http_server(live, tmp_path, CXS_TOKEN=secret(live, "root", "admin")) as url:
