@@ -57,10 +57,14 @@ def run(opts: argparse.Namespace) -> int:
     if listen is None and not token:
         print("cxs mcp: a token is needed for stdio (CXS_TOKEN)", file=sys.stderr)
         return 2
-    options = Options(url=os.environ.get("CXS_URL", "http://127.0.0.1:8000").rstrip("/"),
-                      # Over HTTP each connection brings its own: CXS_TOKEN is never shared with them.
-                      token=None if listen else token,
-                      listen=listen, on_disconnect=opts.on_disconnect, allowed_hosts=tuple(opts.allowed_host))
+    try:
+        options = Options(url=os.environ.get("CXS_URL", "http://127.0.0.1:8000").rstrip("/"),
+                          # Over HTTP each connection brings its own: CXS_TOKEN is never shared with them.
+                          token=None if listen else token,
+                          listen=listen, on_disconnect=opts.on_disconnect, allowed_hosts=tuple(opts.allowed_host))
+    except ValueError as err:
+        print("cxs mcp: %s" % err, file=sys.stderr)
+        return 2
     return serve(options)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import logging
 import os
 import signal
@@ -52,6 +52,20 @@ LIVE = ["starting", "active", "suspended"]
 _LINK = "cxs.link"          # the key of a connection's link in the SDK's per-connection state
 
 
+def _bound(name: str, default: float) -> float:
+    """A bound from the environment (docs/mcp.md): a positive number, else `default`."""
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError("%s must be a positive number, not %r" % (name, text))
+    return value
+
+
 @dataclass(frozen=True)
 class Options:
     """What `cxs mcp` was started with; the bounds come from the environment (docs/mcp.md)."""
@@ -62,11 +76,11 @@ class Options:
     allowed_hosts: tuple[str, ...] = ()
     # What one tool result may carry inline: an assistant's context is small and
     # clients refuse oversized messages; past these a tool says so (or links).
-    max_image_bytes: int = int(os.environ.get("CXS_MCP_MAX_IMAGE_BYTES", 2 * 2**20))
-    max_file_bytes: int = int(os.environ.get("CXS_MCP_MAX_FILE_BYTES", 2**20))
-    max_scene_bytes: int = int(os.environ.get("CXS_MCP_MAX_SCENE_BYTES", 8 * 2**20))
-    max_text_chars: int = int(os.environ.get("CXS_MCP_MAX_TEXT_CHARS", 100_000))
-    timeout: float = float(os.environ.get("CXS_MCP_API_TIMEOUT", 120))
+    max_image_bytes: int = field(default_factory=lambda: int(_bound("CXS_MCP_MAX_IMAGE_BYTES", 2 * 2**20)))
+    max_file_bytes: int = field(default_factory=lambda: int(_bound("CXS_MCP_MAX_FILE_BYTES", 2**20)))
+    max_scene_bytes: int = field(default_factory=lambda: int(_bound("CXS_MCP_MAX_SCENE_BYTES", 8 * 2**20)))
+    max_text_chars: int = field(default_factory=lambda: int(_bound("CXS_MCP_MAX_TEXT_CHARS", 100_000)))
+    timeout: float = field(default_factory=lambda: _bound("CXS_MCP_API_TIMEOUT", 120))
 
     @property
     def stdio(self) -> bool:
