@@ -44,6 +44,12 @@ NAME_PREFIX = "cxs-"
 NODE_SETTINGS = ("SANDBOX", "SANDBOX_USER", "SANDBOX_READONLY_PATHS", "SANDBOX_TMP_MB", "SANDBOX_MAX_PROCESSES",
                  "SESSION_MEMORY_MB", "SESSION_MAX_PROCESSES", "SESSION_CPUS", "WORKSPACE_QUOTA_MB", "SESSION_MAX_OPEN_FILES", "CHIMERAX_OFFSCREEN",
                  "HOST_ID", "WORKSPACE_ROOT", "FETCH_CACHE_DIR")
+# How often a starting session's wait reads the job's output file: while the
+# job is queued, and once it runs (a read is an open, one read and a close of a
+# file of a few lines; ~100 per cold start at 5 ms).
+QUEUED_POLL = 0.025
+REPORT_POLL = 0.005
+NOT_STARTED = ("not started", None)
 # How a job that ended on its own ends its session.
 END_REASONS = {"TIMEOUT": "max_lifetime", "DEADLINE": "max_lifetime", "OUT_OF_MEMORY": "memory_limit"}
 
@@ -158,10 +164,14 @@ class SlurmLauncher(Launcher):
                 "submitted": submitted, "channel": None, "port": None, "pending_reason": None}
 
     def _report(self, state):
-        """The job's own report from its output file: ("ready"|"failed", data) or None."""
+        """The job's own report from its output file: ("ready"|"failed", data), None
+        if it has not reported yet, or NOT_STARTED while there is no output file
+        (slurmstepd makes it when the job starts on its node)."""
         try:
             with open(self.paths(state["token"])["output"], errors="replace") as out:
                 text = out.read(256 * 1024)
+        except FileNotFoundError:
+            return NOT_STARTED
         except OSError:
             return None
         for line in text.splitlines():
@@ -176,7 +186,12 @@ class SlurmLauncher(Launcher):
     def _wait_ready(self, state, timeout, progress=None):
         """Ready when the job reports its channel. While the job is pending its
         scheduler's reason is reported through `progress`; pending longer than
-        SLURM_PENDING_TIMEOUT, or running without a report for `timeout` s, fails."""
+        SLURM_PENDING_TIMEOUT, or running without a report for `timeout` s, fails.
+
+        The output file is read (opened anew: what another host wrote is seen
+        at open on NFS) every REPORT_POLL s once the job has started, which is
+        the second or so it takes the job to start ChimeraX, and every
+        QUEUED_POLL s before that, however long the job is queued."""
         state = dict(state)
         running_since, next_check = None, 0.0
         while True:
@@ -189,10 +204,12 @@ class SlurmLauncher(Launcher):
                              chimerax_version=data.get("chimerax_version"))
                 _log_times(state, data.get("times"), self.clock())
                 return state
-            if report:
+            if report and report is not NOT_STARTED:
                 raise StartupFailed("ChimeraX could not start in job %s: %s"
                                     % (state["job"], report[1].get("message")))
             now = self.clock()
+            if report is not NOT_STARTED and running_since is None:
+                running_since = now
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + max(0.2, self.jobs.max_age / 2)
                 job = self._job(state)
@@ -210,7 +227,7 @@ class SlurmLauncher(Launcher):
                                     % (state["job"], self.pending_timeout, state.get("pending_reason") or "?"))
             if running_since is not None and now - running_since > timeout:
                 raise StartupFailed("ChimeraX in job %s was not ready within %g s" % (state["job"], timeout))
-            time.sleep(0.02)
+            time.sleep(QUEUED_POLL if running_since is None else REPORT_POLL)
 
     def _job(self, state):
         """The job as squeue last listed it; None if unknown (controller down);
