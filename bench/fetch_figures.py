@@ -1,11 +1,11 @@
-"""Figure 8: what fetching through the service costs (docs/fetching.md).
+"""Figure 10: what fetching through the service costs (docs/fetching.md).
 
-8a. `open` of a cached database entry vs `open` of the same file from the
-    session's workspace (medians): the cache path must cost no more than 10 %.
-8c. A session's first `open` of an entry another session had fetched (the
-    agent asks the service once per entry and session).
-8b. A first fetch's own cost: `open` of a new entry minus `open` of a cached
-    one, minus a plain HTTP GET of the same file from the mirror (medians).
+10a. `open` of a cached database entry vs `open` of the same file from the
+     session's workspace (medians): the cache path must cost no more than 10 %.
+10c. A session's first `open` of an entry another session had fetched (the
+     agent asks the service once per entry and session).
+10b. A first fetch's own cost: `open` of a new entry minus `open` of a cached
+     one, minus a plain HTTP GET of the same file from the mirror (medians).
 
 A loopback mirror serves the entries; the service runs at its defaults
 (sandbox, gthread) with FETCH_MIRRORS pointing at it."""
@@ -76,12 +76,12 @@ def fetch_figures(server_class, workdir, workers, runs):
     ratio = statistics.median(cached) / statistics.median(local)
     extra = statistics.median(first) - statistics.median(cached) - statistics.median(get)
     return [
-        (workers, "8a. open of a cached entry vs the same file from the workspace (median)",
+        (workers, "10a. open of a cached entry vs the same file from the workspace (median)",
          "%.1f ms vs %.1f ms" % (statistics.median(cached) * 1e3, statistics.median(local) * 1e3),
          "ratio %.3f" % ratio, "<= 1.10", ratio <= 1.10),
-        (workers, "8c. a session's first open of an entry cached by another (median)",
+        (workers, "10c. a session's first open of an entry cached by another (median)",
          "%.1f ms" % (statistics.median(other) * 1e3), "vs workspace x%.2f" % (
              statistics.median(other) / statistics.median(local)), "informational", True),
-        (workers, "8b. first fetch minus cached open minus plain GET (median)",
+        (workers, "10b. first fetch minus cached open minus plain GET (median)",
          "%.1f ms (GET %.1f ms)" % (extra * 1e3, statistics.median(get) * 1e3), "", "<= 50 ms", extra <= 0.050),
     ]

@@ -30,6 +30,7 @@ from measure_startup import one_run  # noqa: E402  (the runtime's own spawn->rea
 from bench.agent_start import agent_start  # noqa: E402
 from bench.fetch_figures import fetch_figures  # noqa: E402
 from bench.limits_figures import limits_figures  # noqa: E402
+from bench.memory_figures import memory_figures  # noqa: E402
 from cxs_client import Client  # noqa: E402
 
 RUNTIME = os.path.join(ROOT, ".chimerax", "bin", "chimerax")
@@ -286,8 +287,11 @@ def main():
     parser.add_argument("--sessions", type=int, default=40)
     parser.add_argument("--api-only", action="store_true", help="figures 3-5 only, on both stores")
     parser.add_argument("--slurm-only", action="store_true", help="figure 7 only (a private Slurm)")
-    parser.add_argument("--start-only", action="store_true", help="figures 1b and 8 only (agent start, fetching)")
+    parser.add_argument("--start-only", action="store_true", help="figures 1b and 10 only (agent start, fetching)")
     parser.add_argument("--limits-only", action="store_true", help="figure 9 only (cgroups' cost to a start)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="figure 8 only (memory per idle session, with its breakdown)")
+    parser.add_argument("--memory-sessions", type=int, default=10, help="idle sessions measured for figure 8")
     opts = parser.parse_args()
     rows = []
     from tests.postgres import PostgresServer
@@ -370,6 +374,7 @@ def slurm_rows(workdir, workers, opts):
 
 
 def report(opts, rows, postgres):
+    notes = []      # figure 8's breakdown, printed after the table
     for workers in [int(w) for w in opts.workers.split(",")]:
         workdir = tempfile.mkdtemp(prefix="cxs-bench-")
         try:
@@ -390,6 +395,12 @@ def report(opts, rows, postgres):
                 continue
             if opts.limits_only:
                 rows += limits_figures(Server, os.path.join(workdir, "limits"), workers, opts.runs)
+                continue
+            if opts.memory_only:
+                figures, breakdown = memory_figures(Server, os.path.join(workdir, "memory"), workers,
+                                                    opts.memory_sessions)
+                rows += figures
+                notes.append(breakdown)
                 continue
             cold, raw = cold_create(os.path.join(workdir, "cold"), workers, opts.runs)
             rows.append((workers, "1. cold create vs raw spawn->ready (median)",
@@ -415,6 +426,9 @@ def report(opts, rows, postgres):
 
             rows += fetch_figures(Server, os.path.join(workdir, "fetch"), workers, opts.runs * 4)
             rows += limits_figures(Server, os.path.join(workdir, "limits"), workers, opts.runs)
+            figures, breakdown = memory_figures(Server, os.path.join(workdir, "memory"), workers, opts.memory_sessions)
+            rows += figures
+            notes.append(breakdown)
             for backend in ("sqlite", "postgresql"):
                 rows += api_figures(os.path.join(workdir, "main-" + backend), workers, opts, postgres, backend)
             rows += slurm_rows(workdir, workers, opts)
@@ -427,6 +441,8 @@ def report(opts, rows, postgres):
     print("|---|---|---|---|---|---|")
     for workers, figure, measured, ratio, target, met in rows:
         print("| %d | %s | %s | %s | %s | %s |" % (workers, figure, measured, ratio, target, "yes" if met else "NO"))
+    for note in notes:
+        print("\n" + note)
     return 0
 
 
