@@ -13,7 +13,8 @@ time for where it happened to fall, not for anything it did. Each pair of runs
 therefore starts both sides at the same point of the cycle, drawn at random
 per pair: the wait for the loop is the same for both on average and in each
 pair, and what the API does before its sbatch still counts (it can still miss
-the loop's turn the raw submission caught).
+the loop's turn the raw submission caught). Each side goes first in every
+other pair (what the one before leaves behind, e.g. a job still exiting).
 """
 import os
 import random
@@ -108,17 +109,23 @@ def slurm_figures(workdir, workers, runs):
             log_path = os.path.join(cluster.base, "slurmctld.log")
             phases = random.Random(7)
             cold, raw = [], []
-            for run in range(runs + 1):         # the first pair warms up and finds the cycle
-                phase = phases.random()
-                at_phase(log_path, phase)
-                raw_time = raw_start(launcher, server.env["WORKSPACE_ROOT"])
-                at_phase(log_path, phase)
+
+            def through_api():
                 started = time.perf_counter()
                 created = requests.post(server.url + "/api/sessions", json={}, headers=user, timeout=300)
-                cold_time = time.perf_counter() - started
+                elapsed = time.perf_counter() - started
                 assert created.status_code == 201, created.text
                 requests.delete(server.url + "/api/sessions/" + created.json()["id"], headers=user, timeout=120)
+                return elapsed
+
+            sides = (lambda: raw_start(launcher, server.env["WORKSPACE_ROOT"]), through_api)
+            for run in range(runs + 1):         # the first pair warms up and finds the cycle
+                phase, times = phases.random(), []
+                for side in sides if run % 2 else reversed(sides):     # each side goes first in turn
+                    at_phase(log_path, phase)
+                    times.append(side())
                 if run:
+                    raw_time, cold_time = times if run % 2 else reversed(times)
                     raw.append(raw_time)
                     cold.append(cold_time)
         finally:
