@@ -151,6 +151,25 @@ def test_acting_for_a_user(fake):
     listed = client.get("/api/sessions", headers=as_alice).get_json()["sessions"]
     assert [s["id"] for s in listed] == [created.get_json()["id"]]      # hers only, not everyone's
     assert client.get("/api/sessions/" + other["id"], headers=as_alice).status_code == 403
+    # Her command is hers, run via the portal: the history and the audit log say both.
+    import logging
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    audit = logging.getLogger("cxs.audit")
+    level = audit.level
+    audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
+    try:
+        ran = client.post("/api/sessions/%s/commands" % created.get_json()["id"], headers=as_alice,
+                          json={"command": "version"})
+    finally:
+        audit.removeHandler(handler)
+        audit.setLevel(level)
+    assert ran.status_code == 200, ran.get_json()
+    assert any("user=lab-alice via=portal-backend" in r.getMessage() for r in records)
+    entry = client.get("/api/sessions/%s/commands" % created.get_json()["id"], headers=as_alice).get_json()
+    assert [(c["user"], c["via"]) for c in entry["commands"]] == [("lab-alice", "portal-backend")]
     # Never more than the token's own scopes: it has no files:write.
     upload = client.post("/api/sessions/%s/files" % created.get_json()["id"], headers=as_alice,
                          data={"file": (__import__("io").BytesIO(b"x"), "x.txt")})

@@ -16,6 +16,7 @@ class CommandStateSchema(Schema):
     ok = fields.Boolean(allow_none=True)
     duration_ms = fields.Float(allow_none=True)
     user = fields.String(allow_none=True)
+    via = fields.String(allow_none=True)
     # Once ended, a command run with wait false keeps the synchronous reply's parts:
     log = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
     json_values = fields.List(fields.Raw())
@@ -26,6 +27,7 @@ class CommandEntrySchema(HistoryEntrySchema):
     id = fields.String(attribute="command_id", allow_none=True)
     status = fields.String(allow_none=True)
     user = fields.String(allow_none=True)
+    via = fields.String(allow_none=True, metadata={"description": "the token user that acted for `user` (X-Act-As)"})
 
 
 class CommandListSchema(Schema):

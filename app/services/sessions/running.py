@@ -172,7 +172,7 @@ def resource(entry: dict[str, Any]) -> dict[str, Any]:
     status = entry["status"] or (FAILED if entry["verdict"] == "deny" or entry["ok"] is False else DONE)
     shown = {"id": entry["command_id"], "command": entry["command"], "status": status, "at": entry["at"],
              "verdict": entry["verdict"], "ok": entry["ok"], "duration_ms": entry["duration_ms"],
-             "user": entry["user"]}
+             "user": entry["user"], "via": entry.get("via")}
     if entry.get("result"):
         shown.update({key: entry["result"].get(key) for key in ("log", "json_values", "error")})
     return shown
