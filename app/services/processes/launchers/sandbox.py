@@ -19,12 +19,13 @@ neither root's nor the service account's rights. Run as another user, the
 service has no uid to give away: bubblewrap runs unprivileged in a user
 namespace and ChimeraX keeps the service account's uid (a warning at start).
 """
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 import logging
 import os
 import pwd
 import shutil
 import subprocess
+from typing import Any
 
 log = logging.getLogger("cxs.sandbox")
 
@@ -263,3 +264,14 @@ def choose_sandbox(setting: str | None, executable: str | None, agent_script: st
         log.warning("no OS sandbox (%s): ChimeraX runs as the service account; set SANDBOX=none "
                     "to acknowledge, or install bubblewrap", err)
         return NoSandbox(agent_script)
+
+
+def sandbox_owner(config: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The uid/gid ChimeraX runs as on the nodes (SANDBOX_USER when jobs run as root)."""
+    if os.geteuid() != 0 or config["SANDBOX"] == "none":
+        return None
+    try:
+        entry = pwd.getpwnam(config["SANDBOX_USER"])
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid

@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import pwd
 import secrets
 import shlex
 import shutil
@@ -32,7 +31,7 @@ from ..locate import PROJECT_ROOT, Executable
 from .base import Launcher
 from .cgroups import address_space_mb
 from .local import channel_of
-from .sandbox import FETCH_CACHE, WORKSPACE
+from .sandbox import FETCH_CACHE, WORKSPACE, sandbox_owner
 from .slurm_cli import LIVE_STATES, JobTable, SchedulerUnavailable, Slurm, SlurmError
 from .slurm_job import FAILED, READY
 
@@ -78,7 +77,7 @@ class SlurmLauncher(Launcher):
         self.jobs = JobTable(slurm, NAME_PREFIX, "cxs:%s:" % service_id, max_age=config["SLURM_POLL_INTERVAL"])
         with open(config["SLURM_SCRIPT_TEMPLATE"] or TEMPLATE) as text:
             self.template = string.Template(text.read())
-        self.owner = _sandbox_owner(config)
+        self.owner = sandbox_owner(config)
 
     @property
     def available(self) -> bool:
@@ -345,13 +344,3 @@ class _Gone:
 
 GONE = _Gone()
 
-
-def _sandbox_owner(config):
-    """The uid/gid ChimeraX runs as on the nodes (SANDBOX_USER when jobs run as root)."""
-    if os.geteuid() != 0 or config["SANDBOX"] == "none":
-        return None
-    try:
-        entry = pwd.getpwnam(config["SANDBOX_USER"])
-    except KeyError:
-        return None
-    return entry.pw_uid, entry.pw_gid
