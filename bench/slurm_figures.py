@@ -12,8 +12,11 @@ about the same point of that cycle, so one side could wait ~1 s longer every
 time for where it happened to fall, not for anything it did. Each pair of runs
 therefore starts both sides at the same point of the cycle, drawn at random
 per pair: the wait for the loop is the same for both on average and in each
-pair, and what the API does before its sbatch still counts (it can still miss
-the loop's turn the raw submission caught). Each side goes first in every
+pair. The point is predicted from the loop's last turns, which a loaded
+machine delays by up to ~0.1 s: it is drawn from 0.1-0.9 of the cycle, so
+that an error does not put the two sides on different turns (what the API
+does before its sbatch, ~5-10 ms, could make it miss a turn in ~1 % of runs:
+that moves a median by nothing). Each side goes first in every
 other pair (what the one before leaves behind, e.g. a job still exiting).
 """
 import os
@@ -121,7 +124,7 @@ def slurm_figures(workdir, workers, runs):
 
             sides = (lambda: raw_start(launcher, server.env["WORKSPACE_ROOT"]), through_api)
             for run in range(runs + 1):         # the first pair warms up and finds the cycle
-                phase, times = phases.random(), []
+                phase, times = phases.uniform(0.1, 0.9), []
                 for side in sides if run % 2 else reversed(sides):     # each side goes first in turn
                     at_phase(log_path, phase)
                     times.append(side())
