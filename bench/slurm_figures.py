@@ -7,20 +7,21 @@
 
 slurmctld starts a queued batch job in its background loop, once a second:
 a job waits from its sbatch to that loop's next turn, 0 to 1 s. Run after run
-the bench's own rhythm (a start, a stop, the next start) keeps each side at
+the bench's own rhythm (a start, a stop, the next start) kept each side at
 about the same point of that cycle, so one side could wait ~1 s longer every
-time for where it happened to fall, not for anything it did. Each pair of runs
-therefore starts both sides at the same point of the cycle, drawn at random
-per pair: the wait for the loop is the same for both on average and in each
-pair. The point is predicted from the loop's last turns, which a loaded
-machine delays by up to ~0.1 s: it is drawn from 0.1-0.9 of the cycle, so
-that an error does not put the two sides on different turns (what the API
-does before its sbatch, ~5-10 ms, could make it miss a turn in ~1 % of runs:
-that moves a median by nothing). Each side goes first in every
-other pair (what the one before leaves behind, e.g. a job still exiting).
+time for where it happened to fall, not for anything it did. Both sides now
+start half a cycle after the loop's last turn (MID_CYCLE), the average wait,
+predicted from its last turns (a loaded machine delays a turn by up to
+~0.1 s: half a cycle keeps an error from putting the two sides on different
+turns). What the API does before its sbatch (5-10 ms) is thereby always
+absorbed by the wait; for a user at a random moment it costs the next turn
+in that fraction of creates (~1 %): the median moves by nothing either way.
+With a random phase per pair instead, the runs' times spread over 0.9-1.5 s
+and the ratio of the two medians came down to one pair's (1.077 with every
+pair within 2 % but one). Each side goes first in every other pair (what the
+one before leaves behind, e.g. a job still exiting, falls on both).
 """
 import os
-import random
 import re
 import secrets
 import statistics
@@ -56,6 +57,9 @@ def scheduler_turns(log_path):
                 turns = turns[-1:] + [time.mktime(time.strptime(found.group(1), "%Y-%m-%dT%H:%M:%S"))
                                       + float(found.group(2))]
     return turns
+
+
+MID_CYCLE = 0.5
 
 
 def at_phase(log_path, phase):
@@ -111,7 +115,6 @@ def slurm_figures(workdir, workers, runs):
             launcher = build_launcher(_config(server.env), "bench-raw")
             user = server.token("bench")
             log_path = os.path.join(cluster.base, "slurmctld.log")
-            phases = random.Random(7)
             cold, raw = [], []
 
             def through_api():
@@ -124,13 +127,13 @@ def slurm_figures(workdir, workers, runs):
 
             sides = (lambda: raw_start(launcher, server.env["WORKSPACE_ROOT"]), through_api)
             for run in range(runs + 1):         # the first pair warms up and finds the cycle
-                phase, times = phases.uniform(0.1, 0.9), []
+                times = []
                 for side in sides if run % 2 else reversed(sides):     # each side goes first in turn
-                    at_phase(log_path, phase)
+                    at_phase(log_path, MID_CYCLE)
                     times.append(side())
                 raw_time, cold_time = times if run % 2 else reversed(times)
-                print("7a -w %d pair %d at phase %.2f: raw %.0f ms, API %.0f ms%s" % (
-                    workers, run, phase, raw_time * 1e3, cold_time * 1e3, "" if run else " (warm-up)"),
+                print("7a -w %d pair %d: raw %.0f ms, API %.0f ms%s" % (
+                    workers, run, raw_time * 1e3, cold_time * 1e3, "" if run else " (warm-up)"),
                     file=sys.stderr, flush=True)
                 if run:
                     raw.append(raw_time)
@@ -139,8 +142,7 @@ def slurm_figures(workdir, workers, runs):
             server.stop()
         ratio = statistics.median(cold) / statistics.median(raw)
         # Beside it, the median of each pair's own ratio: the two sides of a pair run
-        # seconds apart at the same phase, so the machine's load drifting (it is
-        # shared) moves it less than the ratio of the two medians.
+        # seconds apart, so the machine's load drifting (it is shared) moves it less.
         paired = statistics.median([c / r for c, r in zip(cold, raw, strict=True)])
         rows.append((workers, "7a. Slurm cold create vs raw sbatch->ready of the same script (median)",
                      "%.0f ms vs %.0f ms" % (statistics.median(cold) * 1e3, statistics.median(raw) * 1e3),
