@@ -18,7 +18,7 @@ absorbed by the wait; for a user at a random moment it costs the next turn
 in that fraction of creates (~1 %): the median moves by nothing either way.
 With a random phase per pair instead, the runs' times spread over 0.9-1.5 s
 and the ratio of the two medians came down to one pair's (1.077 with every
-pair within 2 % but one). Each side goes first in every other pair (what the
+pair within 3 % but one). Each side goes first in every other pair (what the
 one before leaves behind, e.g. a job still exiting, falls on both).
 """
 import os
