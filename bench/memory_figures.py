@@ -48,6 +48,7 @@ import psutil
 
 from bench.fetch_figures import PDB
 from cxs_client import Client
+from tests.conftest import sandbox_tree
 
 MiB = 2**20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -208,17 +209,6 @@ def client_of(server, user, role="user"):
     return Client(server.url, server.token(user, role)["Authorization"].split(" ", 1)[1], timeout=300)
 
 
-def session_tree(pid):
-    """The sandboxed ChimeraX `pid` and every process of its sandbox (host view)."""
-    proc = psutil.Process(pid)
-    top = proc
-    for parent in proc.parents():
-        if parent.name() != "bwrap":
-            break
-        top = parent
-    return [top] + top.children(recursive=True)
-
-
 def measure(owner, admin, sids, identical=False):
     """Each session's tree once all are idle: psutil totals, smaps by file, and
     the physical pages it maps (for the pages all sessions hold together)."""
@@ -227,7 +217,7 @@ def measure(owner, admin, sids, identical=False):
     out = {"settled": settled, "rss": [], "pss": [], "uss": [], "cgroup": [], "files": [], "processes": [],
            "frames": []}
     for sid in sids:
-        tree = session_tree(pids[sid])
+        tree = sandbox_tree(pids[sid])
         totals, files = collections.Counter(), collections.defaultdict(collections.Counter)
         frames = set()
         for proc in tree:
@@ -246,7 +236,7 @@ def measure(owner, admin, sids, identical=False):
         out["frames"].append(frames)
         out["processes"].append(len(tree))
         out["cgroup"].append((admin.get(sid).get("usage") or {}).get("memory_bytes") or 0)
-    trees = {p.pid for sid in sids for p in session_tree(pids[sid])}
+    trees = {p.pid for sid in sids for p in sandbox_tree(pids[sid])}
     out["others"] = others_mapping(trees)
     if identical:
         out["identical"] = identical_pages([pids[sid] for sid in sids])
@@ -297,7 +287,7 @@ def wait_idle(owner, sids, pids, timeout=120):
 
 def tree_sample(pid):
     cpu = rss = 0.0
-    for proc in session_tree(pid):
+    for proc in sandbox_tree(pid):
         try:
             times = proc.cpu_times()
             cpu += times.user + times.system
