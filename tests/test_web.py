@@ -15,7 +15,7 @@ import time
 import psutil
 import pytest
 import requests
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -58,7 +58,23 @@ def all_by_testid(driver, name, within=None):
 
 
 def until(driver, condition, message):
-    return WebDriverWait(driver, WAIT, poll_frequency=0.2).until(lambda d: condition(), message)
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.2).until(lambda d: condition(), message)
+    except TimeoutException:    # say what the page showed instead
+        raise TimeoutException("%s; the page showed: %s" % (message, page_state(driver))) from None
+
+
+def page_state(driver):
+    shown = {}
+    for name in ("error", "busy", "session-status", "session-ended"):
+        found = all_by_testid(driver, name)
+        if found and found[0].is_displayed():
+            shown[name] = found[0].text
+    try:
+        logs = [entry["message"] for entry in driver.get_log("browser")][-5:]
+    except Exception as err:     # a driver without the browser's log
+        logs = [repr(err)]
+    return "%s at %s; console: %s" % (shown, driver.current_url, logs)
 
 
 def sign_in(driver, url, token):
