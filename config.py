@@ -107,8 +107,11 @@ SETTINGS = (
             'agent TCP ports handed out when unsandboxed (reserved in the store, taken ports '
             'skipped); `0`: the agent picks and announces its port. Sandboxed sessions use a Unix '
             'socket'),
-    Setting("CHIMERAX_OFFSCREEN", bool, True,
-            'pass `--offscreen` (OSMesa rendering)', shown='`true`'),
+    Setting("CHIMERAX_OFFSCREEN", str, "lazy",
+            'offscreen (OSMesa) rendering: `lazy` starts it in a session at its first render (an image, '
+            'the snapshot, the 3D scene), so sessions that never draw do not load it (25 MiB each: '
+            'BENCHMARKS.md figure 8); `true` at every start (`--offscreen`); `false` never (images answer 503)',
+            choices=("lazy", "true", "false")),
     Setting("SUPPORTED_CHIMERAX", str, "1.6-1.11",
             'ChimeraX releases sessions may run: those whose internals the agent was read against '
             '(docs/runtime.md); a start on another is refused'),

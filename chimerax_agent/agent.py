@@ -53,6 +53,7 @@ if "__file__" in globals():         # run as a script: its folder holds the poli
 import cxs_events  # noqa: E402
 import cxs_fetch  # noqa: E402
 import cxs_policy  # noqa: E402
+import cxs_rendering  # noqa: E402
 import cxs_selftest as selftest  # noqa: E402
 
 READY_PREFIX = "CXS agent ready:"
@@ -336,6 +337,8 @@ def start(session, environ=os.environ):
     still starting up (ChimeraX's __main__.py starts the loop after the start-up
     scripts, the version log and the data files)."""
     complete_offscreen_context()
+    if environ.pop("CXS_RENDERING", "") == "lazy" and session.main_view.render is None:
+        cxs_rendering.install(session)
     secret = environ.pop("CXS_AGENT_SECRET", "")
     fd = environ.pop("CXS_AGENT_FD", "")
     failed = selftest.failure(session)

@@ -89,7 +89,7 @@ def test_snapshot_bounds(client, alice, query):
 
 
 def test_snapshot_without_offscreen_rendering_is_503(app_factory):
-    app = app_factory(CHIMERAX_OFFSCREEN=False)
+    app = app_factory(CHIMERAX_OFFSCREEN="false")
     client = app.test_client()
     alice = token_header(app, "alice")
     url = new_session(client, alice)

@@ -359,6 +359,8 @@ def test_a_snapshot_that_would_exceed_the_sessions_memory_is_refused_before_it_i
     one, and lives."""
     probe = app_factory(COMMAND_TIMEOUT=30.0)
     viewer = Viewer(probe)
+    # What an idle session uses once it has drawn: its renderer started (CHIMERAX_OFFSCREEN=lazy).
+    assert viewer.get("/snapshot", width=64, height=64, supersample=1).status_code == 200
     store = probe.extensions["chimerax_sessions"].new_store()
     try:
         record = store.get_session(viewer.url.rsplit("/", 1)[1])
@@ -372,7 +374,7 @@ def test_a_snapshot_that_would_exceed_the_sessions_memory_is_refused_before_it_i
             pytest.skip("no per-session cgroup on this host: SESSION_MEMORY_MB is the address-space limit")
         idle = launcher.usage(record.process)["memory_bytes"]
     assert idle and idle < 4096 * 2**20
-    # A limit 300 MB above what an idle session uses: a 4096 x 4096 render needs about 512 MB.
+    # A limit 300 MB above what an idle session that has drawn uses: a 4096 x 4096 render needs about 512 MB.
     # (the other limit out of the way: the address space's default follows SESSION_MEMORY_MB)
     other = {} if setting == "SESSION_ADDRESS_SPACE_MB" else {"SESSION_ADDRESS_SPACE_MB": 16384}
     app = app_factory(COMMAND_TIMEOUT=30.0, **{setting: idle // 2**20 + 300}, **other)

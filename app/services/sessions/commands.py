@@ -116,7 +116,7 @@ class SessionCommands(SessionBase):
             result = self._run_waiting_out_renders(record, command, profile, command_id, timeout)
             metrics.COMMAND_SECONDS.observe(result.duration_ms / 1000)
         except ChimeraXDied as err:
-            reason = self.launcher.exit_reason(record.process)
+            reason = self._why_it_ended(record)
             if reason:
                 self.end(record, reason)
             if reason == "memory_limit":
@@ -127,6 +127,17 @@ class SessionCommands(SessionBase):
             self._touch_coalesced(record)
         self._enforce_quota(record, started)
         return result
+
+    def _why_it_ended(self, record, wait=2.0):
+        """The end reason of a process whose channel closed, once it has ended:
+        a process the kernel is killing closes its socket before it is gone
+        (polled briefly; None if it still runs)."""
+        deadline = time.monotonic() + wait
+        while True:
+            reason = self.launcher.exit_reason(record.process)
+            if reason or time.monotonic() >= deadline:
+                return reason
+            time.sleep(0.02)
 
     def _run_waiting_out_renders(self, record, command, profile, command_id, timeout):
         """Run it; while the session is busy with the service's own work (a

@@ -92,15 +92,18 @@ class SessionExports(SessionRunning):
         kernel would end the session)."""
         limits = self.launcher.limits_in_force(record.process)
         usage = self.launcher.usage(record.process) or {}
+        first_draw = self.launcher.draws(record.process) is False
         for setting, limit_mb, used in (
                 ("SESSION_ADDRESS_SPACE_MB", limits.get("address_space_mb"),
                  self.launcher.address_space_bytes(record.process) if record.process else None),
                 ("SESSION_MEMORY_MB", limits.get("memory_mb"), usage.get("memory_bytes"))):
             limit = (limit_mb or 0) * 2**20
-            if limit and used is not None and used + needs > limit:
-                raise SceneTooLarge("%s needs about %d MB more; the session uses %d of its %d MB (%s): "
+            more = needs + (render.FIRST_DRAW_BYTES[setting] if first_draw else 0)
+            if limit and used is not None and used + more > limit:
+                raise SceneTooLarge("%s needs about %d MB more%s; the session uses %d of its %d MB (%s): "
                                     "ask for fewer pixels, or hide or close models"
-                                    % (doing, needs // 2**20 + 1, used // 2**20, limit // 2**20, setting))
+                                    % (doing, more // 2**20 + 1, " (its first draw starts the renderer)"
+                                       if first_draw else "", used // 2**20, limit // 2**20, setting))
 
     def _export(self, principal, session_id, kind, suffix, keywords, check, prepare=None, needs=0):
         """The bytes of a file ChimeraX saves of the scene (`save FILE` + `keywords`),

@@ -32,6 +32,12 @@ GLTF_BYTES_PER_TRIANGLE = 12
 # buffer several times, it does not enlarge it.
 BYTES_PER_PIXEL = 32
 
+# What a session's first draw takes before any pixel when it started without
+# rendering (CHIMERAX_OFFSCREEN=lazy, chimerax_agent/cxs_rendering.py): PyOpenGL,
+# OSMesa and LLVM loaded, llvmpipe's threads with their stacks and malloc
+# arenas. Measured on the runtime: +587 MB of address space, +91 MB resident.
+FIRST_DRAW_BYTES = {"SESSION_ADDRESS_SPACE_MB": 640 * 2**20, "SESSION_MEMORY_MB": 96 * 2**20}
+
 
 def drawn_frame(png_path: str) -> str:
     """A frame's updates, then every shown drawing drawn once (into a 1 x 1

@@ -106,6 +106,11 @@ class Launcher(abc.ABC):
         """The process's virtual size, what its address-space limit counts (None: unknown)."""
         return self._address_space_bytes(_state(handle)) if handle is not None else None
 
+    def draws(self, handle: ProcessHandle | None) -> bool | None:
+        """Whether the process has started offscreen rendering (None: unknown).
+        A session started with CHIMERAX_OFFSCREEN=lazy starts it at its first draw."""
+        return self._draws(_state(handle)) if handle is not None else None
+
     def usage(self, handle: ProcessHandle | None) -> dict | None:
         """What the process tree uses now: {"cpu_seconds", "memory_bytes",
         "memory_peak_bytes", "processes"} (a value None where unknown); None if
@@ -237,6 +242,9 @@ class Launcher(abc.ABC):
         return None
 
     def _usage(self, state):
+        return None
+
+    def _draws(self, state):
         return None
 
     def _limits_in_force(self, state):

@@ -42,7 +42,7 @@ def machine_domain() -> str:
 
 class LocalLauncher(Launcher):
     def __init__(self, executable: Executable | None, sandbox: NoSandbox | Bubblewrap, control_dir: str,
-                 offscreen: bool = True, service_id: str = "cxs", limits: spawn.Limits | None = None,
+                 offscreen: str = "lazy", service_id: str = "cxs", limits: spawn.Limits | None = None,
                  host: str = "127.0.0.1", host_id: str = "local", port_range: Sequence[int] | None = None,
                  cgroups: Cgroups | None = None) -> None:
         self.found = executable         # locate.Executable or None
@@ -76,7 +76,7 @@ class LocalLauncher(Launcher):
     def command_line(self) -> list[str]:
         assert self.executable is not None, "no ChimeraX found"     # a start needs one (`available`)
         args = [self.executable, "--nogui"]
-        if self.offscreen:
+        if self.offscreen == "true":
             args.append("--offscreen")
         # Not --silent: it drops info and warning messages from replies.
         # ChimeraX runs the value as `runscript <value>`: quoted, a path may hold spaces.
@@ -98,6 +98,8 @@ class LocalLauncher(Launcher):
         files = self._control_paths(token)
         secret = secret or secrets.token_urlsafe(32)
         env = spawn.child_env(marker, self.service_id, self.host_id, secret, token)
+        if self.offscreen == "lazy":
+            env["CXS_RENDERING"] = "lazy"       # the agent starts it at the first render (cxs_rendering.py)
         listener = None
         if self.sandbox.unix_channel:
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -282,6 +284,15 @@ class LocalLauncher(Launcher):
         try:
             return main.memory_info().vms if main else None
         except psutil.Error:
+            return None
+
+    def _draws(self, state):
+        main = self._main(state)
+        try:
+            # OSMesa is loaded by the first draw (official builds bundle their own libOSMesa).
+            with open("/proc/%d/maps" % main.pid) as maps:
+                return "libOSMesa" in maps.read()
+        except (AttributeError, OSError):
             return None
 
     def _adoptable(self, state, marker):
