@@ -437,7 +437,8 @@ def gunicorn_server(tmp_path):
 def _remove_session_cgroups_of(server):
     """A server killed hard (kill_hard, a crash test) leaves its sessions'
     cgroups, emptied by the cleanup's deletes, for a successor to remove: no
-    successor comes here. Only this server's own (its store's service id)."""
+    successor comes here. Only this server's own (its store's service id).
+    The sessions' processes are ending: each is waited for a while."""
     from app.services.processes.launchers import cgroups
     store = server.store()
     try:
@@ -446,8 +447,8 @@ def _remove_session_cgroups_of(server):
         store.close()
     found = cgroups.choose("auto", "", service_id, cgroups.SessionLimits()) if service_id else None
     if found is not None:
-        for name in found.names():
-            assert found.remove(name, wait=5), "session cgroup %s still holds processes" % name
+        for name in found.names():      # a process left in one is the leak check's to report
+            found.remove(name, wait=15)
 
 
 def _end_sessions_of(server):

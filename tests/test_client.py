@@ -286,7 +286,10 @@ def test_cli_runs_in_the_background_follows_logs_and_interrupts(gunicorn_server,
     script = with_ticks(server, sid)
     follow = subprocess.Popen(cxs + ["logs", "-f", sid], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
-    follow_json = subprocess.Popen(cxs + ["logs", "-f", sid, "--json"], env=env, stdout=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal delivers it: a shell's background job (as CI may run the
+    # tests) starts with SIGINT ignored, and Python then keeps it ignored.
+    follow_json = subprocess.Popen(cxs + ["logs", "-f", sid, "--json"], env=env, stdout=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         printed, printed_json = Lines(follow.stdout), Lines(follow_json.stdout)
         printed.start()

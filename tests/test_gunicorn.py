@@ -1,6 +1,8 @@
 """End to end under real `gunicorn -w 4` with the real ChimeraX runtime, on
 each store backend (SQLite and a real PostgreSQL)."""
+import http.client
 import os
+import socket
 import time
 
 import psutil
@@ -104,3 +106,46 @@ def test_cli_tokens_list_and_revoke(database_url, gunicorn_server):
     key_only = server.token("carol")["Authorization"].split(" ", 1)[1]
     assert requests.get(server.url + "/api/sessions", headers={"X-API-Key": key_only},
                         timeout=10).status_code == 200
+
+
+def test_a_connection_wakes_one_worker_and_held_connections_spread(gunicorn_server):
+    """The workers wait for connections with EPOLLEXCLUSIVE (app/gunicorn_worker.py):
+    without it every connection wakes all four and three find nothing to
+    accept. A worker that holds a connection yields the next to another."""
+    server = gunicorn_server(workers=4, SWEEP_INTERVAL=60)
+    wait_until(lambda: len(server.worker_pids()) == 4, 30, message="four workers")
+    workers = [psutil.Process(pid) for pid in server.worker_pids()]
+
+    def woken():
+        return [w.num_ctx_switches().voluntary for w in workers]
+
+    def settled():      # booted: only the heartbeat's turn once a second wakes them
+        before = woken()
+        time.sleep(0.5)
+        return all(after - was <= 5 for after, was in zip(woken(), before, strict=True))
+    wait_until(settled, 60, interval=0, message="the workers idle")
+    before = woken()
+    requests_sent = 300
+    for _ in range(requests_sent):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/api/health")
+        assert conn.getresponse().status == 200
+        conn.close()
+    deltas = [after - was for after, was in zip(woken(), before, strict=True)]
+    print("measured: voluntary context switches of the 4 workers over %d connections: %s" % (requests_sent, deltas))
+    # Serving a connection wakes its worker ~3 times (accept, its thread, the reply's
+    # end); woken by every connection besides, the four would count ~6 a connection.
+    assert sum(deltas) < 4.5 * requests_sent, deltas
+
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(8)]
+    try:
+        def holding():
+            return [sum(1 for c in w.net_connections("tcp") if c.laddr and c.laddr.port == server.port
+                        and c.status == psutil.CONN_ESTABLISHED) for w in workers]
+        wait_until(lambda: sum(holding()) == len(held), 10, message="the workers to accept all 8")
+        print("measured: connections held per worker: %s" % holding())
+        # Without the turns the first waiting worker would take all 8.
+        assert max(holding()) <= len(held) // 2, holding()
+    finally:
+        for sock in held:
+            sock.close()
