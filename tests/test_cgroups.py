@@ -148,7 +148,8 @@ def test_a_busy_loop_is_held_to_session_cpus(gunicorn_server):
 
 
 def test_usage_shows_a_known_allocation(gunicorn_server):
-    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60)
+    # Every GET reads the cgroup (not a reading up to USAGE_VIEW_SECONDS old): before and after are apart.
+    server = gunicorn_server(workers=2, SWEEP_INTERVAL=60, USAGE_VIEW_SECONDS=0)
     admin = server.token("boss", "admin")
     session = new_session(server, admin)
     size = 400 * 2**20

@@ -194,6 +194,7 @@ LIMITS = {"memory_mb": 4096, "address_space_mb": 8192, "cpus": 1.0, "processes":
 
 def test_the_view_shows_live_usage_and_limits_and_the_last_figures_once_the_process_is_gone(fake):
     app, launcher = fake
+    app.config["USAGE_VIEW_SECONDS"] = 0        # every GET reads the launcher: the figures set are seen at once
     launcher.limits = dict(LIMITS)
     client = app.test_client()
     alice, bob, root = (token_header(app, "alice"), token_header(app, "bob"),
@@ -232,6 +233,20 @@ def test_the_view_shows_live_usage_and_limits_and_the_last_figures_once_the_proc
     launcher.set_usage(row(app, sid).process, cpu_seconds=1.5, memory_bytes=50 * MiB)
     assert client.delete(url, headers=alice).status_code == 204
     assert (row(app, sid).cpu_seconds, row(app, sid).memory_peak_bytes) == (5.5, 150 * MiB)
+
+
+def test_a_reading_of_usage_is_shown_again_within_usage_view_seconds(fake):
+    app, launcher = fake
+    client, alice = app.test_client(), token_header(app, "alice")
+    url = "/api/sessions/" + _create(client, alice)
+    process = row(app, url.rsplit("/", 1)[1]).process
+    app.config["USAGE_VIEW_SECONDS"] = 3600
+    launcher.set_usage(process, cpu_seconds=1.0, memory_bytes=10 * MiB, memory_peak_bytes=10 * MiB, processes=2)
+    first = client.get(url, headers=alice).get_json()["usage"]
+    launcher.set_usage(process, cpu_seconds=2.0, memory_bytes=20 * MiB, memory_peak_bytes=20 * MiB, processes=3)
+    assert client.get(url, headers=alice).get_json()["usage"] == first       # the same reading, not read again
+    app.config["USAGE_VIEW_SECONDS"] = 0
+    assert client.get(url, headers=alice).get_json()["usage"]["memory_bytes"] == 20 * MiB
 
 
 def test_a_process_out_of_reach_is_not_read_here(fake, monkeypatch):

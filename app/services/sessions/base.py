@@ -257,7 +257,7 @@ class SessionBase:
 
     def usage(self, record: SessionRecord) -> dict[str, Any]:
         """What the session uses (live while its process runs), as its view shows it."""
-        return sampling.usage_view(self.launcher, record)
+        return sampling.usage_view(self.launcher, record, self.settings["USAGE_VIEW_SECONDS"])
 
     def limits(self, record: SessionRecord) -> dict[str, Any] | None:
         return sampling.limits_view(self.launcher, record)

@@ -2,6 +2,8 @@
 ticks, and once before its process stops, so its final CPU figure is kept),
 and shown in the session's view with the limits in force."""
 import logging
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from ...store import SessionRecord, Store
@@ -12,6 +14,11 @@ if TYPE_CHECKING:
     from ..processes.launchers.base import Launcher
 
 log = logging.getLogger("cxs.usage")
+
+# What this worker last read of each session's process: {(session, process): (when, figures)}.
+_readings: dict[tuple[str, str], tuple[float, dict | None]] = {}
+_readings_lock = threading.Lock()
+_READINGS_MAX = 10000
 
 LIMIT_KEYS = ("memory_mb", "address_space_mb", "cpus", "processes", "enforced_by")
 
@@ -51,7 +58,7 @@ def sample_before_stop(store: Store, launcher: "Launcher", record: SessionRecord
         log_fault(log, "session %s: its last usage sample failed", record.id)
 
 
-def usage_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any]:
+def usage_view(launcher: "Launcher", record: SessionRecord, max_age: float = 0.0) -> dict[str, Any]:
     """{"cpu_seconds", "memory_bytes", "memory_peak_bytes", "processes"}: while
     its process runs, the launcher's figures now (CPU and peak counted with
     the session's earlier processes, as a sample would record them); else, or
@@ -59,12 +66,7 @@ def usage_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any]:
     (memory and processes unknown)."""
     recorded = SessionUsage(record.cpu_seconds, record.memory_bytes, record.memory_peak_bytes,
                             record.usage_process, record.usage_process_cpu)
-    live = None
-    if _running_here(launcher, record):
-        try:
-            live = launcher.usage(record.process)
-        except Exception:
-            log_fault(log, "session %s: its usage could not be read", record.id)
+    live = _live_reading(launcher, record, max_age) if _running_here(launcher, record) else None
     if not live:
         return {"cpu_seconds": record.cpu_seconds, "memory_bytes": None,
                 "memory_peak_bytes": record.memory_peak_bytes, "processes": None}
@@ -72,6 +74,27 @@ def usage_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any]:
                      live.get("memory_peak_bytes"))
     return {"cpu_seconds": now.cpu_seconds, "memory_bytes": live.get("memory_bytes"),
             "memory_peak_bytes": now.memory_peak_bytes, "processes": live.get("processes")}
+
+
+def _live_reading(launcher, record, max_age):
+    """The launcher's figures for the session's process, read at most once per
+    `max_age` s in this worker (a reading of figures that change all the time)."""
+    key = (record.id, process_key(launcher, record))
+    now = time.monotonic()
+    with _readings_lock:
+        held = _readings.get(key)
+    if held is not None and now - held[0] < max_age:
+        return held[1]
+    try:
+        live = launcher.usage(record.process)
+    except Exception:
+        log_fault(log, "session %s: its usage could not be read", record.id)
+        return None
+    with _readings_lock:
+        if len(_readings) >= _READINGS_MAX:
+            _readings.clear()
+        _readings[key] = (now, live)
+    return live
 
 
 def limits_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any] | None:
