@@ -181,6 +181,10 @@ function applyAccess(record) {
   if (access !== "owner" && access !== "control") document.querySelectorAll(".acts").forEach((node) => node.remove());
   if (access === "owner" && !viaLink) setUpShareDialog(base);
   else document.querySelectorAll("#share, #suspend, #resume, #delete, #share-dialog").forEach((node) => node.remove());
+  // Before the buttons show (the caller shows them next): a click that comes
+  // while the first image and files still load must not find them dead.
+  if (access === "owner" || access === "control") setUpCommands();
+  if (access === "owner") setUpOwnerActions();
 }
 
 function show(elementId, visible) {
@@ -301,8 +305,6 @@ async function start() {
   log.onChange(showRunning);
   await busy("Loading the session…", poll).catch(() => {});
   if (access === null) return;             // not readable (refused, unknown): the error says why
-  if (access === "owner" || access === "control") setUpCommands();
-  if (access === "owner") setUpOwnerActions();
   const live = document.getElementById("live");
   follow(base + "/events", onEvent, (state) => {
     live.textContent = { live: "live", reconnecting: "reconnecting…", ended: "" }[state];
