@@ -287,6 +287,11 @@ SETTINGS = (
             'on SIGTERM, end every session (`server_shutdown`) instead of leaving them for adoption', shown='`false`'),
     Setting("STORE_BUSY_TIMEOUT", float, 5.0,
             's to wait for a locked database before answering 503', shown='`5`', positive=True),
+    Setting("SESSION_VIEW_CACHE_SECONDS", float, 2.0,
+            "PostgreSQL: s a worker may show a session's row without reading it again, told of every "
+            "change by the database's notices (~0.2 ms after a commit on any host); the bound holds if "
+            "notices stop; one more connection per worker; 0: read on every GET", shown='`2`',
+            not_negative=True),
 
     # Sweeper
     Setting("SWEEPER_ENABLED", bool, True,

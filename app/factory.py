@@ -39,7 +39,7 @@ class Runtime:
                               profiles=self.profiles)
 
     def new_store(self):
-        return Store(self.url, self.config["STORE_BUSY_TIMEOUT"])
+        return Store(self.url, self.config["STORE_BUSY_TIMEOUT"], self.config["SESSION_VIEW_CACHE_SECONDS"])
 
     def thread_store(self):
         """This thread's store handle (see Store.end_request for its connection)."""

@@ -301,6 +301,10 @@ def api_figures(workdir, workers, opts, postgres, backend):
             trip = round_trip(server.database, opts.runs * 100)
             rows.append((workers, "4b. one PostgreSQL round trip (SELECT 1), p50 / p99", "%.0f / %.0f us" % (
                 pct(trip, 50) * 1e6, pct(trip, 99) * 1e6), "-", "informational", True))
+            seen = notice_delay(server.database, sid, opts.runs * 20)
+            rows.append((workers, "4c. a change by another host, seen by a kept session view: p50 / p99 / max",
+                         "%.0f / %.0f / %.0f us" % (pct(seen, 50) * 1e6, pct(seen, 99) * 1e6, max(seen) * 1e6),
+                         "bound 2 s without notices", "informational", True))
 
         if backend == "sqlite":
             ids, latencies, per_session = many_sessions(server, users, admin, opts.sessions, 500)
@@ -330,6 +334,37 @@ def round_trip(url, runs):
     finally:
         engine.dispose()
     return times
+
+
+def notice_delay(url, sid, runs):
+    """From a commit on another connection to the first session view that shows
+    it (store/session_views.py), polled every ~0.1 ms: how stale a GET on
+    PostgreSQL can be while notices flow. (A reader that never lets go of the
+    GIL delays the listener by up to Python's switch interval, 5 ms.)"""
+    import psycopg
+    from app.store import Store, session_views
+    store = Store(url, view_seconds=2.0)
+    statuses, delays = ("active", "suspended"), []
+    try:
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as other:
+            wait_for_kept = time.monotonic() + 10
+            while store._views.get(sid) is None and time.monotonic() < wait_for_kept:
+                store.get_session(sid, view=True)
+            before = store.get_session(sid).status
+            for i in range(runs + 1):
+                status = statuses[i % 2]
+                store.get_session(sid, view=True)       # kept
+                other.execute("UPDATE sessions SET status = %s WHERE id = %s", (status, sid))
+                committed = time.perf_counter()
+                while store.get_session(sid, view=True).status != status:
+                    time.sleep(0.0001)      # as requests do between reads: a spinning reader holds the GIL
+                if i:       # the first waited for the listener to start
+                    delays.append(time.perf_counter() - committed)
+            other.execute("UPDATE sessions SET status = %s WHERE id = %s", (before, sid))
+    finally:
+        store.close()
+        session_views.stop_all()
+    return delays
 
 
 def command_rows(workdir, workers, opts, postgres):

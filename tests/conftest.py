@@ -477,8 +477,10 @@ def postgres_server():
 def postgres_url(postgres_server):
     """A fresh database of its own on the run's PostgreSQL server (dropped after the
     test: request it before the fixtures that use it)."""
+    from app.store import session_views
     name = postgres_server.create_database()
     yield postgres_server.url(name)
+    session_views.stop_all()        # this process's listeners on it (a test's app read a session view)
     postgres_server.drop_database(name)
 
 

@@ -32,8 +32,9 @@ def test_two_instances_share_sessions_capacity_and_one_sweeper(postgres_url, gun
     # POOL_SIZE=0: pooled processes count against MAX_SESSIONS while the pool fills, so
     # "exactly MAX_SESSIONS creates succeed" would depend on how far it got (the pool's
     # own capacity sharing is test_pool.py's).
+    # SESSION_VIEW_CACHE_SECONDS=30: a view seen ended on a before the bound can only be the notice's doing.
     common = dict(workers=2, database_url=url, SWEEP_INTERVAL=interval, MAX_SESSIONS=5,
-                  MAX_SESSIONS_PER_USER=20, SESSION_IDLE_TIMEOUT_MIN=1, POOL_SIZE=0)
+                  MAX_SESSIONS_PER_USER=20, SESSION_IDLE_TIMEOUT_MIN=1, POOL_SIZE=0, SESSION_VIEW_CACHE_SECONDS=30)
     a = gunicorn_server(HOST_ID="a", **common)
     b = gunicorn_server(HOST_ID="b", **common)
     b.env["WORKSPACE_ROOT"] = a.env["WORKSPACE_ROOT"]
@@ -52,8 +53,13 @@ def test_two_instances_share_sessions_capacity_and_one_sweeper(postgres_url, gun
                         timeout=30)
     assert ran.status_code == 200 and ran.json()["ok"], ran.text
     pid = requests.get(a.url + "/api/sessions/" + sid, headers=admin, timeout=10).json()["pid"]
+    for _ in range(8):      # every worker of a keeps the row for its views
+        assert requests.get(a.url + "/api/sessions/" + sid, headers=alice, timeout=10).json()["status"] == "active"
     assert requests.delete(b.url + "/api/sessions/" + sid, headers=alice, timeout=30).status_code == 204
     assert not alive(pid)
+    # Ended through b, seen so through a's workers at once (their notices), not after the bound.
+    wait_until(lambda: all(requests.get(a.url + "/api/sessions/" + sid, headers=alice, timeout=10).status_code
+                           == 404 for _ in range(8)), 5, interval=0.01, message="the deletion seen through a")
 
     # 20 concurrent creates over both instances against MAX_SESSIONS=5: exactly 5.
     results, barrier = [], threading.Barrier(20)

@@ -71,7 +71,7 @@ def get_session(session_id):
     lists or other replies, because each asks its launcher (a scheduler may
     have to ask its node)."""
     service = get_session_service()
-    record = service.readable(g.principal, str(session_id))
+    record = service.readable(g.principal, str(session_id), view=True)
     view = _view(record, service)
     limits = service.limits(record)
     view.update(usage=_usage_schema.dump(service.usage(record)),

@@ -5,7 +5,7 @@ import os
 
 import sqlalchemy as sa
 
-from . import database
+from . import database, session_views
 from .database import StoreUnavailable
 from .models import LIVE_STATUSES
 from .tables import service, sessions
@@ -21,9 +21,11 @@ def filtered(query: sa.Select, table: sa.Table, **equal: object) -> sa.Select:
 
 
 class StoreBase:
-    def __init__(self, target: str, busy_timeout: float = 5.0) -> None:
+    def __init__(self, target: str, busy_timeout: float = 5.0, view_seconds: float = 0.0) -> None:
         self.url = database.as_url(target)
         self.engine = database.engine_for(self.url, busy_timeout)
+        # Session rows for views, told of changes (session_views; PostgreSQL only).
+        self._views = session_views.for_engine(self.engine, view_seconds)
         self.pid = os.getpid()      # a handle (and its pool) must not cross a fork
         self._connection = None
         self._keeps_connection = database.is_sqlite(self.url)
@@ -80,10 +82,18 @@ class StoreBase:
         """
         for attempt in (1, 2):
             try:
-                return action(self._conn())
+                result = action(self._conn())
+                if not read:
+                    self._wrote()
+                return result
             except Exception as err:
                 if not (self._fault(err) and read and attempt == 1):
                     raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
+
+    def _wrote(self):
+        # This process's own writes are seen by its next read, not a notice later.
+        if self._views is not None:
+            self._views.changed()
 
     def _fault(self, err):
         """Re-raise our bugs (a 500 with its traceback); after an outage drop the
@@ -112,6 +122,8 @@ class StoreBase:
         except Exception as err:
             self._fault(err)
             raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
+        finally:
+            self._wrote()
 
     @contextmanager
     def _transaction(self):
@@ -125,6 +137,8 @@ class StoreBase:
         except Exception as err:
             self._fault(err)
             raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
+        finally:
+            self._wrote()
 
     def _count(self, table, *conditions):
         return self._execute(sa.select(sa.func.count()).select_from(table).where(*conditions)).scalar()

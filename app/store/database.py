@@ -26,6 +26,8 @@ import zlib
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
+from . import session_views
+
 # Two-key advisory locks: (class, crc32 of the domain); classes keep the uses apart.
 CAPACITY_LOCK, LEADER_LOCK, MIGRATION_LOCK, WEBHOOK_LOCK = 7301, 7302, 7303, 7304
 
@@ -184,6 +186,7 @@ def _create_engine(url, busy_timeout):
 
 
 def dispose_all() -> None:
+    session_views.stop_all()        # its listeners hold connections of their own
     with _engines_lock:
         for (_url, _timeout, pid), engine in list(_engines.items()):
             if pid == os.getpid():

@@ -104,8 +104,19 @@ class SessionQueries(PoolQueries, OutboxQueries):
         return [SessionRecord.from_row(r) for r in self._execute(filtered(query, sessions, domain=domain))
                 .mappings()]
 
-    def get_session(self, session_id: str) -> SessionRecord | None:
-        row = self._first(GET_SESSION, id=session_id)
+    def get_session(self, session_id: str, view: bool = False) -> SessionRecord | None:
+        """`view`: for showing, not deciding; it may come from the rows PostgreSQL
+        keeps this process told of (session_views), at most the bound old."""
+        views = self._views if view else None
+        if views is None:
+            row = self._first(GET_SESSION, id=session_id)
+        else:
+            row = views.get(session_id)
+            if row is None:
+                epoch = views.epoch(session_id)
+                row = self._first(GET_SESSION, id=session_id)
+                if row is not None:
+                    views.put(session_id, row, epoch)
         return SessionRecord.from_row(row) if row else None
 
     def list_sessions(self, user: str | None = None, statuses: Sequence[str] | None = None,

@@ -73,11 +73,13 @@ class SessionBase:
         name = self.settings["ROLE_PROFILES"].get(principal.role, "viewer")
         return self.profiles.get(name, self.profiles["viewer"])
 
-    def get_for(self, principal: Principal, session_id: str, need: str = OWNER) -> SessionRecord:
+    def get_for(self, principal: Principal, session_id: str, need: str = OWNER,
+                view: bool = False) -> SessionRecord:
         """The session if `principal` may do what `need`s (sharing.py: OWNER, the
         default, for what only its owner or an admin may do; VIEW; CONTROL):
-        404 unknown, 403 otherwise."""
-        record = self._store_call(self.store.get_session, session_id)
+        404 unknown, 403 otherwise. `view`: only to show it (the store may
+        answer from rows it was told of changes to, Store.get_session)."""
+        record = self._store_call(self.store.get_session, session_id, view)
         if record is None:
             raise NotFound("no session %s" % session_id)
         if principal.link_session is not None:     # a share link: its session, to view, and nothing else
@@ -94,10 +96,11 @@ class SessionBase:
             raise Forbidden("session %s is shared with you to %s only" % (session_id, granted))
         return record
 
-    def readable(self, principal: Principal, session_id: str, need: str = VIEW) -> SessionRecord:
+    def readable(self, principal: Principal, session_id: str, need: str = VIEW,
+                 view: bool = False) -> SessionRecord:
         """The session to read; one ended by DELETE no longer exists (404
         session_deleted), one that ended otherwise still says when and why."""
-        record = self.get_for(principal, session_id, need)
+        record = self.get_for(principal, session_id, need, view)
         if record.deleted_at is not None:
             raise Deleted("session %s was deleted" % session_id)
         return record
