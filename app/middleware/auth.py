@@ -19,6 +19,7 @@ from ..services.errors import TokenExpired
 from ..services.identity.oidc import OidcRejected, OidcUnavailable, OidcVerifier
 from ..services.identity.scopes import ROLE_SCOPES
 from ..services.identity.tokens import hash_token
+from ..services.recent import MISSING, Recent
 from ..services.sessions.sharing import link_principal
 from ..store import Principal
 from .errors import ApiError
@@ -26,7 +27,7 @@ from .errors import ApiError
 _SCOPES_KEY = "cxs_required_scopes"
 LINK_HEADER = "X-Share-Link"
 _OIDC_KEY = "cxs_oidc_verifier"
-_oidc_seen: dict[str, tuple] = {}      # token digest -> (identity, when verified)
+_oidc_seen: Recent = Recent()      # token digest -> its identity, as verified
 ANY = "any"     # a route any valid credentials may call (a token's own tokens)
 
 
@@ -113,20 +114,16 @@ def _oidc_principal(token, app):
         verifier = app.extensions[_OIDC_KEY] = OidcVerifier(app.config)
     now = time.time()
     digest = hash_token(token)
-    cached = _oidc_seen.get(digest)
-    if cached is None or now - cached[1] >= app.config["TOKEN_CACHE_SECONDS"]:
+    identity = _oidc_seen.get(digest, app.config["TOKEN_CACHE_SECONDS"])
+    if identity is MISSING:
         try:
-            identity = verifier.identify(token)
+            identity = _oidc_seen.put(digest, verifier.identify(token))
         except OidcUnavailable as err:
             raise ApiError(503, "oidc_unavailable", err.message,
                            headers={"Retry-After": str(max(1, round(err.retry_after)))}) from None
         except OidcRejected as err:
             raise ApiError(401, err.code, err.message,
                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
-        if len(_oidc_seen) > 10000:
-            _oidc_seen.clear()
-        cached = _oidc_seen[digest] = (identity, now)
-    identity = cached[0]
     if identity.expires_at is not None and now >= identity.expires_at + app.config["OIDC_LEEWAY"]:
         raise ApiError(401, "token_expired", "the token has expired",
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

@@ -17,20 +17,18 @@ import fnmatch
 import hashlib
 import hmac
 import secrets
-import threading
 import time
 
 from ...store import Principal, Store, TokenRecord
 from ...store.models import ROLES
 from ..errors import Forbidden, InvalidTokenRequest, TokenExpired
+from ..recent import MISSING, Recent
 from .scopes import ROLE_SCOPES, SCOPES
 
 LAST_USED_EVERY = 60.0      # s between writes of a token's last use, per worker
-_CACHE_MAX = 10000
 
-_cache: dict[tuple[str, str], tuple[TokenRecord | None, float]] = {}
+_rows: Recent[TokenRecord | None] = Recent()       # (store, digest) -> the token's row, or None: unknown
 _written: dict[int, float] = {}
-_lock = threading.Lock()
 
 
 def hash_token(token: str) -> str:
@@ -122,7 +120,7 @@ class TokenService:
             return None
         digest = hash_token(token)
         now = self.clock()
-        record = self._read(digest, now)
+        record = self._read(digest)
         if record is None or not hmac.compare_digest(record.token_hash, digest):
             return None
         if record.expires_at is not None and now >= record.expires_at:
@@ -145,16 +143,11 @@ class TokenService:
         scopes = (principal.scopes or frozenset()) & ROLE_SCOPES["user"]
         return Principal(user, "user", scopes=scopes, via=principal.user, token_id=principal.token_id)
 
-    def _read(self, digest, now):
+    def _read(self, digest):
         key = (self.store.url, digest)
-        cached = _cache.get(key)
-        if cached is not None and now - cached[1] < self.cache_seconds:
-            return cached[0]
-        record = self.store.find_token(digest)
-        with _lock:
-            if len(_cache) >= _CACHE_MAX:
-                _cache.clear()
-            _cache[key] = (record, now)
+        record = _rows.get(key, self.cache_seconds)
+        if record is MISSING:
+            record = _rows.put(key, self.store.find_token(digest))
         return record
 
     def _note_use(self, record, now):
@@ -171,9 +164,8 @@ class TokenService:
 
     def revoke(self, token_id: int) -> bool:
         revoked = self.store.revoke_token(token_id)
-        with _lock:     # at once in this process; elsewhere within TOKEN_CACHE_SECONDS
-            for key in [key for key, (record, _) in _cache.items() if record is not None and record.id == token_id]:
-                del _cache[key]
+        # At once in this process; elsewhere within TOKEN_CACHE_SECONDS.
+        _rows.forget(lambda _key, record: record is not None and record.id == token_id)
         return revoked
 
     def get(self, token_id: int) -> TokenRecord | None:
@@ -182,6 +174,5 @@ class TokenService:
 
 def forget_cached() -> None:
     """Drop what this process read of tokens (tests; a CLI that just revoked one)."""
-    with _lock:
-        _cache.clear()
+    _rows.forget()
 

@@ -2,23 +2,20 @@
 ticks, and once before its process stops, so its final CPU figure is kept),
 and shown in the session's view with the limits in force."""
 import logging
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from ...store import SessionRecord, Store
 from ...store.accounting import SessionUsage, add_sample
 from ..errors import log_fault
+from ..recent import MISSING, Recent
 
 if TYPE_CHECKING:
     from ..processes.launchers.base import Launcher
 
 log = logging.getLogger("cxs.usage")
 
-# What this worker last read of each session's process: {(session, process): (when, figures)}.
-_readings: dict[tuple[str, str], tuple[float, dict | None]] = {}
-_readings_lock = threading.Lock()
-_READINGS_MAX = 10000
+# What this worker last read of each session's process: {(session, process): figures}.
+_readings: Recent[dict | None] = Recent()
 
 LIMIT_KEYS = ("memory_mb", "address_space_mb", "cpus", "processes", "enforced_by")
 
@@ -80,21 +77,15 @@ def _live_reading(launcher, record, max_age):
     """The launcher's figures for the session's process, read at most once per
     `max_age` s in this worker (a reading of figures that change all the time)."""
     key = (record.id, process_key(launcher, record))
-    now = time.monotonic()
-    with _readings_lock:
-        held = _readings.get(key)
-    if held is not None and now - held[0] < max_age:
-        return held[1]
+    held = _readings.get(key, max_age)
+    if held is not MISSING:
+        return held
     try:
         live = launcher.usage(record.process)
     except Exception:
         log_fault(log, "session %s: its usage could not be read", record.id)
         return None
-    with _readings_lock:
-        if len(_readings) >= _READINGS_MAX:
-            _readings.clear()
-        _readings[key] = (now, live)
-    return live
+    return _readings.put(key, live)
 
 
 def limits_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any] | None:
