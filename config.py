@@ -288,9 +288,10 @@ SETTINGS = (
     Setting("STORE_BUSY_TIMEOUT", float, 5.0,
             's to wait for a locked database before answering 503', shown='`5`', positive=True),
     Setting("SESSION_VIEW_CACHE_SECONDS", float, 2.0,
-            "PostgreSQL: s a worker may show a session's row without reading it again, told of every "
-            "change by the database's notices (~0.2 ms after a commit on any host); the bound holds if "
-            "notices stop; one more connection per worker; 0: read on every GET", shown='`2`',
+            "PostgreSQL: s a session's view (GET) may show a row read before, which this host's writes "
+            "and the database's notices of other hosts' (~0.3 ms after their commit) make it forget; "
+            "the bound holds if notices stop; one more connection per worker; 0: read on every GET",
+            shown='`2`',
             not_negative=True),
 
     # Sweeper

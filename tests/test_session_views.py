@@ -4,6 +4,7 @@ process or host, or by hand in the database — and never older than
 SESSION_VIEW_CACHE_SECONDS, even when the notices stop. Real PostgreSQL, real
 trigger and LISTEN; the clock is injected so that only a notice can explain a
 change seen before the bound."""
+import os
 import time
 
 import psycopg
@@ -72,6 +73,23 @@ def test_this_processs_own_writes_are_seen_at_once(views, postgres_url):
         assert other_thread_store.get_session("s1", view=True).status == "active"      # no notice waited for
     finally:
         other_thread_store.close()
+
+
+def test_a_write_by_another_worker_of_the_host_is_seen_at_once_without_its_notice(views, postgres_url):
+    """The host's mark: a worker forked from the same parent (as gunicorn's
+    are) writes; the kept row is not served by the next read, though the
+    notice is switched off."""
+    store, elsewhere, _clock = views
+    elsewhere.execute("ALTER TABLE sessions DISABLE TRIGGER sessions_changed")
+    assert _status(store) == "starting" and store._views.get("s1")
+    child = os.fork()
+    if child == 0:      # the other worker
+        try:
+            os._exit(0 if Store(postgres_url).transition("s1", ["starting"], "active") else 1)
+        except BaseException:
+            os._exit(2)
+    assert os.waitpid(child, 0)[1] == 0
+    assert _status(store) == "active"
 
 
 def test_a_row_read_while_a_notice_came_is_not_kept(views):

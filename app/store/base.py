@@ -26,6 +26,7 @@ class StoreBase:
         self.engine = database.engine_for(self.url, busy_timeout)
         # Session rows for views, told of changes (session_views; PostgreSQL only).
         self._views = session_views.for_engine(self.engine, view_seconds)
+        self._announces = self.engine.dialect.name == "postgresql"     # SQLite keeps no rows to forget
         self.pid = os.getpid()      # a handle (and its pool) must not cross a fork
         self._connection = None
         self._keeps_connection = database.is_sqlite(self.url)
@@ -83,17 +84,22 @@ class StoreBase:
         for attempt in (1, 2):
             try:
                 result = action(self._conn())
+            except Exception as err:
+                lost = self._fault(err)
+                if not read:
+                    self._wrote()       # it may have been applied
+                if not (lost and read and attempt == 1):
+                    raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
+            else:
                 if not read:
                     self._wrote()
                 return result
-            except Exception as err:
-                if not (self._fault(err) and read and attempt == 1):
-                    raise StoreUnavailable(str(getattr(err, "orig", None) or err)) from err
 
     def _wrote(self):
-        # This process's own writes are seen by its next read, not a notice later.
-        if self._views is not None:
-            self._views.changed()
+        # After a commit (or a fault): this host's workers see a write to `sessions`
+        # by their next read, whether or not this handle keeps rows itself.
+        if self._announces:
+            session_views.wrote(self._connection)
 
     def _fault(self, err):
         """Re-raise our bugs (a 500 with its traceback); after an outage drop the

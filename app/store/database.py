@@ -180,9 +180,11 @@ def _create_engine(url, busy_timeout):
     # when it finds a connection the server dropped. A server connection costs
     # a backend process to open: kept for each of a worker's busy threads (16
     # by default) rather than opened and closed per request above 4.
-    return sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=16, max_overflow=32,
-                            pool_reset_on_return=None,
-                            connect_args={"connect_timeout": max(1, int(busy_timeout))})
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_size=16, max_overflow=32,
+                              pool_reset_on_return=None,
+                              connect_args={"connect_timeout": max(1, int(busy_timeout))})
+    session_views.announce_own_writes(engine)
+    return engine
 
 
 def dispose_all() -> None:
