@@ -317,3 +317,17 @@ def test_a_slurm_session_fetches_through_the_service_from_the_shared_cache(slurm
         assert client.delete("/api/sessions/" + sid, headers=alice).status_code == 204
     finally:
         mirror.close()
+
+
+def test_the_node_side_imports_none_of_the_services_machinery():
+    """Every session start on Slurm runs the job's Python: SQLAlchemy, Alembic
+    and Flask cost it ~0.25 s and it uses none of them (the records it
+    shares with the service are plain dataclasses)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", "import sys, app.services.processes.launchers.slurm_job; "
+                          "print(sorted({m.split('.')[0] for m in sys.modules} & "
+                          "{'sqlalchemy', 'alembic', 'flask', 'apscheduler', 'marshmallow', 'psycopg'}))"],
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
