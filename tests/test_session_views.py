@@ -69,6 +69,8 @@ def test_this_processs_own_writes_are_seen_at_once(views, postgres_url):
     other_thread_store = Store(postgres_url, view_seconds=BOUND)      # each thread has its own handle
     try:
         assert other_thread_store.get_session("s1", view=True).status == "starting"
+        assert not store.transition("s1", ["active"], "suspended")     # changed nothing: nothing forgotten
+        assert store._views.get("s1")
         assert store.transition("s1", ["starting"], "active")
         assert other_thread_store.get_session("s1", view=True).status == "active"      # no notice waited for
     finally:

@@ -116,8 +116,9 @@ def _oidc_principal(token, app):
     digest = hash_token(token)
     identity = _oidc_seen.get(digest, app.config["TOKEN_CACHE_SECONDS"])
     if identity is MISSING:
+        reading = _oidc_seen.reading()
         try:
-            identity = _oidc_seen.put(digest, verifier.identify(token))
+            identity = _oidc_seen.put(digest, verifier.identify(token), reading)
         except OidcUnavailable as err:
             raise ApiError(503, "oidc_unavailable", err.message,
                            headers={"Retry-After": str(max(1, round(err.retry_after)))}) from None

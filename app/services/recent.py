@@ -17,26 +17,35 @@ class Recent(Generic[V]):
     def __init__(self, max_entries: int = 10000, clock: Callable[[], float] = time.monotonic) -> None:
         self._held: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
+        self._forgot = 0        # bumped by forget(): a read begun before it may be out of date
         self.max_entries = max_entries
         self.clock = clock
 
     def get(self, key: Hashable, max_age: float) -> V | object:
-        """The value put under `key` less than `max_age` s ago, else MISSING."""
+        """The value read less than `max_age` s ago under `key`, else MISSING."""
         held = self._held.get(key)
         if held is None or self.clock() - held[0] >= max_age:
             return MISSING
         return held[1]
 
-    def put(self, key: Hashable, value: V) -> V:
+    def reading(self) -> tuple[float, int]:
+        """Taken before a read: its value's age counts from here, and it is
+        not kept if something was forgotten meanwhile (a revocation that
+        committed while the old row was being read)."""
+        return self.clock(), self._forgot
+
+    def put(self, key: Hashable, value: V, reading: tuple[float, int]) -> V:
         with self._lock:
-            if len(self._held) >= self.max_entries:
-                self._held.clear()
-            self._held[key] = (self.clock(), value)
+            if reading[1] == self._forgot:
+                if len(self._held) >= self.max_entries:
+                    self._held.clear()
+                self._held[key] = (reading[0], value)
         return value
 
     def forget(self, which: Callable[[Hashable, V], bool] | None = None) -> None:
         """Everything, or the entries `which(key, value)` is true of."""
         with self._lock:
+            self._forgot += 1
             if which is None:
                 self._held.clear()
                 return

@@ -49,7 +49,7 @@ _WROTE = "cxs_wrote_sessions"       # set on a connection that wrote sessions, u
 _host_page = mmap.mmap(-1, 8)
 _host_mark = memoryview(_host_page).cast("q")
 _marks = itertools.count(1)
-_IDLE = 0       # libpq's PQTRANS_IDLE: no transaction open on the connection
+_OPEN = {1, 2, 3}       # libpq's PQTRANS_ACTIVE, INTRANS, INERROR: a transaction is open (UNKNOWN: broken)
 
 
 class SessionViews:
@@ -66,6 +66,7 @@ class SessionViews:
         self._thread: threading.Thread | None = None
         # How often the listener proves delivery (and looks at _stop).
         self._period = max(0.05, min(seconds / 2, 0.5))
+        self._delay = 0.1       # before the next try after a failure; doubles up to 5 s
 
     # Reading
 
@@ -120,17 +121,15 @@ class SessionViews:
             self._thread.join(timeout=self._period + 1)     # it looks up at least that often
 
     def _listen(self) -> None:
-        delay = 0.1
         while not self._stop.is_set():
             try:
                 with self._connect() as connection:
                     self._serve(connection)
-                    delay = 0.1
             except Exception as err:        # the database went away: serve nothing, try again
                 self._lost()
                 log.warning("session view notices lost (%s); reading every view until they return", err)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 5.0)
+                self._stop.wait(self._delay)
+                self._delay = min(self._delay * 2, 5.0)
         self._lost()
 
     def _serve(self, connection) -> None:
@@ -143,20 +142,22 @@ class SessionViews:
             connection.execute("SELECT pg_notify(%s, '')", (ping,))
             for notice in connection.notifies(timeout=self._period):
                 if notice.channel == ping:
-                    self._proven = self._clock()
+                    self._proven, self._delay = self._clock(), 0.1
                 else:
                     self.changed(notice.payload)
             if self._clock() - max(self._proven, started) >= self.seconds:
-                self._lost()     # no proof for the bound: start again on a new connection
-                return
+                # Logged, and tried again after a pause, on a new connection.
+                raise TimeoutError("no notice came back within %g s" % self.seconds)
 
 
 def announce_own_writes(engine: sa.Engine) -> None:
     """Mark the connections of `engine` that write `sessions` (Store._wrote
     changes the host's mark after their commit)."""
     @event.listens_for(engine, "after_execute")
-    def _note(connection, statement, *_args):
-        if isinstance(statement, UpdateBase) and statement.table.name == "sessions":
+    def _note(connection, statement, _multiparams, _params, _options, result):
+        # Only a statement that changed a row (a compare-and-set that lost, or a
+        # sweep's no-op UPDATE, would make every worker forget for nothing).
+        if isinstance(statement, UpdateBase) and statement.table.name == "sessions" and result.rowcount != 0:
             connection.info[_WROTE] = True
 
 
@@ -166,7 +167,7 @@ def wrote(connection: sa.Connection | None) -> None:
     try:
         raw = connection.connection.dbapi_connection if connection is not None else None
         if connection is not None and raw is not None and not connection.invalidated:
-            if raw.info.transaction_status != _IDLE:
+            if raw.info.transaction_status in _OPEN:
                 return          # announced at the transaction's end
             if not connection.info.pop(_WROTE, False):
                 return
@@ -196,11 +197,12 @@ def _listener_connection(engine, seconds):
     import psycopg
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     kwargs.pop("context", None)
-    # A peer gone without a word (failover, a cut cable) fails the next ping
-    # within tcp_user_timeout instead of the kernel's ~15 minutes.
-    return psycopg.connect(*args, **kwargs, autocommit=True, application_name=APPLICATION_NAME,
-                           connect_timeout=max(2, int(seconds) + 1),
-                           tcp_user_timeout=int(max(seconds, 1) * 2000))
+    # Ours win over the URL's own (?application_name=...). A peer gone without
+    # a word (failover, a cut cable) fails the next ping within
+    # tcp_user_timeout instead of the kernel's ~15 minutes.
+    kwargs.update(autocommit=True, application_name=APPLICATION_NAME, connect_timeout=max(2, int(seconds) + 1),
+                  tcp_user_timeout=int(max(seconds, 1) * 2000))
+    return psycopg.connect(*args, **kwargs)
 
 
 def stop_all() -> None:

@@ -147,7 +147,8 @@ class TokenService:
         key = (self.store.url, digest)
         record = _rows.get(key, self.cache_seconds)
         if record is MISSING:
-            record = _rows.put(key, self.store.find_token(digest))
+            reading = _rows.reading()
+            record = _rows.put(key, self.store.find_token(digest), reading)
         return record
 
     def _note_use(self, record, now):

@@ -80,12 +80,13 @@ def _live_reading(launcher, record, max_age):
     held = _readings.get(key, max_age)
     if held is not MISSING:
         return held
+    reading = _readings.reading()
     try:
         live = launcher.usage(record.process)
     except Exception:
         log_fault(log, "session %s: its usage could not be read", record.id)
         return None
-    return _readings.put(key, live)
+    return _readings.put(key, live, reading)
 
 
 def limits_view(launcher: "Launcher", record: SessionRecord) -> dict[str, Any] | None:
