@@ -118,3 +118,16 @@ def test_nothing_kept_is_served_while_the_listener_is_lost(views, postgres_url):
     wait_until(lambda: _status(store) == "active", 5, interval=0.005, message="the row read again")
     # It listens again, and rows are kept again.
     wait_until(lambda: _status(store) and store._views.get("s1"), 10, message="rows kept again")
+
+
+def test_the_listener_connects_with_the_urls_own_options(views, postgres_url):
+    """A DATABASE_URL may carry libpq options, ours among them (application_name)."""
+    _store, elsewhere, _clock = views
+    store = Store(postgres_url + "&application_name=portal&connect_timeout=3", view_seconds=BOUND)
+    try:
+        wait_until(lambda: store.get_session("s1", view=True) and store._views.get("s1"), 10,
+                   message="a kept row through the URL with options")
+        names = {row[0] for row in elsewhere.execute("SELECT application_name FROM pg_stat_activity")}
+        assert APPLICATION_NAME in names
+    finally:
+        store.close()
