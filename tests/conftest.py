@@ -235,8 +235,22 @@ def end_all_sessions(app):
         pool, close_pool = rt.make_pool()
         pool.drain()
         close_pool()
+        service_id = sweeper.store.service_id()
     finally:
         close()
+    # A stop waits 2 s for its processes to leave their cgroup, then leaves it to
+    # the next sweep's `tidy` (30 s later): no sweep comes after a test.
+    remove_session_cgroups(service_id)
+
+
+def remove_session_cgroups(service_id):
+    """This service's session cgroups (its own, by service id; never another's),
+    each once its processes have left (a process left in one is the leak check's to report)."""
+    from app.services.processes.launchers import cgroups
+    found = cgroups.choose("auto", "", service_id, cgroups.SessionLimits()) if service_id else None
+    if found is not None:
+        for name in found.names():
+            found.remove(name, wait=15)
 
 
 @pytest.fixture
@@ -439,16 +453,12 @@ def _remove_session_cgroups_of(server):
     cgroups, emptied by the cleanup's deletes, for a successor to remove: no
     successor comes here. Only this server's own (its store's service id).
     The sessions' processes are ending: each is waited for a while."""
-    from app.services.processes.launchers import cgroups
     store = server.store()
     try:
         service_id = store.service_id()
     finally:
         store.close()
-    found = cgroups.choose("auto", "", service_id, cgroups.SessionLimits()) if service_id else None
-    if found is not None:
-        for name in found.names():      # a process left in one is the leak check's to report
-            found.remove(name, wait=15)
+    remove_session_cgroups(service_id)
 
 
 def _end_sessions_of(server):

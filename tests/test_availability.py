@@ -262,3 +262,6 @@ def test_the_sweeper_stops_processes_no_session_accounts_for(app_factory, tmp_pa
         close()
     assert not alive(stray.details["pid"])
     assert not psutil.pid_exists(stray.details["pid"]) or psutil.Process(stray.details["pid"]).status() == psutil.STATUS_ZOMBIE
+    # Its cgroup goes with it, not a sweep later (`tidy` waits 30 s for starts under way).
+    cgroups = runtime.launcher.cgroups
+    assert cgroups is None or not any(os.path.isdir(p) for p in cgroups.paths(stray.details["token"]).values())

@@ -220,8 +220,10 @@ class LocalLauncher(Launcher):
         processes.terminate_tree(roots, [main], grace, group=group)
         if state.get("token"):
             self._remove_control_files(state["token"])
-            if self.cgroups and state.get("cgroup"):
+            if self.cgroups:
                 # Its processes are gone or going; the rest is the sweeper's (`tidy`).
+                # Not only when the state says it had one: an orphan's (found by its
+                # marker, recovery.reap_orphans) cannot say; removing none costs nothing.
                 self.cgroups.remove(state["token"], wait=2)
 
     def _remove_control_files(self, token):
