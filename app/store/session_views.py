@@ -166,11 +166,10 @@ def wrote(connection: sa.Connection | None) -> None:
     `sessions`, or a connection lost with one in flight, changes the host's mark."""
     try:
         raw = connection.connection.dbapi_connection if connection is not None else None
-        if connection is not None and raw is not None and not connection.invalidated:
-            if raw.info.transaction_status in _OPEN:
-                return          # announced at the transaction's end
-            if not connection.info.pop(_WROTE, False):
-                return
+        # In a transaction: announced at its end. Else only if it wrote.
+        if connection is not None and raw is not None and not connection.invalidated and (
+                raw.info.transaction_status in _OPEN or not connection.info.pop(_WROTE, False)):
+            return
     except sa.exc.SQLAlchemyError:
         pass                    # closed meanwhile: announce, to be safe
     _host_mark[0] = (os.getpid() << 32) + next(_marks)
