@@ -102,3 +102,25 @@ def test_an_admins_purge_keeps_what_live_sessions_use(broker):
     assert broker.purge_unused() == {"removed": [base + "a.cif"], "kept_in_use": [base + "c.cif"]}
     assert [e.url for e in store.fetch_entries()] == [base + "c.cif"]
     assert os.path.exists(broker.cache.path(used))
+
+
+def test_a_download_finished_between_the_look_and_the_lease_is_not_fetched_again(broker, tmp_path):
+    """The interleaving the several-workers test met by chance once in CI: another
+    worker (a second broker on the same store) stores the entry and lets go of its
+    lease after this one looked for the entry and before it takes the lease."""
+    broker, store, (base, hits) = broker
+    other = Broker(Store(store.url), dict(broker.settings), launcher=None)
+    take, finished = store.take_fetch_lease, []
+
+    def take_after_the_other_finished(*args, **kwargs):
+        if not finished:
+            finished.append(other.fetch("bob", {"url": base + "c.cif", "save_name": "c.cif"}))
+        return take(*args, **kwargs)
+    store.take_fetch_lease = take_after_the_other_finished
+    try:
+        entry, how = fetch(broker, base, "c.cif")
+    finally:
+        other.store.close()
+    assert finished[0][1] == "downloaded"
+    assert how == "hit" and entry.sha256 == finished[0][0].sha256
+    assert hits == {"c.cif": 1}

@@ -84,6 +84,11 @@ class Broker:
             counted = True
             if self.store.take_fetch_lease(url, holder, self.clock(), self.settings["FETCH_TIMEOUT"] + 5):
                 try:
+                    # The holder before us may have stored the entry and let go between our look
+                    # above and this lease: look again under the lease, or the URL is fetched twice.
+                    entry = self.store.fetch_entry(url)
+                    if entry is not None and entry.save_name == save_name and self.cache.intact(entry):
+                        return entry, "hit"
                     return self._download(url, save_name, bool(request.get("uncompress"))), "downloaded"
                 finally:
                     self.store.release_fetch_lease(url, holder)
