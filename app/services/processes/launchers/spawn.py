@@ -58,19 +58,20 @@ def identify(proc: subprocess.Popen) -> tuple[int, float | None]:
         raise StartupFailed("ChimeraX exited during start-up (exit status %s)" % status) from None
 
 
-# The spawned process puts itself into its cgroups (a shell writing its own
-# pid to each controller's cgroup.procs) and then becomes the command: nothing
-# is ever moved by another process, and the command starts inside them.
-# Python's preexec_fn would do the same, but is unsafe in threaded workers.
-_JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+# The spawned process puts itself into its cgroups (a single-threaded shell
+# writing "0", itself, to each file Cgroups.create named) and then becomes
+# the command: nothing is ever moved by another process, and the command
+# starts inside them. Python's preexec_fn would do the same, but is unsafe in
+# threaded workers.
+_JOIN = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 125; shift; done; shift; exec "$@"'
 JOIN_FAILED = 125
 
 
-def join(procs_files: Sequence[str], command: Sequence[str]) -> list[str]:
-    """`command`, started inside the cgroups whose `cgroup.procs` files are given."""
-    if not procs_files:
+def join(join_files: Sequence[str], command: Sequence[str]) -> list[str]:
+    """`command`, started inside the cgroups whose joining files are given."""
+    if not join_files:
         return list(command)
-    return ["/bin/sh", "-c", _JOIN, "cxs-cgroup-join"] + list(procs_files) + ["--"] + list(command)
+    return ["/bin/sh", "-c", _JOIN, "cxs-cgroup-join"] + list(join_files) + ["--"] + list(command)
 
 
 class Limits:
