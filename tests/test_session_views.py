@@ -131,3 +131,52 @@ def test_the_listener_connects_with_the_urls_own_options(views, postgres_url):
         assert APPLICATION_NAME in names
     finally:
         store.close()
+
+
+class _DropsListen:
+    """A connection as a transaction pooler hands it out: statements work, but
+    a LISTEN does not stay with it, so no notice ever comes back (while `deaf`)."""
+
+    def __init__(self, connection, deaf):
+        self._connection, self._deaf = connection, deaf
+
+    def execute(self, query, *args):
+        if self._deaf[0] and query.startswith("LISTEN"):
+            return None
+        return self._connection.execute(query, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._connection.close()
+
+
+def test_a_listener_whose_notices_stop_coming_back_serves_nothing_and_connects_again(views, caplog):
+    store, elsewhere, clock = views
+    kept, connections, deaf = store._views, [], [True]
+    connect = kept._connect
+
+    def through_the_pooler():
+        connections.append(_DropsListen(connect(), deaf))
+        return connections[-1]
+    kept._connect = through_the_pooler
+    elsewhere.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                      (APPLICATION_NAME,))
+    wait_until(lambda: connections, 10, message="the listener connected through the pooler")
+    # Never proven on this connection: every view reads the row (no notice is needed to see a change).
+    elsewhere.execute("ALTER TABLE sessions DISABLE TRIGGER sessions_changed")
+    for status in ("active", "suspended"):
+        elsewhere.execute("UPDATE sessions SET status = %s WHERE id = 's1'", (status,))
+        assert _status(store) == status and kept.get("s1") is None
+    # No proof for the bound: it says so and connects again.
+    clock[0] += BOUND
+    wait_until(lambda: len(connections) >= 2, 10, message="a new connection after the bound without proof")
+    assert "no notice came back within" in caplog.text
+    # Through a connection that keeps its LISTEN, rows are kept again.
+    deaf[0] = False
+    clock[0] += BOUND
+    wait_until(lambda: _status(store) and kept.get("s1"), 15, message="rows kept again")
