@@ -215,6 +215,11 @@ class OverviewSampler(threading.Thread):
         return self.answers
 
 
+def logged(server, text):
+    """How many requests the server's request log shows containing `text` ("<user> <METHOD> <path> ")."""
+    return sum(1 for line in open(server.log_path) if "cxs.requests" in line and text in line)
+
+
 POOL_TEXT = re.compile(r"\d+ (starting|ready)(, \d+ (starting|ready))? \(target size 2\)")
 
 
@@ -249,6 +254,9 @@ def test_an_admin_ends_another_users_session_and_a_user_cannot_open_admin(gunico
         wait_until(lambda: server.pool(), 30, message="the pool to have entries")
         sign_in(admin, server.url + "/admin", boss)
         until(admin, lambda: all_by_testid(admin, "admin-session-row"), "rows")
+        # Every user's tokens are read at load (and after a revoke), not with each 5-s refresh of the rest.
+        wait_until(lambda: logged(server, "boss GET /api/admin/webhooks") >= 2, 20, message="the page's refresh")
+        assert logged(server, "boss GET /api/tokens ") == 1
         row = admin.find_element(By.CSS_SELECTOR,
                                  '[data-testid="admin-session-row"][data-session-id="%s"]' % session_id)
         assert "alice" in row.text and "active" in row.text and "MiB" in row.text

@@ -23,7 +23,7 @@ function deadRow(event) {
     el("td", {}, el("button", {
       "data-testid": "webhook-resend",
       onclick: () => busy("Re-sending " + event.type, () => api(
-        "POST", "/api/admin/webhooks/" + encodeURIComponent(event.id) + "/resend")).then(refresh, () => {}),
+        "POST", "/api/admin/webhooks/" + encodeURIComponent(event.id) + "/resend")).then(() => refresh(), () => {}),
     }, "Resend")));
 }
 
@@ -45,13 +45,19 @@ function tokenRow(t) {
   el("td", {}, ago(t.last_used, "never")), el("td", {}, ago(t.revoked_at)),
   el("td", {}, live ? el("button", {
     "data-testid": "admin-token-revoke", class: "danger",
-    onclick: () => busy(`Revoking token ${t.id} of ${t.user}`, () => api("DELETE", "/api/tokens/" + t.id)).then(refresh, () => {}),
+    onclick: () => busy(`Revoking token ${t.id} of ${t.user}`, () => api("DELETE", "/api/tokens/" + t.id)).then(() => refresh(), () => {}),
   }, "Revoke") : ""));
 }
 
-async function refresh() {
+// Tokens change rarely and their list is every user's: read at load, after a revoke and every
+// TOKENS_EVERY-th refresh, not with the sessions every 5 s.
+const TOKENS_EVERY = 12;
+let refreshes = 0;
+
+async function refresh({ tokens: withTokens = true } = {}) {
   const [sessions, overview, webhooks, tokens] = await Promise.all([sessionsIn([...LIVE]),
-    api("GET", "/api/admin/overview"), api("GET", "/api/admin/webhooks"), api("GET", "/api/tokens?all=true")]);
+    api("GET", "/api/admin/overview"), api("GET", "/api/admin/webhooks"),
+    withTokens ? api("GET", "/api/tokens?all=true") : null]);
   const rows = sessions.map((s) => el("tr", {
     "data-testid": "admin-session-row", "data-session-id": s.id, "data-user": s.user,
   },
@@ -62,7 +68,7 @@ async function refresh() {
   el("td", {}, age(s.created_at)),
   el("td", {}, el("button", {
     "data-testid": "admin-end-session", class: "danger",
-    onclick: () => busy("Ending " + s.id.slice(0, 8), () => api("DELETE", "/api/sessions/" + s.id)).then(refresh, () => {}),
+    onclick: () => busy("Ending " + s.id.slice(0, 8), () => api("DELETE", "/api/sessions/" + s.id)).then(() => refresh(), () => {}),
   }, "End"))));
   document.getElementById("sessions").replaceChildren(...rows);
   document.getElementById("top-memory").replaceChildren(...overview.top_memory.map(
@@ -78,7 +84,9 @@ async function refresh() {
   document.getElementById("webhook-counts").textContent = `${counts.pending} pending, ` +
     `${counts.dead} dead, ${counts.delivered} delivered in the last day`;
   document.getElementById("webhooks-dead").replaceChildren(...webhooks.dead.map(deadRow));
-  document.getElementById("tokens").replaceChildren(...tokens.tokens.map(tokenRow));
+  if (tokens) {
+    document.getElementById("tokens").replaceChildren(...tokens.tokens.map(tokenRow));
+  }
   document.getElementById("denied").replaceChildren(...overview.denied.map((d) => el("tr", {},
     el("td", {}, age(d.at) + " ago"), el("td", {}, d.user), el("td", {}, d.session_id.slice(0, 8)),
     el("td", {}, el("code", {}, d.command)))));
@@ -92,5 +100,5 @@ page(async (me) => {
     return;
   }
   await busy("Loading…", refresh).catch(() => {});
-  setInterval(() => refresh().catch(() => {}), 5000);
+  setInterval(() => refresh({ tokens: ++refreshes % TOKENS_EVERY === 0 }).catch(() => {}), 5000);
 });
