@@ -250,6 +250,32 @@ def test_an_unrecorded_process_is_reaped_only_when_old(fake):
     assert launcher.poll(stray)
 
 
+def test_a_process_claimed_from_the_pool_while_the_sweep_looks_is_not_taken_for_an_orphan(fake):
+    """A create claims a pool process (its row moves from the pool to the
+    session, in one transaction) between the sweep's two reads of what is known."""
+    app, launcher = fake
+    assert pool(app, "fill") == 2
+    client, (alice,) = app.test_client(), users(app, "alice")
+    sweeper, close = app.extensions[EXTENSION].make_sweeper()
+    claimed = []
+
+    def claiming_after(read):
+        def wrapped():
+            rows = read()
+            if not claimed:
+                claimed.append(create(client, alice))
+            return rows
+        return wrapped
+    sweeper.store.live_sessions = claiming_after(sweeper.store.live_sessions)
+    sweeper.store.pool_entries = claiming_after(sweeper.store.pool_entries)
+    try:
+        assert sweeper.reap_orphans(time.time() + 3600) == []     # old enough to be stopped if unknown
+    finally:
+        close()
+    assert claimed and client.get("/api/sessions/" + claimed[0]["id"], headers=alice).get_json()["status"] == "active"
+    assert launcher.running() == 2         # the claimed one and the one left in the pool
+
+
 # The warm pool
 
 def test_the_pool_fills_to_its_size_and_a_create_claims_from_it(fake):

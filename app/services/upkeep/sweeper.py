@@ -75,8 +75,11 @@ class Sweeper:
         accounts for: a worker killed between spawning one and recording it
         leaves them. Only those whose starter is gone, or older than the
         start-up grace: a younger one may be a live worker's, not yet recorded."""
-        known = [r.process for r in self.store.live_sessions() if r.process]
-        known += [e.process for e in self.store.pool_entries() if e.process]
+        # The pool first: a claim moves a process from the pool's rows to a
+        # session's (never back), so one claimed between the two reads is in the
+        # second; read the other way round, it would be in neither, and stopped.
+        known = [e.process for e in self.store.pool_entries() if e.process]
+        known += [r.process for r in self.store.live_sessions() if r.process]
         return reap_orphans(self.service, known, now, startup_grace(self.settings, self.launcher))
 
     def _check(self, record, now):
