@@ -247,3 +247,41 @@ def test_a_background_command_outlives_a_graceful_restart_of_its_worker(gunicorn
     ended = state(server, admin, session, running)
     assert ended["status"] == "done", ended
     assert "slept" in " ".join(ended["log"]["note"])
+
+
+def test_a_started_command_is_the_agents_before_its_202_so_the_next_request_finds_it(app_factory, monkeypatch):
+    """The background thread is held back 0.3 s before it reaches the agent (a
+    loaded worker's scheduling, made certain): the 202 still comes only once the
+    agent has the command, so a second command is refused (409) and an
+    interrupt by its id reaches it; of two started at once, one is refused."""
+    from app.services.sessions.running import SessionRunning
+    from .conftest import token_header
+    original = SessionRunning._run_in_background
+
+    def held_back(self, *args):
+        time.sleep(0.3)
+        return original(self, *args)
+    monkeypatch.setattr(SessionRunning, "_run_in_background", held_back)
+    app = app_factory(POOL_SIZE=0)
+    client, admin = app.test_client(), token_header(app, "boss", "admin")
+    created = client.post("/api/sessions", json={}, headers=admin)
+    assert created.status_code == 201, created.get_json()
+    url = "/api/sessions/" + created.get_json()["id"]
+    place(app.config["WORKSPACE_ROOT"] + "/" + created.get_json()["id"], "loop.py", LOOP)
+
+    def start():
+        return client.post(url + "/commands", json={"command": "runscript loop.py", "wait": False}, headers=admin)
+    first = start()
+    assert first.status_code == 202, first.get_json()
+    busy = client.post(url + "/commands", json={"command": "version"}, headers=admin)
+    assert busy.status_code == 409 and busy.get_json()["error"]["code"] == "session_busy", busy.get_json()
+    stopped = client.post(url + "/interrupt", json={"id": first.get_json()["id"]}, headers=admin)
+    assert stopped.status_code == 200 and stopped.get_json()["session"] == "active", stopped.get_json()
+    wait_until(lambda: client.get(url + "/commands/" + first.get_json()["id"], headers=admin).get_json()["status"]
+               == "interrupted", 10, message="the first command interrupted")
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: start(), range(2)))
+    assert sorted(r.status_code for r in replies) == [202, 409], [r.get_json() for r in replies]
+    running = next(r for r in replies if r.status_code == 202).get_json()["id"]
+    assert client.post(url + "/interrupt", json={"id": running}, headers=admin).status_code == 200

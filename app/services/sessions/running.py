@@ -30,6 +30,8 @@ from .sharing import CONTROL
 log = logging.getLogger("cxs.sessions")
 
 RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
+HANDOVER_SECONDS = 5.0      # at most this long a start waits for the agent to have its command
+HANDOVER_POLL = 0.002
 
 # This worker's commands running in the background: a stopping worker lets
 # them finish (gunicorn.conf.py worker_exit), so their replies are kept.
@@ -74,14 +76,30 @@ class SessionRunning(SessionCommands):
                          user=principal.user, via=principal.via, owner=owners.current())
         worker = copy.copy(self)
         worker.__dict__.pop("fetch_broker", None)       # bound to this thread's store
-        thread = threading.Thread(target=worker._run_in_background, args=(principal, session_id, command, command_id),
+        refused: list[ServiceError] = []
+        thread = threading.Thread(target=worker._run_in_background,
+                                  args=(principal, session_id, command, command_id, refused),
                                   name="command-%s" % command_id[:8], daemon=True)
         with _background_lock:
             _background.add(thread)
         thread.start()
+        self._await_handover(self.launcher.channel(record.process), command_id, thread)
+        if refused and isinstance(refused[0], SessionBusy):
+            raise refused[0]            # another command reached the agent first
         return {"id": command_id, "session": record.id, "command": command, "status": RUNNING, "at": at}
 
-    def _run_in_background(self, principal, session_id, command, command_id):
+    def _await_handover(self, channel: chimerax_client.Channel, command_id: str, thread: threading.Thread) -> None:
+        """Until the agent runs the command, or its run has ended: what the caller
+        does next (a second command, an interrupt) finds it running, never not
+        yet begun."""
+        deadline = time.monotonic() + HANDOVER_SECONDS
+        while thread.is_alive() and time.monotonic() < deadline:
+            report = chimerax_client.health(channel, 2.0)
+            if report and report.get("id") == command_id:
+                return
+            thread.join(HANDOVER_POLL)
+
+    def _run_in_background(self, principal, session_id, command, command_id, refused):
         self.store = self.store_factory()
         try:
             verdict = "allow"
@@ -92,6 +110,7 @@ class SessionRunning(SessionCommands):
                                       timeout=self.settings["COMMAND_MAX_RUNTIME"] + self.settings["INTERRUPT_GRACE"] + 30)
                 status, ok, reply = outcome_of(result), result.ok, reply_of(result)
             except ServiceError as err:
+                refused.append(err)
                 verdict = "deny" if isinstance(err, CommandDenied) else verdict
                 status, ok, reply = FAILED, None if verdict == "deny" else False, {
                     "ok": False, "command": command, "log": {}, "json_values": [],
