@@ -213,6 +213,37 @@ def test_a_suspend_whose_owner_is_gone_goes_back_to_active_while_its_process_run
     assert row(app, sid).status == "active" and not launcher.poll(state)
 
 
+def _kept_file(app, sid, data, mtime=None):
+    directory = os.path.join(app.config["WORKSPACE_ROOT"], ".suspended")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, sid + ".cxs")
+    with open(path, "wb") as out:
+        out.write(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_a_suspend_whose_owner_died_in_the_stop_is_suspended_with_its_kept_file(fake):
+    """The file is kept before the process is stopped: a worker that dies while
+    stopping it (SIGTERM sent, or not yet) loses nothing."""
+    app, launcher = fake
+    began = time.time()
+    sid, state = _insert(app, launcher, "terminating", gone_owner(), "suspend", ended_at=began)
+    _kept_file(app, sid, b"this suspend's scene")
+    assert sweep(app) == {}
+    assert row(app, sid).status == "suspended" and launcher.poll(state)      # stopped by the take-over
+
+
+def test_an_earlier_file_is_not_taken_for_a_suspend_that_had_not_kept_one(fake):
+    app, launcher = fake
+    began = time.time()
+    sid, state = _insert(app, launcher, "terminating", gone_owner(), "suspend", ended_at=began)
+    _kept_file(app, sid, b"an older scene (a resume's leftover)", mtime=began - 60)
+    sweep(app)
+    assert row(app, sid).status == "active" and not launcher.poll(state)     # the running process is the scene
+
+
 def test_a_suspend_whose_owner_is_gone_and_whose_process_is_gone_fails_keeping_the_workspace(fake):
     app, launcher = fake
     sid, state = _insert(app, launcher, "terminating", gone_owner(), "suspend", ended_at=time.time())

@@ -16,8 +16,9 @@ Status changes are compare-and-set like every other: ACTIVE -> TERMINATING
 in transition names its owner (services/owners.py): however long a save
 takes, nobody else touches it while that worker lives. A worker that dies
 while suspending leaves a TERMINATING row that the sweeper takes over at
-once (`take_over`): back to active while the process still runs, suspended
-if the file was already kept, failed (workspace retained) otherwise.
+once (`take_over`): suspended if this suspend's file was kept (it is written
+before the process is stopped), else back to active while the process still
+runs, failed (workspace retained) otherwise.
 """
 import hashlib
 import hmac
@@ -97,15 +98,20 @@ class Suspension:
                 if not saved.ok:
                     assert saved.error is not None      # a failed result says why
                     raise SuspendFailed("ChimeraX could not save the session: %s" % saved.error["message"])
-                # Read while the process still runs: a failure leaves the session as it was.
+                # Read and kept while the process still runs: a failure leaves the
+                # session as it was, and a worker that dies in the stop below loses
+                # nothing (take_over finds this suspend's file).
                 data = _read_regular(scratch, self.settings["WORKSPACE_QUOTA_MB"] * 2**20)
+                try:
+                    os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                    _write_private(self._file(record.id), data)
+                except OSError as err:
+                    raise SuspendFailed("the saved session could not be kept: %s" % err) from err
             except ServiceError:
                 self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None, **SETTLED)
                 raise
             sampling.sample_before_stop(self.store, self.launcher, record)     # after the stop it is gone
             self.launcher.stop(record.process, self.settings["STOP_GRACE_PERIOD"])
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        _write_private(self._file(record.id), data)
         self._kept(record, data)
         return self.service._reread(record.id)
 
@@ -118,27 +124,41 @@ class Suspension:
         return False
 
     def take_over(self, record: SessionRecord) -> str | None:
-        """A suspend whose owner died: keep the scene wherever it still is. The
-        process still runs: active again, as it was. The file was kept
-        already (written whole, by the service, from a stopped process):
-        suspended. Otherwise the scene is lost: failed, the workspace retained."""
+        """A suspend whose owner died: keep the scene wherever it still is. This
+        suspend's file was kept (written whole, before the stop): suspended,
+        its process stopped if it still runs. Else, the process still runs:
+        active again, as it was. Otherwise the scene is lost: failed, the
+        workspace retained."""
         state = record.process
-        if state and not self.launcher.poll(state):
+        running = bool(state) and not self.launcher.poll(state)
+        data = self._kept_file(record, since=record.ended_at if running else None)
+        if data is None and running:
             if self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None, end_reason=None,
                                      **SETTLED):
                 _remove_scratch(record.workspace, "suspend")
                 log.warning("session %s: its suspend did not finish; active again", record.id)
                 return "active"
             return None
-        try:
-            data = _read_regular(self._file(record.id), None)
-        except SuspendFailed:
-            data = None
-        if data is not None and self._kept(record, data):
-            return "suspended"
+        if data is not None:
+            if running:
+                assert state is not None
+                self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
+            if self._kept(record, data):
+                return "suspended"
         if self.service.finish_termination(record, "suspend_failed"):
             return "suspend_failed"
         return None
+
+    def _kept_file(self, record: SessionRecord, since: float | None) -> bytes | None:
+        """The session's kept file; with `since`, only one written after it (this
+        suspend's, not an earlier resume's leftover)."""
+        path = self._file(record.id)
+        try:
+            if since is not None and os.stat(path).st_mtime < since:
+                return None
+            return _read_regular(path, None)
+        except (OSError, SuspendFailed):
+            return None
 
     # Resume
 
