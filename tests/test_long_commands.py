@@ -285,3 +285,22 @@ def test_a_started_command_is_the_agents_before_its_202_so_the_next_request_find
     assert sorted(r.status_code for r in replies) == [202, 409], [r.get_json() for r in replies]
     running = next(r for r in replies if r.status_code == 202).get_json()["id"]
     assert client.post(url + "/interrupt", json={"id": running}, headers=admin).status_code == 200
+
+
+def test_a_session_whose_command_runs_past_its_idle_timeout_is_not_culled(app_factory):
+    """Activity is written when a command ends: a long one is use all along,
+    whatever the clock says of the last one (the sweep's clock is injected)."""
+    from .conftest import token_header
+    from .helpers import sweep
+    app = app_factory(POOL_SIZE=0, IDLE_ACTION="suspend")
+    client, admin = app.test_client(), token_header(app, "boss", "admin")
+    created = client.post("/api/sessions", json={"idle_timeout": 60}, headers=admin).get_json()
+    url = "/api/sessions/" + created["id"]
+    place(app.config["WORKSPACE_ROOT"] + "/" + created["id"], "loop.py", LOOP)
+    running = client.post(url + "/commands", json={"command": "runscript loop.py", "wait": False}, headers=admin)
+    assert running.status_code == 202, running.get_json()
+    assert sweep(app, now=time.time() + 120) == {}
+    assert client.get(url, headers=admin).get_json()["status"] == "active"
+    assert client.get(url + "/commands/" + running.get_json()["id"], headers=admin).get_json()["status"] == "running"
+    assert client.post(url + "/interrupt", json={}, headers=admin).status_code == 200
+    assert sweep(app, now=time.time() + 120) == {"suspended": 1}        # idle now: as before

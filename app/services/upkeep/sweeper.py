@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ...store import ACTIVE, STARTING, TERMINATING
 from ...store.leader import AdvisoryLock, FileLock
 from ...store.models import END_REASONS
-from ..errors import ServiceError, log_fault
+from ..errors import ServiceError, SessionBusy, log_fault
 from ..processes import chimerax_client
 from ..usage import retention, sampling
 from . import transitions
@@ -106,11 +106,13 @@ class Sweeper:
             if rss is not None and rss > limit * 2**20:
                 log.warning("session %s uses %d MiB (limit %d MiB)", record.id, rss // 2**20, limit)
                 return self._end(record, "memory_limit")
-        if now >= record.last_activity + record.idle_timeout:
+        report = chimerax_client.health(self.launcher.channel(record.process), settings["HEALTH_CHECK_TIMEOUT"])
+        # A command running is use, however long ago the last one ended (activity
+        # is written when a command ends): idleness waits for it.
+        if now >= record.last_activity + record.idle_timeout and not (report and report.get("busy")):
             return self._idle(record)
         if now >= record.created_at + record.max_lifetime:
             return self._end(record, "max_lifetime")
-        report = chimerax_client.health(self.launcher.channel(record.process), settings["HEALTH_CHECK_TIMEOUT"])
         # Busy is not hung: the agent answers from its own thread while a command runs.
         if report and report.get("busy") and report.get("seconds", 0) > settings["COMMAND_MAX_RUNTIME"]:
             # Interrupted as a user would (the session keeps its models); only a
@@ -136,6 +138,8 @@ class Sweeper:
             try:
                 self.service.suspension.suspend(record)
                 return "suspended"
+            except SessionBusy:
+                return None         # a command began since the health check: in use, not idle
             except ServiceError as err:
                 log.warning("session %s could not be suspended (%s): ending it", record.id, err.message)
         return self._end(record, "idle_timeout")
