@@ -37,3 +37,27 @@ def test_advisory_lock_is_per_domain_and_released_when_its_connection_dies(datab
     finally:
         for lock in (first, second, elsewhere):
             lock.release()
+
+
+def test_two_threads_of_the_holder_process_both_hold_the_lock(tmp_path, database_url):
+    """The sweep and the pool's check ask from two scheduler threads at once: a
+    process either holds the role or not, never one thread of it (a thread told
+    no made the next sweep announce the leadership again)."""
+    import threading
+    for url in {"sqlite:///" + str(tmp_path / "s.sqlite3"), database_url}:
+        for attempt in range(50):
+            # A domain each: a released advisory lock is free once its backend has gone.
+            lock, answers, start = leader_lock(url, "d%d" % attempt), [], threading.Barrier(2)
+
+            def ask():
+                start.wait()
+                answers.append(lock.try_acquire())
+            threads = [threading.Thread(target=ask) for _ in range(2)]
+            try:
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                assert answers == [True, True], url
+            finally:
+                lock.release()

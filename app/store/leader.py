@@ -11,6 +11,7 @@ next tick of another process takes over.
 import fcntl
 import logging
 import os
+import threading
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -39,8 +40,32 @@ def webhook_lock(url: str) -> "FileLock | AdvisoryLock":
     return AdvisoryLock(url, "webhooks", WEBHOOK_LOCK)
 
 
-class FileLock:
+class _ProcessWide:
+    """The role is a process's: its scheduler threads (the sweep, the pool's
+    check) ask in turn, so two asking at once never both try for it and one
+    is told no by the other's hold."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        with self._turn:
+            return self._try_acquire()
+
+    def release(self) -> None:
+        with self._turn:
+            self._release()
+
+    def _try_acquire(self) -> bool:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+
+class FileLock(_ProcessWide):
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         self._fd: int | None = None
 
@@ -48,7 +73,7 @@ class FileLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def try_acquire(self) -> bool:
+    def _try_acquire(self) -> bool:
         if self._fd is not None:
             return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -60,14 +85,15 @@ class FileLock:
         self._fd = fd
         return True
 
-    def release(self) -> None:
+    def _release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 
 
-class AdvisoryLock:
+class AdvisoryLock(_ProcessWide):
     def __init__(self, url: str, domain: str, lock_class: int = LEADER_LOCK) -> None:
+        super().__init__()
         self.url = url
         self.key = lock_key(domain)
         self.lock_class = lock_class
@@ -77,7 +103,7 @@ class AdvisoryLock:
     def held(self) -> bool:
         return self._connection is not None
 
-    def try_acquire(self) -> bool:
+    def _try_acquire(self) -> bool:
         """True while this process holds the role; checks the holding connection is alive."""
         try:
             if self._connection is not None:
@@ -96,10 +122,10 @@ class AdvisoryLock:
         except exc.DBAPIError as err:
             # Lost the server, and with it the lock (it may already be another's).
             log.warning("sweeper lock: database unreachable (%s)", err.__class__.__name__)
-            self.release()
+            self._release()
             return False
 
-    def release(self) -> None:
+    def _release(self) -> None:
         if self._connection is not None:
             try:
                 self._connection.close()
