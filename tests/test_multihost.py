@@ -107,7 +107,9 @@ def test_two_instances_share_sessions_capacity_and_one_sweeper(postgres_url, gun
     # (IDLE_ACTION=suspend, the default).
     killed_at = time.monotonic()
     holder.kill_hard()
-    wait_until(lambda: any(host == other.env["HOST_ID"] for host, _ in _leaders([other])),
+    # Taken over when it announces the role (its first sweep's record comes after that
+    # sweep's work: suspending the idle sessions takes seconds).
+    wait_until(lambda: "sweeper: %s pid" % other.env["HOST_ID"] in other.log_text(),
                2 * interval + 3, interval=0.1, message="the other instance to take over the sweeps")
     took = time.monotonic() - killed_at
     assert took <= 2 * interval + 1.5, took
