@@ -120,7 +120,11 @@ def test_a_source_failure_is_a_chimerax_error_and_the_session_keeps_working(fetc
 
 
 def test_unreachable_sources_rate_limits_and_the_switch_are_said(fetching):
-    app = fetching(FETCH_MIRRORS="", FETCH_TIMEOUT=5.0)     # no mirror: this machine has no internet
+    # Every source at a loopback port nothing listens on: unreachable whatever the machine's network.
+    from .conftest import free_port
+    from .fetch_mirror import SOURCES
+    nowhere = "http://127.0.0.1:%d/" % free_port()
+    app = fetching(FETCH_MIRRORS=",".join("%s=%s" % (source, nowhere) for source in SOURCES), FETCH_TIMEOUT=5.0)
     client, alice = app.test_client(), token_header(app, "alice")
     url = new_session(client, alice)
     result = command(client, alice, url, "open 7abc")
