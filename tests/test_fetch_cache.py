@@ -124,3 +124,27 @@ def test_a_download_finished_between_the_look_and_the_lease_is_not_fetched_again
     assert finished[0][1] == "downloaded"
     assert how == "hit" and entry.sha256 == finished[0][0].sha256
     assert hits == {"c.cif": 1}
+
+
+def test_an_entry_evicted_between_its_hit_and_its_use_is_fetched_again(broker):
+    """Another worker filling the cache evicts the entry (no session used it yet)
+    after this one found it and before it recorded the session's use: the path
+    handed to ChimeraX is never one of a removed file."""
+    import types
+    broker, store, (base, hits) = broker
+    session = live_session(store)
+    broker.launcher = types.SimpleNamespace(fetch_cache_path=lambda process, path: path)
+    fetch(broker, base, "c.cif")
+    found, evicted = broker.fetch, []
+
+    def found_then_evicted(*args, **kwargs):
+        entry, how = found(*args, **kwargs)
+        if not evicted:
+            evicted.append(broker.purge_unused(entry.url))
+        return entry, how
+    broker.fetch = found_then_evicted
+    answer = broker.answer(store.get_session(session), "alice", {"url": base + "c.cif", "save_name": "c.cif"})
+    assert evicted == [{"removed": [base + "c.cif"], "kept_in_use": []}]
+    assert open(answer["path"], "rb").read() == b"c" * 1000
+    assert hits == {"c.cif": 2}
+    assert broker.purge_unused(base + "c.cif")["kept_in_use"] == [base + "c.cif"]    # used now

@@ -39,7 +39,12 @@ class Broker:
         `trusted`: the command runs without a policy profile (URLs may be allowed)."""
         started = time.perf_counter()
         try:
-            entry, result = self.fetch(user, request, trusted)
+            for _ in range(2):
+                entry, result = self.fetch(user, request, trusted)
+                # A use keeps the entry from eviction; one evicted between the look and the
+                # use (another worker filling the cache) is gone from disk: fetched again.
+                if self._use(record.id, entry) or self.cache.intact(entry):
+                    break
         except rules.FetchRefused as refused:
             metrics.FETCHES.labels(refused.result).inc()
             log.info("fetch for %s refused (%s): %s", user, refused.result, refused.message)
@@ -47,15 +52,20 @@ class Broker:
         except StoreUnavailable:
             metrics.FETCHES.labels("store_unavailable").inc()
             return {"error": "the fetch cache is unavailable; try again shortly"}
-        use = (record.id, entry.url, entry.fetched_at)     # a new download of the URL is a new entry
-        if use not in _recorded_uses:
-            self.store.use_fetch_entry(record.id, entry.url)
-            if len(_recorded_uses) > 10000:
-                _recorded_uses.clear()
-            _recorded_uses.add(use)
         metrics.FETCHES.labels(result).inc()
         metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
         return {"path": self.launcher.fetch_cache_path(record.process, self.cache.path(entry))}
+
+    def _use(self, session_id: str, entry: CacheEntry) -> bool:
+        """Record that the session uses the entry; True if this process had already."""
+        use = (session_id, entry.url, entry.fetched_at)     # a new download of the URL is a new entry
+        if use in _recorded_uses:
+            return True
+        self.store.use_fetch_entry(session_id, entry.url)
+        if len(_recorded_uses) > 10000:
+            _recorded_uses.clear()
+        _recorded_uses.add(use)
+        return False
 
     def fetch(self, user: str, request: Mapping[str, Any], trusted: bool = False) -> tuple[CacheEntry, str]:
         """(the cache entry of the request's URL, "hit" or "downloaded")."""
