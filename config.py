@@ -214,7 +214,7 @@ SETTINGS = (
             'its rotation); 0: kept for ever', not_negative=True),
     Setting("SESSION_IDLE_TIMEOUT", int, 1800,
             's without commands or heartbeats before the sweeper suspends or ends a session '
-            '(`IDLE_ACTION`)', positive=True),
+            '(`IDLE_ACTION`); never while a command runs', positive=True),
     Setting("SESSION_IDLE_TIMEOUT_MIN", int, 1,
             "lower bound of a client's `idle_timeout`"),
     Setting("SESSION_IDLE_TIMEOUT_MAX", int, 86400,
