@@ -148,3 +148,18 @@ def test_an_entry_evicted_between_its_hit_and_its_use_is_fetched_again(broker):
     assert open(answer["path"], "rb").read() == b"c" * 1000
     assert hits == {"c.cif": 2}
     assert broker.purge_unused(base + "c.cif")["kept_in_use"] == [base + "c.cif"]    # used now
+
+
+def test_an_eviction_decided_on_an_old_list_keeps_an_entry_a_session_has_just_taken(broker):
+    """The other order: a worker lists the unused entries, a session then opens
+    one, and the worker's eviction comes after: the entry and its file stay."""
+    import types
+    broker, store, (base, hits) = broker
+    session = live_session(store)
+    broker.launcher = types.SimpleNamespace(fetch_cache_path=lambda process, path: path)
+    fetch(broker, base, "c.cif")
+    listed = store.evictable_fetch_entries()
+    assert [e.url for e in listed] == [base + "c.cif"]
+    answer = broker.answer(store.get_session(session), "alice", {"url": base + "c.cif", "save_name": "c.cif"})
+    assert not broker.purge(listed[0])
+    assert open(answer["path"], "rb").read() == b"c" * 1000 and hits == {"c.cif": 1}

@@ -41,10 +41,14 @@ class Broker:
         try:
             for _ in range(2):
                 entry, result = self.fetch(user, request, trusted)
-                # A use keeps the entry from eviction; one evicted between the look and the
-                # use (another worker filling the cache) is gone from disk: fetched again.
-                if self._use(record.id, entry) or self.cache.intact(entry):
+                # A use keeps the entry from removal (decided with it, store.remove_fetch_entry);
+                # one removed between the look and the use (another worker filling the
+                # cache) is looked for again, and fetched.
+                if self._use(record.id, entry):
                     break
+            else:
+                raise rules.FetchRefused("the cached file was removed while it was being opened; try again",
+                                         "source_error")
         except rules.FetchRefused as refused:
             metrics.FETCHES.labels(refused.result).inc()
             log.info("fetch for %s refused (%s): %s", user, refused.result, refused.message)
@@ -57,15 +61,17 @@ class Broker:
         return {"path": self.launcher.fetch_cache_path(record.process, self.cache.path(entry))}
 
     def _use(self, session_id: str, entry: CacheEntry) -> bool:
-        """Record that the session uses the entry; True if this process had already."""
+        """Record that the session uses this download of the entry; False if it
+        is no longer the entry."""
         use = (session_id, entry.url, entry.fetched_at)     # a new download of the URL is a new entry
         if use in _recorded_uses:
-            return True
-        self.store.use_fetch_entry(session_id, entry.url)
+            return True         # kept since this process recorded it
+        if not self.store.use_fetch_entry(session_id, entry.url, entry.fetched_at):
+            return False
         if len(_recorded_uses) > 10000:
             _recorded_uses.clear()
         _recorded_uses.add(use)
-        return False
+        return True
 
     def fetch(self, user: str, request: Mapping[str, Any], trusted: bool = False) -> tuple[CacheEntry, str]:
         """(the cache entry of the request's URL, "hit" or "downloaded")."""
@@ -132,9 +138,9 @@ class Broker:
         for entry in self.store.evictable_fetch_entries():
             if total <= self.cache.max_bytes:
                 break
-            self.purge(entry)
-            total -= entry.size
-            removed.append(entry.url)
+            if self.purge(entry):
+                total -= entry.size
+                removed.append(entry.url)
         return removed
 
     def listing(self) -> dict[str, Any]:
@@ -146,16 +152,16 @@ class Broker:
 
     def purge_unused(self, url: str | None = None) -> dict[str, list[str]]:
         """Remove entries (one, or all) that no live session uses; those in use are kept."""
-        spare = {e.url: e for e in self.store.evictable_fetch_entries()}
         asked = [e for e in self.store.fetch_entries() if url is None or e.url == url]
-        removed = [e.url for e in asked if e.url in spare]
-        for name in removed:
-            self.purge(spare[name])
-        return {"removed": removed, "kept_in_use": [e.url for e in asked if e.url not in spare]}
+        removed = [e.url for e in asked if self.purge(e)]
+        return {"removed": removed, "kept_in_use": [e.url for e in asked if e.url not in removed]}
 
-    def purge(self, entry: CacheEntry) -> None:
-        self.store.remove_fetch_entry(entry.url)
+    def purge(self, entry: CacheEntry) -> bool:
+        """Remove the entry and its file unless a live session uses it; whether it went."""
+        if not self.store.remove_fetch_entry(entry):
+            return False
         same = [e for e in self.store.fetch_entries() if e.sha256 == entry.sha256]
         self.cache.remove(entry, file_shared=any(e.save_name == entry.save_name for e in same),
                           folder_shared=bool(same))
         log.info("fetch cache: removed %s", entry.url)
+        return True
