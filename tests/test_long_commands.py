@@ -304,3 +304,23 @@ def test_a_session_whose_command_runs_past_its_idle_timeout_is_not_culled(app_fa
     assert client.get(url + "/commands/" + running.get_json()["id"], headers=admin).get_json()["status"] == "running"
     assert client.post(url + "/interrupt", json={}, headers=admin).status_code == 200
     assert sweep(app, now=time.time() + 120) == {"suspended": 1}        # idle now: as before
+
+
+def test_a_background_command_whose_run_fails_by_our_fault_is_a_500_and_recorded_failed(app_factory, monkeypatch):
+    """Our bug in the background thread (here: the run raises) is the start's 500
+    with a request id, and the command's resource says failed, not running."""
+    from app.services.sessions.running import SessionRunning
+    from .conftest import token_header
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("a bug of ours")
+    monkeypatch.setattr(SessionRunning, "execute", broken)
+    app = app_factory(POOL_SIZE=0)
+    client, alice = app.test_client(), token_header(app, "alice")
+    url = "/api/sessions/" + client.post("/api/sessions", json={}, headers=alice).get_json()["id"]
+    reply = client.post(url + "/commands", json={"command": "version", "wait": False}, headers=alice)
+    assert reply.status_code == 500 and reply.get_json()["error"]["request_id"], reply.get_json()
+    listed = client.get(url + "/commands", headers=alice).get_json()["commands"]
+    assert [c["status"] for c in listed] == ["failed"], listed
+    one = client.get(url + "/commands/" + listed[0]["id"], headers=alice).get_json()
+    assert one["error"]["type"] == "internal_error", one

@@ -24,14 +24,16 @@ from ..errors import ChimeraXDied, CommandDenied, NotActive, NotFound, NothingTo
 from ..processes import chimerax_client
 from ..processes.chimerax_client import CommandResult
 from ..upkeep import owners
-from .commands import SessionCommands
+from .commands import RENDER_WAIT, SessionCommands
 from .sharing import CONTROL
 
 log = logging.getLogger("cxs.sessions")
 
 RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
-HANDOVER_SECONDS = 5.0      # at most this long a start waits for the agent to have its command
-HANDOVER_POLL = 0.002
+# At most this long a start waits for the agent to have its command: past a render
+# of the service's own, which the command waits out first (commands.RENDER_WAIT).
+HANDOVER_SECONDS = RENDER_WAIT + 5.0
+HANDOVER_POLL = 0.002       # the first pause between looks; doubled up to 50 ms
 
 # This worker's commands running in the background: a stopping worker lets
 # them finish (gunicorn.conf.py worker_exit), so their replies are kept.
@@ -86,22 +88,27 @@ class SessionRunning(SessionCommands):
         self._await_handover(self.launcher.channel(record.process), command_id, thread)
         if refused and isinstance(refused[0], SessionBusy):
             raise refused[0]            # another command reached the agent first
+        if refused and not isinstance(refused[0], ServiceError):
+            self._record_crash(command, command_id)     # if its thread could not (no store)
+            raise RuntimeError("background command %s failed before ChimeraX had it" % command_id) from refused[0]
         return {"id": command_id, "session": record.id, "command": command, "status": RUNNING, "at": at}
 
     def _await_handover(self, channel: chimerax_client.Channel, command_id: str, thread: threading.Thread) -> None:
         """Until the agent runs the command, or its run has ended: what the caller
         does next (a second command, an interrupt) finds it running, never not
         yet begun."""
-        deadline = time.monotonic() + HANDOVER_SECONDS
-        while thread.is_alive() and time.monotonic() < deadline:
-            report = chimerax_client.health(channel, 2.0)
+        deadline, pause = time.monotonic() + HANDOVER_SECONDS, HANDOVER_POLL
+        while thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+            report = chimerax_client.health(channel, min(2.0, left))
             if report and report.get("id") == command_id:
                 return
-            thread.join(HANDOVER_POLL)
+            thread.join(pause)
+            pause = min(pause * 2, 0.05)     # each look is a round trip through ChimeraX's main thread
 
     def _run_in_background(self, principal, session_id, command, command_id, refused):
-        self.store = self.store_factory()
+        opened = False
         try:
+            self.store, opened = self.store_factory(), True
             verdict = "allow"
             try:
                 # As long as it may run, and its interrupt's grace: the sweeper
@@ -116,12 +123,26 @@ class SessionRunning(SessionCommands):
                     "ok": False, "command": command, "log": {}, "json_values": [],
                     "error": {"type": err.code, "message": err.message}, "duration_ms": None}
             self.store.finish_command(command_id, status, ok, reply.get("duration_ms"), reply, verdict=verdict)
-        except Exception:
+        except Exception as err:
             log.exception("session %s: background command %s crashed", session_id, command_id)
+            refused.append(err)
+            if opened:
+                self._record_crash(command, command_id)
         finally:
-            self.store.close()
+            if opened:
+                self.store.close()
             with _background_lock:
                 _background.discard(threading.current_thread())
+
+    def _record_crash(self, command: str, command_id: str) -> None:
+        """Our own fault ended the run: its resource says so, not `running` for the worker's life."""
+        try:
+            self.store.finish_command(command_id, FAILED, False, None, {
+                "ok": False, "command": command, "log": {}, "json_values": [],
+                "error": {"type": "internal_error", "message": "the service failed running it (logged)"},
+                "duration_ms": None})
+        except Exception:
+            log.exception("background command %s: its failure could not be recorded", command_id)
 
     def command(self, principal: Principal, session_id: str, command_id: str) -> dict[str, Any]:
         """A command's resource: its state and, once ended, its reply."""
