@@ -131,7 +131,11 @@ class Suspension:
         workspace retained."""
         state = record.process
         running = bool(state) and not self.launcher.poll(state)
-        data = self._kept_file(record, since=record.ended_at if running else None)
+        # While its process runs, only a file written since the suspend began is its own.
+        if not running:
+            data = self._kept_file(record, since=None)
+        else:
+            data = self._kept_file(record, since=record.ended_at) if record.ended_at else None
         if data is None and running:
             if self.store.transition(record.id, [TERMINATING], ACTIVE, ended_at=None, end_reason=None,
                                      **SETTLED):
@@ -142,6 +146,7 @@ class Suspension:
         if data is not None:
             if running:
                 assert state is not None
+                sampling.sample_before_stop(self.store, self.launcher, record)
                 self.launcher.stop(state, self.settings["STOP_GRACE_PERIOD"])
             if self._kept(record, data):
                 return "suspended"
