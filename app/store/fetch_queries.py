@@ -6,12 +6,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from .base import StoreBase
+from .models import LIVE_STATUSES, SUSPENDED
 from .tables import fetch_cache, fetch_leases, fetch_requests, fetch_uses, sessions
 
 LEASES = "fetch"       # the decision domain of lease changes, uses and removals
 # Sessions whose uses keep an entry: any not ended (a suspended one comes back).
-_LIVE_SESSIONS = sa.select(sessions.c.id).where(sessions.c.status.in_(("starting", "active", "terminating",
-                                                                         "suspended")))
+_LIVE_SESSIONS = sa.select(sessions.c.id).where(sessions.c.status.in_(LIVE_STATUSES + (SUSPENDED,)))
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,8 @@ class Broker:
         holder, counted = uuid.uuid4().hex, False
         deadline = time.monotonic() + self.settings["FETCH_TIMEOUT"] + 5
         while True:
-            entry = self.store.fetch_entry(url)
-            if entry is not None and entry.save_name == save_name and self.cache.intact(entry):
+            entry = self._cached(url, save_name)
+            if entry is not None:
                 if now - entry.last_used > TOUCH_INTERVAL:      # the LRU order needs no finer time
                     self.store.touch_fetch_entry(url, now)
                 return entry, "hit"
@@ -102,8 +102,8 @@ class Broker:
                 try:
                     # The holder before us may have stored the entry and let go between our look
                     # above and this lease: look again under the lease, or the URL is fetched twice.
-                    entry = self.store.fetch_entry(url)
-                    if entry is not None and entry.save_name == save_name and self.cache.intact(entry):
+                    entry = self._cached(url, save_name)
+                    if entry is not None:
                         return entry, "hit"
                     return self._download(url, save_name, bool(request.get("uncompress"))), "downloaded"
                 finally:
@@ -111,6 +111,11 @@ class Broker:
             if time.monotonic() > deadline:
                 raise rules.FetchRefused("another download of %s did not finish in time" % url, "timed_out")
             time.sleep(WAIT_POLL)       # another worker holds the lease: its entry appears, or the lease ends
+
+    def _cached(self, url: str, save_name: str) -> CacheEntry | None:
+        """The entry of `url`, if stored under that name and its file is as stored."""
+        entry = self.store.fetch_entry(url)
+        return entry if entry is not None and entry.save_name == save_name and self.cache.intact(entry) else None
 
     def _download(self, url: str, save_name: str, uncompress: bool) -> CacheEntry:
         self.cache.prepare()
